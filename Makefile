@@ -1,0 +1,46 @@
+# shoplab — see README.md. `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+BIN      := bin
+GOBUILD  := go build -trimpath
+COMMANDS := services/auth services/catalog
+FUZZTIME ?= 10s
+TEST_TIMEOUT ?= 25m
+
+.PHONY: help build consul test fuzz lint run clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+build: ## build every service into bin/
+	@mkdir -p $(BIN)
+	$(GOBUILD) -o $(BIN)/ $(addprefix ./,$(COMMANDS))
+
+$(BIN)/consul: tools/consul/go.mod tools/consul/go.sum
+	@mkdir -p $(BIN)
+	@echo "building the pinned Consul (tools/consul; about 5 minutes the first time)"
+	cd tools/consul && $(GOBUILD) -ldflags "-s -w" -o ../../$(BIN)/consul github.com/hashicorp/consul
+	@touch $@
+
+consul: ## build the pinned Consul into bin/consul once (skipped when consul is on PATH)
+	@if command -v consul >/dev/null 2>&1; then echo "using $$(command -v consul) ($$(consul version | head -1))"; else $(MAKE) --no-print-directory $(BIN)/consul; fi
+
+test: consul ## run every test against real PostgreSQL and Consul, then each fuzz target briefly
+	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz
+
+fuzz: ## run each go fuzz target for FUZZTIME (default 10s)
+	scripts/fuzz.sh $(FUZZTIME)
+
+lint: ## gofmt, go vet and shellcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	shellcheck -x $$(git ls-files '*.sh') .ci/run
+
+run: ## start the whole shop locally (arrives with the make run issue)
+	@echo "make run: the local lab is not built yet (issue: make run, the whole shop on one machine)" >&2; exit 1
+
+clean: ## remove built binaries (keeps bin/consul)
+	find $(BIN) -type f ! -name consul -delete 2>/dev/null || true

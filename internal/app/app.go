@@ -1,0 +1,266 @@
+// Package app holds the configuration and the start and stop sequence every shoplab service shares: read the
+// environment, log with hclog, listen, register in Consul once ready, and on SIGTERM deregister, drain, exit.
+package app
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"shoplab/internal/consulx"
+	"shoplab/internal/metrics"
+	"shoplab/internal/pgdb"
+	"shoplab/internal/web"
+)
+
+// Config is what every service reads from its environment. Each field's variable and default are given in Load.
+type Config struct {
+	Service         string
+	Listen          string
+	Advertise       string
+	InstanceID      string
+	DatabaseURL     string
+	Consul          consulx.ClientConfig
+	LogLevel        string
+	LogJSON         bool
+	CheckInterval   time.Duration
+	CheckTimeout    time.Duration
+	DeregisterAfter time.Duration
+	ShutdownTimeout time.Duration
+	ShutdownGrace   time.Duration
+	DBWait          time.Duration
+}
+
+// Load reads the shared configuration of service from getenv.
+func Load(service, defaultListen string, getenv func(string) string) (Config, error) {
+	env := NewEnv(getenv)
+	c := Config{
+		Service:     service,
+		Listen:      env.String("LISTEN_ADDR", defaultListen),
+		Advertise:   env.String("ADVERTISE_ADDR", ""),
+		InstanceID:  env.String("SERVICE_ID", ""),
+		DatabaseURL: env.String("DATABASE_URL", ""),
+		Consul: consulx.ClientConfig{
+			Address: env.String("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
+			Token:   env.String("CONSUL_HTTP_TOKEN", ""),
+		},
+		LogLevel:        env.String("LOG_LEVEL", "info"),
+		LogJSON:         env.String("LOG_FORMAT", "text") == "json",
+		CheckInterval:   env.Duration("CHECK_INTERVAL", 2*time.Second),
+		CheckTimeout:    env.Duration("CHECK_TIMEOUT", time.Second),
+		DeregisterAfter: env.Duration("DEREGISTER_CRITICAL_AFTER", time.Minute),
+		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		ShutdownGrace:   env.Duration("SHUTDOWN_GRACE", 200*time.Millisecond),
+		DBWait:          env.Duration("DB_WAIT", time.Minute),
+	}
+	if f := env.String("LOG_FORMAT", "text"); f != "text" && f != "json" {
+		env.fail("LOG_FORMAT", f, "text or json")
+	}
+	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
+		env.fail("LOG_LEVEL", c.LogLevel, "trace, debug, info, warn or error")
+	}
+	return c, env.Err()
+}
+
+// Env reads typed configuration from an environment, remembering the first bad value.
+type Env struct {
+	getenv func(string) string
+	err    error
+}
+
+// NewEnv wraps getenv.
+func NewEnv(getenv func(string) string) *Env { return &Env{getenv: getenv} }
+
+func (e *Env) fail(name, value, want string) {
+	if e.err == nil {
+		e.err = fmt.Errorf("%s=%q: want %s", name, value, want)
+	}
+}
+
+// Err is the first bad value met, if any.
+func (e *Env) Err() error { return e.err }
+
+// String returns the variable, or def when unset or empty.
+func (e *Env) String(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// Duration returns the variable parsed as a Go duration ("2s"), or def.
+func (e *Env) Duration(name string, def time.Duration) time.Duration {
+	v := e.String(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		e.fail(name, v, "a duration such as 2s or 500ms")
+		return def
+	}
+	return d
+}
+
+// Int returns the variable as an integer within [lo, hi], or def.
+func (e *Env) Int(name string, def, lo, hi int) int {
+	v := e.String(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		e.fail(name, v, fmt.Sprintf("an integer from %d to %d", lo, hi))
+		return def
+	}
+	return n
+}
+
+// Logger returns the service's root logger, writing to w.
+func (c Config) Logger(w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       c.Service,
+		Level:      hclog.LevelFromString(c.LogLevel),
+		JSONFormat: c.LogJSON,
+		Output:     w,
+		TimeFormat: time.RFC3339Nano,
+	})
+}
+
+// ConsulClient returns a client for the configured agent.
+func (c Config) ConsulClient() (*api.Client, error) { return consulx.NewClient(c.Consul) }
+
+// Service describes what Serve registers.
+type Service struct {
+	Handler http.Handler
+	Public  bool
+	// Ready is the same readiness the /health/ready endpoint reports; Serve checks it once before registering
+	// so a ready instance is passing in Consul at once.
+	Ready func(ctx context.Context) error
+	Meta  map[string]string
+	// Server adjusts the http.Server (timeouts) before serving, if set.
+	Server func(*http.Server)
+	// Listening, if set, is called with the bound address once the listener is open (tests use it).
+	Listening func(addr net.Addr)
+}
+
+// Serve listens, registers the instance in Consul and serves until ctx ends; then it deregisters, waits
+// ShutdownGrace so watchers drop the instance, drains for up to ShutdownTimeout and returns.
+func Serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, s Service) error {
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (LISTEN_ADDR): %w", c.Listen, err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().(*net.TCPAddr)
+	if s.Listening != nil {
+		s.Listening(addr)
+	}
+	advertise, err := advertiseAddr(c.Advertise, addr)
+	if err != nil {
+		return err
+	}
+	id := c.InstanceID
+	if id == "" {
+		host, _ := os.Hostname()
+		id = fmt.Sprintf("%s-%s-%d", c.Service, host, addr.Port)
+	}
+	log = log.With("instance", id)
+
+	readyNow := s.Ready == nil
+	if s.Ready != nil {
+		rctx, cancel := context.WithTimeout(ctx, c.CheckTimeout+time.Second)
+		readyNow = s.Ready(rctx) == nil
+		cancel()
+	}
+	reg := consulx.Registration{
+		Name: c.Service, ID: id, Address: advertise, Port: addr.Port, Public: s.Public, Meta: s.Meta,
+		CheckInterval: c.CheckInterval, CheckTimeout: c.CheckTimeout, DeregisterAfter: c.DeregisterAfter,
+		InitialPassing: readyNow,
+	}
+	registrar, err := registerWithRetry(ctx, consul, reg, log, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	srv := web.NewServer(s.Handler, log)
+	if s.Server != nil {
+		s.Server(srv)
+	}
+	log.Info("serving", "listen", addr.String(), "advertise", advertise)
+	return web.Serve(ctx, log, srv, ln, c.ShutdownTimeout, func(ctx context.Context) {
+		if err := registrar.Deregister(ctx); err != nil {
+			log.Warn("deregistration failed; the check will turn critical and Consul will drop the instance", "error", err)
+		}
+		if c.ShutdownGrace > 0 {
+			time.Sleep(c.ShutdownGrace)
+		}
+	})
+}
+
+func advertiseAddr(configured string, bound *net.TCPAddr) (string, error) {
+	if configured != "" {
+		ip := net.ParseIP(configured)
+		if ip == nil || ip.IsUnspecified() {
+			return "", fmt.Errorf("ADVERTISE_ADDR=%q: want the IP address other nodes reach this one at", configured)
+		}
+		return ip.String(), nil
+	}
+	if bound.IP.IsUnspecified() {
+		return "", fmt.Errorf("listening on all interfaces (%s): set ADVERTISE_ADDR to the address other nodes reach this one at", bound)
+	}
+	return bound.IP.String(), nil
+}
+
+func registerWithRetry(ctx context.Context, consul *api.Client, reg consulx.Registration, log hclog.Logger, wait time.Duration) (*consulx.Registrar, error) {
+	deadline := time.Now().Add(wait)
+	delay := 250 * time.Millisecond
+	for {
+		r, err := consulx.Register(ctx, consul, reg, log)
+		if err == nil {
+			return r, nil
+		}
+		if ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
+			return nil, fmt.Errorf("%w (is the Consul agent at CONSUL_HTTP_ADDR running?)", err)
+		}
+		log.Warn("consul not reachable yet; retrying registration", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// OpenDatabase opens DATABASE_URL (waiting up to DB_WAIT for it to answer), applies the migrations in the
+// "migrations" directory of fsys, exports the pool's statistics to reg, and returns the pool with the
+// readiness check "database answers and its schema is current".
+func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, reg *metrics.Registry) (*sql.DB, func(context.Context) error, error) {
+	db, err := pgdb.Open(ctx, c.DatabaseURL, c.DBWait, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	migrations, err := fs.Sub(fsys, "migrations")
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	schema, err := pgdb.Migrate(ctx, db, migrations, log)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	reg.WatchDB(db, c.Service)
+	return db, func(ctx context.Context) error { return schema.Check(ctx, db) }, nil
+}

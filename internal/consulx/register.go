@@ -1,0 +1,220 @@
+// Package consulx registers shoplab services in Consul and discovers them: self-registration with an HTTP
+// readiness check, and watchers that follow the passing instances of a service with blocking queries.
+package consulx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+)
+
+// Visibility tags. The front routes /api/{service}/ only to services tagged TagPublic.
+const (
+	TagPublic   = "public"
+	TagInternal = "internal"
+	MetaPublic  = "public"
+)
+
+// ClientConfig describes how to reach the local Consul agent; the names follow Consul's own tools.
+type ClientConfig struct {
+	Address string // CONSUL_HTTP_ADDR: host:port, or http(s)://host:port
+	Token   string // CONSUL_HTTP_TOKEN
+}
+
+// NewClient returns a Consul API client with pooled connections. Address and Token, when set, win over the
+// CONSUL_* variables the Consul library reads from the process environment.
+func NewClient(cc ClientConfig) (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	if cc.Address != "" {
+		cfg.Address = cc.Address
+	}
+	if cc.Token != "" {
+		cfg.Token = cc.Token
+	}
+	// Blocking queries hold a connection open for WaitTime; the transport must allow several at once.
+	cfg.Transport.MaxIdleConnsPerHost = 16
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("consul client for %s: %w", cc.Address, err)
+	}
+	return c, nil
+}
+
+// Registration is one service instance as it registers itself.
+type Registration struct {
+	Name    string
+	ID      string // unique per instance
+	Address string // the address other nodes reach it at (a VM has several NICs: never guess)
+	Port    int
+	Public  bool
+	Tags    []string
+	Meta    map[string]string
+
+	CheckPath       string        // default /health/ready
+	CheckInterval   time.Duration // default 2s
+	CheckTimeout    time.Duration // default 1s
+	DeregisterAfter time.Duration // DeregisterCriticalServiceAfter, default 1m
+	// InitialPassing registers the check as passing. Set it only when the caller has just checked the same
+	// readiness itself, so traffic need not wait for the agent's first check run.
+	InitialPassing bool
+}
+
+func (r Registration) withDefaults() Registration {
+	if r.CheckPath == "" {
+		r.CheckPath = "/health/ready"
+	}
+	if r.CheckInterval <= 0 {
+		r.CheckInterval = 2 * time.Second
+	}
+	if r.CheckTimeout <= 0 {
+		r.CheckTimeout = time.Second
+	}
+	if r.DeregisterAfter <= 0 {
+		r.DeregisterAfter = time.Minute
+	}
+	return r
+}
+
+// Validate reports a registration that cannot work.
+func (r Registration) Validate() error {
+	switch {
+	case r.Name == "":
+		return errors.New("registration: service name is empty")
+	case r.ID == "":
+		return errors.New("registration: instance id is empty")
+	case net.ParseIP(r.Address) == nil:
+		return fmt.Errorf("registration: advertise address %q is not an IP address", r.Address)
+	case net.ParseIP(r.Address).IsUnspecified():
+		return fmt.Errorf("registration: advertise address %s is unspecified; set the address other nodes reach this one at", r.Address)
+	case r.Port <= 0 || r.Port > 65535:
+		return fmt.Errorf("registration: port %d out of range", r.Port)
+	}
+	return nil
+}
+
+func (r Registration) agentRegistration() *api.AgentServiceRegistration {
+	r = r.withDefaults()
+	tags := append([]string{}, r.Tags...)
+	meta := map[string]string{}
+	for k, v := range r.Meta {
+		meta[k] = v
+	}
+	if r.Public {
+		tags = append(tags, TagPublic)
+		meta[MetaPublic] = "true"
+	} else {
+		tags = append(tags, TagInternal)
+		meta[MetaPublic] = "false"
+	}
+	status := api.HealthCritical
+	if r.InitialPassing {
+		status = api.HealthPassing
+	}
+	hostPort := net.JoinHostPort(r.Address, strconv.Itoa(r.Port))
+	return &api.AgentServiceRegistration{
+		ID:      r.ID,
+		Name:    r.Name,
+		Address: r.Address,
+		Port:    r.Port,
+		Tags:    tags,
+		Meta:    meta,
+		Check: &api.AgentServiceCheck{
+			CheckID:                        "service:" + r.ID + ":ready",
+			Name:                           r.Name + " ready",
+			HTTP:                           "http://" + hostPort + r.CheckPath,
+			Method:                         http.MethodGet,
+			Interval:                       r.CheckInterval.String(),
+			Timeout:                        r.CheckTimeout.String(),
+			DeregisterCriticalServiceAfter: r.DeregisterAfter.String(),
+			Status:                         status,
+		},
+	}
+}
+
+// Registrar keeps one instance registered in the local agent until Deregister.
+type Registrar struct {
+	client *api.Client
+	reg    Registration
+	log    hclog.Logger
+
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// Register registers reg with the local agent and keeps it registered: if the agent forgets it (an agent
+// restarted in dev mode, say), it is registered again within the check interval times five.
+func Register(ctx context.Context, client *api.Client, reg Registration, log hclog.Logger) (*Registrar, error) {
+	if err := reg.Validate(); err != nil {
+		return nil, err
+	}
+	reg = reg.withDefaults()
+	r := &Registrar{client: client, reg: reg, log: log.Named("consul"), stop: make(chan struct{}), done: make(chan struct{})}
+	if err := r.register(ctx); err != nil {
+		return nil, err
+	}
+	r.log.Info("registered", "service", reg.Name, "id", reg.ID, "address", reg.Address, "port", reg.Port, "public", reg.Public)
+	go r.keep(5 * reg.CheckInterval)
+	return r, nil
+}
+
+func (r *Registrar) register(ctx context.Context) error {
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	if err := r.client.Agent().ServiceRegisterOpts(r.reg.agentRegistration(), opts); err != nil {
+		return fmt.Errorf("register %s in consul: %w", r.reg.ID, err)
+	}
+	return nil
+}
+
+func (r *Registrar) keep(every time.Duration) {
+	defer close(r.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), every)
+		_, _, err := r.client.Agent().Service(r.reg.ID, (&api.QueryOptions{}).WithContext(ctx))
+		if err != nil && isNotFound(err) {
+			r.reg.InitialPassing = false
+			if err := r.register(ctx); err != nil {
+				r.log.Warn("re-registration failed", "error", err)
+			} else {
+				r.log.Info("registered again after the agent forgot this instance", "id", r.reg.ID)
+			}
+		}
+		cancel()
+	}
+}
+
+func isNotFound(err error) bool {
+	var se api.StatusError
+	return errors.As(err, &se) && se.Code == http.StatusNotFound
+}
+
+// Deregister stops keeping the registration and removes it from the agent. It is safe to call more than once.
+func (r *Registrar) Deregister(ctx context.Context) error {
+	var err error
+	r.stopOnce.Do(func() {
+		close(r.stop)
+		<-r.done
+		err = r.client.Agent().ServiceDeregisterOpts(r.reg.ID, (&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			err = fmt.Errorf("deregister %s: %w", r.reg.ID, err)
+			return
+		}
+		r.log.Info("deregistered", "id", r.reg.ID)
+	})
+	return err
+}

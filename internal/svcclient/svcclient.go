@@ -1,0 +1,244 @@
+// Package svcclient calls other shoplab services: it finds a passing instance through Consul discovery, balances
+// over instances, sets a timeout per attempt, passes the request id on, and retries once on another instance
+// only when that is safe (the request is idempotent, or never reached the first instance).
+package svcclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
+
+	"shoplab/internal/balancer"
+	"shoplab/internal/consulx"
+	"shoplab/internal/web"
+)
+
+// UnavailableError means no instance of Service could answer.
+type UnavailableError struct {
+	Service string
+	Err     error
+}
+
+func (e *UnavailableError) Error() string { return fmt.Sprintf("%s unavailable: %v", e.Service, e.Err) }
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// RemoteError is a non-2xx answer from another service, with its API.md error body.
+type RemoteError struct {
+	Service string
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("%s answered %d %s: %s", e.Service, e.Status, e.Code, e.Message)
+}
+
+// Options tunes a client.
+type Options struct {
+	Timeout        time.Duration // per attempt (default 5s)
+	ConnectTimeout time.Duration // default 2s
+	Watch          consulx.WatchOptions
+}
+
+// Client calls services found in Consul.
+type Client struct {
+	ctx    context.Context
+	consul *api.Client
+	log    hclog.Logger
+	http   *http.Client
+	opts   Options
+
+	mu      sync.Mutex
+	targets map[string]*target
+}
+
+type target struct {
+	watcher *consulx.Watcher
+	lb      *balancer.Balancer
+}
+
+// New returns a client whose watches live until ctx ends.
+func New(ctx context.Context, consul *api.Client, log hclog.Logger, o Options) *Client {
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 2 * time.Second
+	}
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: o.Timeout,
+	}
+	return &Client{ctx: ctx, consul: consul, log: log.Named("client"), http: &http.Client{Transport: tr}, opts: o, targets: map[string]*target{}}
+}
+
+func (c *Client) target(service string) *target {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t, ok := c.targets[service]; ok {
+		return t
+	}
+	t := &target{watcher: consulx.WatchService(c.ctx, c.consul, service, c.log, c.opts.Watch), lb: balancer.New(balancer.Options{})}
+	t.watcher.OnChange(t.lb.Update)
+	c.targets[service] = t
+	return t
+}
+
+// Watch starts following service now, so the first call does not wait for discovery.
+func (c *Client) Watch(service string) { c.target(service) }
+
+// Request is one call to another service.
+type Request struct {
+	Method string
+	Path   string // with query
+	Header http.Header
+	Body   []byte
+}
+
+// Do sends req to a passing instance of service. The caller closes the answer's body.
+func (c *Client) Do(ctx context.Context, service string, req Request) (*http.Response, error) {
+	t := c.target(service)
+	waitCtx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	err := t.watcher.Ready(waitCtx)
+	cancel()
+	if err != nil {
+		return nil, &UnavailableError{Service: service, Err: fmt.Errorf("discovery: %w", err)}
+	}
+	retryable := balancer.Idempotent(req.Method, req.Header)
+	var tried []*balancer.Endpoint
+	var lastErr error
+	for attempt := 0; attempt < 2; attempt++ {
+		ep, err := t.lb.Pick(tried...)
+		if err != nil {
+			if lastErr == nil {
+				lastErr = err
+			}
+			break
+		}
+		tried = append(tried, ep)
+		resp, err := c.send(ctx, ep, req)
+		if err == nil {
+			t.lb.Succeeded(ep)
+			return resp, nil
+		}
+		lastErr = err
+		if balancer.ConnFailure(err) {
+			d := t.lb.Eject(ep)
+			c.log.Warn("instance failed; ejected", "service", service, "instance", ep.ID, "for", d, "error", err)
+		}
+		if ctx.Err() != nil || !(retryable || balancer.NotSent(err)) {
+			break
+		}
+	}
+	return nil, &UnavailableError{Service: service, Err: lastErr}
+}
+
+func (c *Client) send(ctx context.Context, ep *balancer.Endpoint, req Request) (*http.Response, error) {
+	end := ep.Begin()
+	defer end()
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	hr, err := http.NewRequestWithContext(ctx, req.Method, "http://"+ep.HostPort()+req.Path, bytes.NewReader(req.Body))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	for k, v := range req.Header {
+		hr.Header[k] = v
+	}
+	if id := web.RequestID(ctx); id != "" {
+		hr.Header.Set(web.RequestIDHeader, id)
+	}
+	resp, err := c.http.Do(hr)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// maxAnswer caps how much of another service's answer is read.
+const maxAnswer = 4 << 20
+
+// CallJSON sends in (when not nil) as JSON to service and decodes a 2xx answer into out (when not nil). It
+// returns the status; a non-2xx answer is a *RemoteError, an unreachable service an *UnavailableError.
+func (c *Client) CallJSON(ctx context.Context, service, method, path string, header http.Header, in, out any) (int, error) {
+	req := Request{Method: method, Path: path, Header: http.Header{}}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		body, err := json.Marshal(in)
+		if err != nil {
+			return 0, fmt.Errorf("encode request to %s: %w", service, err)
+		}
+		req.Body = body
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(ctx, service, req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return resp.StatusCode, &UnavailableError{Service: service, Err: fmt.Errorf("read answer: %w", err)}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		re := &RemoteError{Service: service, Status: resp.StatusCode}
+		var eb struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(body, &eb) == nil {
+			re.Code, re.Message = eb.Error.Code, eb.Error.Message
+		}
+		return resp.StatusCode, re
+	}
+	if out != nil && len(body) > 0 {
+		if err := json.Unmarshal(body, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode answer from %s: %w", service, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// IsUnavailable reports whether err means a service could not be reached (map it to 503).
+func IsUnavailable(err error) bool {
+	var ue *UnavailableError
+	return errors.As(err, &ue)
+}
+
+// StatusOf returns the status of a *RemoteError in err's chain, or 0.
+func StatusOf(err error) int {
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return re.Status
+	}
+	return 0
+}

@@ -1,0 +1,216 @@
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"shoplab/internal/proc"
+)
+
+// RunFunc is the run function of a service's main package.
+type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+
+// Service is a service under test, in-process or as a child process.
+type Service struct {
+	Name string
+	Addr string // host:port it listens on
+	URL  string // http://Addr
+	Env  map[string]string
+	logs *LogBuffer
+	stop func() error
+	once sync.Once
+	err  error
+}
+
+// Logs is what the service has logged so far.
+func (s *Service) Logs() string { return s.logs.String() }
+
+// Stop stops the service (SIGTERM or context cancel) and returns what run returned.
+func (s *Service) Stop() error {
+	s.once.Do(func() { s.err = s.stop() })
+	return s.err
+}
+
+// LogBuffer collects log output safely from many goroutines.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func envWithListen(t testing.TB, env map[string]string) map[string]string {
+	t.Helper()
+	out := map[string]string{"LOG_LEVEL": "debug", "CHECK_INTERVAL": "500ms", "SHUTDOWN_GRACE": "0s"}
+	for k, v := range env {
+		out[k] = v
+	}
+	if out["LISTEN_ADDR"] == "" {
+		port, err := proc.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["LISTEN_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	return out
+}
+
+// Run starts run in-process with env (LISTEN_ADDR gets a free loopback port unless set) and waits until its
+// /health/live answers. At cleanup it is stopped and must have returned nil; its log is shown if the test failed.
+func Run(t testing.TB, name string, run RunFunc, env map[string]string) *Service {
+	t.Helper()
+	env = envWithListen(t, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{Name: name, Addr: env["LISTEN_ADDR"], URL: "http://" + env["LISTEN_ADDR"], Env: env, logs: &LogBuffer{}}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, s.logs)
+	}()
+	s.stop = func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("%s did not stop within 30s", name)
+		}
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("%s: run returned %v", name, err)
+		}
+		if t.Failed() {
+			t.Logf("%s log (tail):\n%s", name, tail(s.Logs(), 60))
+		}
+	})
+	waitLive(t, s, done)
+	return s
+}
+
+func waitLive(t testing.TB, s *Service, done chan error) {
+	t.Helper()
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := client.Get(s.URL + "/health/live")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("%s exited while starting: %v\n%s", s.Name, err, tail(s.Logs(), 40))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer /health/live within 60s: %v\n%s", s.Name, err, tail(s.Logs(), 40))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var (
+	buildMu    sync.Mutex
+	buildDir   string
+	buildPaths = map[string]string{}
+)
+
+// Binary builds the command at pkg (a path from the repository root such as "services/catalog") once per test
+// package and returns the binary's path.
+func Binary(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := buildPaths[pkg]; ok {
+		return p
+	}
+	root, err := proc.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if buildDir == "" {
+		if buildDir, err = os.MkdirTemp("", "shoplab-bin-"); err != nil {
+			t.Fatal(err)
+		}
+		dir := buildDir
+		atExit(func() { os.RemoveAll(dir) })
+	}
+	out := filepath.Join(buildDir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, "./"+pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	buildPaths[pkg] = out
+	return out
+}
+
+// Start runs the binary at path as a child process with env (added to this process's environment; LISTEN_ADDR
+// gets a free port unless set), waits for /health/live, and stops it with SIGTERM at cleanup.
+func Start(t testing.TB, name, path string, env map[string]string) *Service {
+	t.Helper()
+	env = envWithListen(t, env)
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	full := os.Environ()
+	for k, v := range env {
+		full = append(full, k+"="+v)
+	}
+	p, err := proc.Start(proc.Spec{Name: name, Path: path, Env: full, LogPath: logPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{Name: name, Addr: env["LISTEN_ADDR"], URL: "http://" + env["LISTEN_ADDR"], Env: env, logs: &LogBuffer{}}
+	s.stop = func() error {
+		err := p.Stop(syscall.SIGTERM, 30*time.Second)
+		_, _ = s.logs.Write([]byte(proc.TailFile(logPath, 400)))
+		return err
+	}
+	done := make(chan error, 1)
+	go func() {
+		<-p.Done()
+		_, e := p.Exited()
+		done <- fmt.Errorf("process exited: %v\n%s", e, proc.TailFile(logPath, 40))
+	}()
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if t.Failed() {
+			t.Logf("%s log (tail):\n%s", name, tail(s.Logs(), 60))
+		}
+	})
+	waitLive(t, s, done)
+	return s
+}

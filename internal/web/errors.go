@@ -1,0 +1,95 @@
+// Package web holds the HTTP plumbing every shoplab service shares: the error body of API.md, strict JSON
+// decoding, request ids, access logs, panic recovery, body limits and the server lifecycle.
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Error is an error that knows the HTTP status and machine-readable code it answers with.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+// Errorf builds an *Error with a formatted message.
+func Errorf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// BadRequest is a 400 invalid_request naming the problem.
+func BadRequest(format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, "invalid_request", format, args...)
+}
+
+// NotFound is a 404 not_found.
+func NotFound(what string) *Error {
+	return Errorf(http.StatusNotFound, "not_found", "%s not found", what)
+}
+
+// errorBody is the JSON shape of every error answer (API.md "Errors").
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+
+// WriteError answers with err. An *Error (anywhere in the chain) is answered as it says; anything else is a 500
+// whose details go to the log, never to the client.
+func WriteError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err error) {
+	var we *Error
+	if !errors.As(err, &we) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			we = Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds %d bytes", mbe.Limit)
+		} else {
+			log.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", RequestID(r.Context()), "error", err)
+			we = Errorf(http.StatusInternalServerError, "internal_error", "internal error")
+		}
+	}
+	WriteErrorStatus(w, r, we.Status, we.Code, we.Message)
+}
+
+// WriteErrorStatus writes the API.md error body with the given status, code and message.
+func WriteErrorStatus(w http.ResponseWriter, r *http.Request, status int, code, message string) {
+	WriteJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message, RequestID: RequestID(r.Context())}})
+}
+
+// WriteJSON writes v as a JSON answer with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		body = []byte(`{"error":{"code":"internal_error","message":"internal error","request_id":""}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// NotFoundHandler answers unknown routes with the API.md error body.
+func NotFoundHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteErrorStatus(w, r, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// MethodNotAllowedHandler answers a known path with the wrong method.
+func MethodNotAllowedHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		WriteErrorStatus(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method "+r.Method+" not allowed on "+r.URL.Path)
+	})
+}

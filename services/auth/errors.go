@@ -1,0 +1,33 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/hashicorp/go-hclog"
+
+	"shoplab/internal/authn"
+	"shoplab/internal/web"
+)
+
+var (
+	errNotFound       = errors.New("not found")
+	errEmailTaken     = errors.New("email taken")
+	errBadCredentials = errors.New("bad credentials")
+)
+
+// writeError maps auth's errors to HTTP answers; this is the one place that does.
+func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err error) {
+	switch {
+	case errors.Is(err, errEmailTaken):
+		err = web.Errorf(http.StatusConflict, "email_taken", "an account with this email already exists")
+	case errors.Is(err, errBadCredentials):
+		err = web.Errorf(http.StatusUnauthorized, "invalid_credentials", "email or password is wrong")
+	case errors.Is(err, errNotFound):
+		err = web.NotFound("resource")
+	case errors.Is(err, authn.ErrMissing), errors.Is(err, authn.ErrMalformed), errors.Is(err, authn.ErrBadSig),
+		errors.Is(err, authn.ErrExpired), errors.Is(err, authn.ErrRevoked), errors.Is(err, authn.ErrUnavailable):
+		err = authn.AsHTTPError(err)
+	}
+	web.WriteError(w, r, log, err)
+}

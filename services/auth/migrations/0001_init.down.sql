@@ -1,0 +1,3 @@
+DROP TABLE signing_keys;
+DROP TABLE sessions;
+DROP TABLE users;

@@ -1,0 +1,1 @@
+DELETE FROM products WHERE id LIKE 'prd\_01hx4kq2m3%';

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/lib/pq"
+)
+
+// postgresStore is catalog's database: products and stock reservations. It is the only file with SQL.
+type postgresStore struct {
+	db *sql.DB
+}
+
+const productColumns = `id, sku, name, description, category, price_cents, currency, stock`
+
+func scanProduct(row interface{ Scan(...any) error }) (product, error) {
+	var p product
+	err := row.Scan(&p.ID, &p.SKU, &p.Name, &p.Description, &p.Category, &p.PriceCents, &p.Currency, &p.Stock)
+	return p, err
+}
+
+// likePattern turns user text into an ILIKE pattern that matches it literally anywhere.
+func likePattern(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(s) + "%"
+}
+
+func (s *postgresStore) ListProducts(ctx context.Context, q productQuery) ([]product, error) {
+	var afterName, afterID string
+	if q.After != nil {
+		afterName, afterID = q.After.Name, q.After.ID
+	}
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT `+productColumns+` FROM products
+		WHERE ($1 = '' OR category = $1)
+		  AND ($2 = '' OR name ILIKE $3 ESCAPE '\' OR description ILIKE $3 ESCAPE '\')
+		  AND ($4 = '' OR (name, id) > ($5, $4))
+		ORDER BY name, id
+		LIMIT $6`,
+		q.Category, q.Q, likePattern(q.Q), afterID, afterName, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list products: %w", err)
+	}
+	defer rows.Close()
+	var out []product
+	for rows.Next() {
+		p, err := scanProduct(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan product: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+func (s *postgresStore) Product(ctx context.Context, id string) (product, error) {
+	p, err := scanProduct(s.db.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return product{}, errNotFound
+	}
+	if err != nil {
+		return product{}, fmt.Errorf("load product %s: %w", id, err)
+	}
+	return p, nil
+}
+
+func (s *postgresStore) ProductsByID(ctx context.Context, ids []string) ([]product, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = ANY($1) ORDER BY id`, pq.Array(ids))
+	if err != nil {
+		return nil, fmt.Errorf("look up products: %w", err)
+	}
+	defer rows.Close()
+	var out []product
+	for rows.Next() {
+		p, err := scanProduct(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan product: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+func (s *postgresStore) Categories(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT category FROM products ORDER BY category`)
+	if err != nil {
+		return nil, fmt.Errorf("list categories: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, fmt.Errorf("scan category: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// Reserve takes the stock for an order in one transaction. The reservation row is inserted first: a
+// concurrent reservation for the same order waits on its primary key and then finds it. Each product's stock
+// is taken with a conditional update (stock >= quantity), in product-id order so concurrent orders cannot
+// deadlock; any shortfall rolls the whole reservation back.
+func (s *postgresStore) Reserve(ctx context.Context, req reserveRequest) (reservation, bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return reservation{}, false, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO reservations (order_id, status) VALUES ($1, 'reserved') ON CONFLICT (order_id) DO NOTHING`, req.OrderID)
+	if err != nil {
+		return reservation{}, false, fmt.Errorf("insert reservation %s: %w", req.OrderID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		existing, err := loadReservation(ctx, tx, req.OrderID, false)
+		if err != nil {
+			return reservation{}, false, err
+		}
+		return existing, false, tx.Commit()
+	}
+	for _, it := range req.Items {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE products SET stock = stock - $1, updated_at = now() WHERE id = $2 AND stock >= $1`, it.Quantity, it.ProductID)
+		if err != nil {
+			return reservation{}, false, fmt.Errorf("take stock of %s: %w", it.ProductID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			if _, err := tx.ExecContext(ctx,
+				`INSERT INTO reservation_items (order_id, product_id, quantity) VALUES ($1, $2, $3)`,
+				req.OrderID, it.ProductID, it.Quantity); err != nil {
+				return reservation{}, false, fmt.Errorf("insert reservation item: %w", err)
+			}
+			continue
+		}
+		var stock int
+		err = tx.QueryRowContext(ctx, `SELECT stock FROM products WHERE id = $1`, it.ProductID).Scan(&stock)
+		if errors.Is(err, sql.ErrNoRows) {
+			return reservation{}, false, &unknownProductError{productID: it.ProductID}
+		}
+		if err != nil {
+			return reservation{}, false, fmt.Errorf("read stock of %s: %w", it.ProductID, err)
+		}
+		return reservation{}, false, &insufficientStockError{productID: it.ProductID, available: stock, wanted: it.Quantity}
+	}
+	if err := tx.Commit(); err != nil {
+		return reservation{}, false, fmt.Errorf("commit reservation %s: %w", req.OrderID, err)
+	}
+	return reservation{OrderID: req.OrderID, Status: "reserved", Items: req.Items}, true, nil
+}
+
+func loadReservation(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, orderID string, forUpdate bool) (reservation, error) {
+	lock := ""
+	if forUpdate {
+		lock = " FOR UPDATE"
+	}
+	r := reservation{OrderID: orderID, Items: []reservationItem{}}
+	err := q.QueryRowContext(ctx, `SELECT status FROM reservations WHERE order_id = $1`+lock, orderID).Scan(&r.Status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return reservation{}, errReservationNotFound
+	}
+	if err != nil {
+		return reservation{}, fmt.Errorf("load reservation %s: %w", orderID, err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT product_id, quantity FROM reservation_items WHERE order_id = $1 ORDER BY product_id`, orderID)
+	if err != nil {
+		return reservation{}, fmt.Errorf("load reservation items %s: %w", orderID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var it reservationItem
+		if err := rows.Scan(&it.ProductID, &it.Quantity); err != nil {
+			return reservation{}, fmt.Errorf("scan reservation item: %w", err)
+		}
+		r.Items = append(r.Items, it)
+	}
+	return r, rows.Err()
+}
+
+func (s *postgresStore) Reservation(ctx context.Context, orderID string) (reservation, error) {
+	return loadReservation(ctx, s.db, orderID, false)
+}
+
+// Settle commits or releases an order's reservation under a row lock. Releasing gives the stock back;
+// releasing an order that was never reserved records the release, so a late reservation is refused.
+func (s *postgresStore) Settle(ctx context.Context, orderID, status string) (reservation, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return reservation{}, err
+	}
+	defer tx.Rollback()
+	if status == "released" {
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO reservations (order_id, status) VALUES ($1, 'released') ON CONFLICT (order_id) DO NOTHING`, orderID); err != nil {
+			return reservation{}, fmt.Errorf("record release of %s: %w", orderID, err)
+		}
+	}
+	r, err := loadReservation(ctx, tx, orderID, true)
+	if err != nil {
+		return reservation{}, err
+	}
+	switch {
+	case r.Status == status:
+		return r, tx.Commit()
+	case r.Status == "released":
+		return reservation{}, errReservationReleased
+	case r.Status == "committed":
+		return reservation{}, errReservationCommitted
+	}
+	if status == "released" {
+		for _, it := range r.Items {
+			if _, err := tx.ExecContext(ctx,
+				`UPDATE products SET stock = stock + $1, updated_at = now() WHERE id = $2`, it.Quantity, it.ProductID); err != nil {
+				return reservation{}, fmt.Errorf("give back stock of %s: %w", it.ProductID, err)
+			}
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE reservations SET status = $1, updated_at = now() WHERE order_id = $2`, status, orderID); err != nil {
+		return reservation{}, fmt.Errorf("update reservation %s: %w", orderID, err)
+	}
+	r.Status = status
+	return r, tx.Commit()
+}
