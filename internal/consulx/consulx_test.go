@@ -162,4 +162,3 @@ func TestRegistrationValidate(t *testing.T) {
 		t.Errorf("valid registration: got %v; want nil", err)
 	}
 }
-
