@@ -38,6 +38,7 @@ type RemoteError struct {
 	Status  int
 	Code    string
 	Message string
+	Body    []byte // the whole answer, for callers that read more than the error (a declined payment, say)
 }
 
 func (e *RemoteError) Error() string {
@@ -211,7 +212,7 @@ func (c *Client) CallJSON(ctx context.Context, service, method, path string, hea
 		return resp.StatusCode, &UnavailableError{Service: service, Err: fmt.Errorf("read answer: %w", err)}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		re := &RemoteError{Service: service, Status: resp.StatusCode}
+		re := &RemoteError{Service: service, Status: resp.StatusCode, Body: body}
 		var eb struct {
 			Error struct{ Code, Message string } `json:"error"`
 		}
@@ -234,11 +235,11 @@ func IsUnavailable(err error) bool {
 	return errors.As(err, &ue)
 }
 
-// StatusOf returns the status of a *RemoteError in err's chain, or 0.
-func StatusOf(err error) int {
+// Remote returns the *RemoteError in err's chain, or nil.
+func Remote(err error) *RemoteError {
 	var re *RemoteError
 	if errors.As(err, &re) {
-		return re.Status
+		return re
 	}
-	return 0
+	return nil
 }

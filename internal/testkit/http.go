@@ -93,11 +93,17 @@ func WantError(t testing.TB, r Resp, status int, code string) string {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Fatalf("Content-Type: got %q; want application/json", ct)
 	}
+	// The error object has exactly code, message and request_id; other top-level fields may sit beside it
+	// (a declined payment carries the payment, a declined order the order).
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(r.Body, &top); err != nil || top["error"] == nil {
+		t.Fatalf("error body: got %s; want {\"error\":{code,message,request_id}}", r.Body)
+	}
 	var eb ErrorBody
-	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec := json.NewDecoder(bytes.NewReader(top["error"]))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&eb); err != nil {
-		t.Fatalf("error body: got %s; want {\"error\":{code,message,request_id}} (%v)", r.Body, err)
+	if err := dec.Decode(&eb.Error); err != nil {
+		t.Fatalf("error object: got %s; want exactly code, message and request_id (%v)", top["error"], err)
 	}
 	if code != "" && eb.Error.Code != code {
 		t.Fatalf("error code: got %q; want %q (message %q)", eb.Error.Code, code, eb.Error.Message)

@@ -1,0 +1,117 @@
+package testkit
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// Stack is a set of real services, built from this repository and run as processes, each with its own
+// database, all registered in one Consul agent of the test's own.
+type Stack struct {
+	Consul   *Consul
+	Services map[string][]*Service
+	DSN      map[string]string
+}
+
+// serviceEnv is what every stack service gets besides its database and Consul address.
+var serviceEnv = map[string]map[string]string{
+	"auth": {"AUTH_BCRYPT_COST": "4"},
+}
+
+// StartStack starts names (for example "auth", "catalog") as binaries and waits until each is passing in Consul.
+func StartStack(t testing.TB, names ...string) *Stack {
+	t.Helper()
+	s := &Stack{Consul: NewConsul(t), Services: map[string][]*Service{}, DSN: map[string]string{}}
+	for _, n := range names {
+		s.Add(t, n, nil)
+	}
+	return s
+}
+
+// Add starts one more instance of name (a replica shares the service's database) and waits until it is
+// passing in Consul.
+func (s *Stack) Add(t testing.TB, name string, env map[string]string) *Service {
+	t.Helper()
+	if s.DSN[name] == "" && name != "front" {
+		s.DSN[name] = NewDatabase(t)
+	}
+	full := map[string]string{"CONSUL_HTTP_ADDR": s.Consul.HTTPAddr, "DATABASE_URL": s.DSN[name],
+		"SERVICE_ID": fmt.Sprintf("%s-%d", name, len(s.Services[name])+1)}
+	for k, v := range serviceEnv[name] {
+		full[k] = v
+	}
+	for k, v := range env {
+		full[k] = v
+	}
+	svc := Start(t, full["SERVICE_ID"], Binary(t, "services/"+name), full)
+	s.Services[name] = append(s.Services[name], svc)
+	s.WaitPassing(t, name, full["SERVICE_ID"], 10*time.Second)
+	return svc
+}
+
+// URL is the address of the first instance of name.
+func (s *Stack) URL(name string) string { return s.Services[name][0].URL }
+
+// Env is what a service run in-process beside the stack needs: the stack's Consul and a fresh database.
+func (s *Stack) Env(t testing.TB, name string) map[string]string {
+	t.Helper()
+	if s.DSN[name] == "" {
+		s.DSN[name] = NewDatabase(t)
+	}
+	return map[string]string{"CONSUL_HTTP_ADDR": s.Consul.HTTPAddr, "DATABASE_URL": s.DSN[name]}
+}
+
+// WaitPassing waits until the instance id of service is passing in Consul.
+func (s *Stack) WaitPassing(t testing.TB, service, id string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		entries, _, err := s.Consul.Client.Health().Service(service, "", true, nil)
+		if err == nil {
+			for _, e := range entries {
+				if e.Service.ID == id {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (%s) not passing in Consul within %s (%v)", service, id, within, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// User is a registered, logged-in account.
+type User struct {
+	ID, Email, Token string
+}
+
+var userSeq int
+
+// NewUser registers and logs in a fresh account through auth at authURL.
+func NewUser(t testing.TB, authURL string) User {
+	t.Helper()
+	userSeq++
+	email := fmt.Sprintf("shopper%d-%d@example.com", userSeq, time.Now().UnixNano())
+	r := Call(t, http.MethodPost, authURL+"/v1/users", JSON(t, map[string]string{"email": email, "password": "a long password", "name": "Shopper"}))
+	if r.Status != http.StatusCreated {
+		t.Fatalf("register %s: got %d %s", email, r.Status, r.Body)
+	}
+	r = Call(t, http.MethodPost, authURL+"/v1/sessions", JSON(t, map[string]string{"email": email, "password": "a long password"}))
+	var s struct {
+		Token string `json:"token"`
+		User  struct {
+			ID string `json:"id"`
+		} `json:"user"`
+	}
+	r.Decode(t, &s)
+	if r.Status != http.StatusCreated || s.Token == "" {
+		t.Fatalf("log in %s: got %d %s", email, r.Status, r.Body)
+	}
+	return User{ID: s.User.ID, Email: email, Token: s.Token}
+}
+
+// Bearer is the Authorization header pair for u.
+func (u User) Bearer() []string { return []string{"Authorization", "Bearer " + u.Token} }

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/go-hclog"
+
+	"shoplab/internal/svcclient"
+	"shoplab/internal/web"
+)
+
+var (
+	errNotFound      = errors.New("not found")
+	errKeyReused     = errors.New("idempotency key reused with another request")
+	errCartEmpty     = errors.New("cart empty")
+	errMixedCurrency = errors.New("cart in several currencies")
+)
+
+type productGoneError struct{ productID string }
+
+func (e *productGoneError) Error() string {
+	return fmt.Sprintf("product %s is no longer sold", e.productID)
+}
+
+// writeError maps orders' errors to HTTP answers; this is the one place that does.
+func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err error) {
+	var gone *productGoneError
+	switch {
+	case errors.Is(err, errNotFound):
+		err = web.NotFound("order")
+	case errors.Is(err, errKeyReused):
+		err = web.Errorf(http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for a different checkout; use a new key")
+	case errors.Is(err, errCartEmpty):
+		err = web.Errorf(http.StatusConflict, "cart_empty", "the cart is empty; add products before checking out")
+	case errors.Is(err, errMixedCurrency):
+		err = web.Errorf(http.StatusConflict, "currency_mismatch", "the cart holds products priced in different currencies")
+	case errors.As(err, &gone):
+		err = web.Errorf(http.StatusConflict, "product_unavailable", "%s; remove it from the cart", gone.Error())
+	case svcclient.IsUnavailable(err):
+		log.Warn("dependency unavailable", "error", err, "request_id", web.RequestID(r.Context()))
+		err = web.Errorf(http.StatusServiceUnavailable, "dependency_unavailable",
+			"a service the checkout needs is unavailable; nothing was charged twice — retry with the same Idempotency-Key")
+	case svcclient.Remote(err) != nil && svcclient.Remote(err).Status >= 500:
+		log.Warn("dependency failed", "error", err, "request_id", web.RequestID(r.Context()))
+		err = web.Errorf(http.StatusServiceUnavailable, "dependency_unavailable",
+			"a service the checkout needs failed; retry with the same Idempotency-Key")
+	}
+	web.WriteError(w, r, log, err)
+}

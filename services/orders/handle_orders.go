@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"shoplab/internal/authn"
+	"shoplab/internal/card"
+	"shoplab/internal/ids"
+	"shoplab/internal/valid"
+	"shoplab/internal/web"
+)
+
+type orderItem struct {
+	ProductID      string `json:"product_id"`
+	Name           string `json:"name"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+}
+
+type address struct {
+	Name       string `json:"name"`
+	Line1      string `json:"line1"`
+	City       string `json:"city"`
+	PostalCode string `json:"postal_code"`
+	Country    string `json:"country"`
+}
+
+// order is an order as stored.
+type order struct {
+	ID            string
+	UserID        string
+	Status        string
+	Step          string
+	Items         []orderItem
+	TotalCents    int64
+	Currency      string
+	Shipping      address
+	CardBrand     string
+	CardLast4     string
+	PaymentID     string
+	FailureReason string
+	CreatedAt     time.Time
+}
+
+// orderView is an order as the API shows it.
+type orderView struct {
+	ID         string      `json:"id"`
+	Status     string      `json:"status"`
+	Items      []orderItem `json:"items"`
+	TotalCents int64       `json:"total_cents"`
+	Currency   string      `json:"currency"`
+	CreatedAt  string      `json:"created_at"`
+}
+
+func (o order) view() orderView {
+	return orderView{ID: o.ID, Status: o.Status, Items: o.Items, TotalCents: o.TotalCents, Currency: o.Currency,
+		CreatedAt: o.CreatedAt.UTC().Format(time.RFC3339)}
+}
+
+type checkoutRequest struct {
+	ShippingAddress address    `json:"shipping_address"`
+	Card            card.Input `json:"card"`
+}
+
+var keyRe = regexp.MustCompile(`^[\x21-\x7e]{1,64}$`)
+
+// idempotencyKey reads the required Idempotency-Key header: 1–64 visible ASCII characters.
+func idempotencyKey(r *http.Request) (string, error) {
+	k := r.Header.Get("Idempotency-Key")
+	if !keyRe.MatchString(k) {
+		return "", web.BadRequest("Idempotency-Key header is required: 1 to 64 visible ASCII characters")
+	}
+	return k, nil
+}
+
+// decodeCheckout reads and checks a POST /v1/orders body.
+func decodeCheckout(r *http.Request) (checkoutRequest, error) {
+	var req checkoutRequest
+	if err := web.DecodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	a := &req.ShippingAddress
+	var err error
+	for _, f := range []struct {
+		name string
+		v    *string
+		max  int
+	}{{"name", &a.Name, 100}, {"line1", &a.Line1, 200}, {"city", &a.City, 100}, {"postal_code", &a.PostalCode, 20}} {
+		if *f.v, err = valid.Text("shipping_address."+f.name, *f.v, 1, f.max); err != nil {
+			return req, err
+		}
+	}
+	a.Country = strings.ToUpper(strings.TrimSpace(a.Country))
+	if len(a.Country) != 2 || strings.Trim(a.Country, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+		return req, web.BadRequest("shipping_address.country must be a two-letter country code such as US")
+	}
+	req.Card, err = card.Check("card", req.Card)
+	return req, err
+}
+
+// fingerprint identifies a checkout request for the idempotency store: the address and the card's brand, last
+// four digits, length and expiry. No digest of the full card number is kept (it could be brute-forced).
+func (req checkoutRequest) fingerprint() []byte {
+	a := req.ShippingAddress
+	h := sha256.New()
+	fmt.Fprintf(h, "%q|%q|%q|%q|%q|%s|%s|%d|%d|%d", a.Name, a.Line1, a.City, a.PostalCode, a.Country,
+		card.Brand(req.Card.Number), card.Last4(req.Card.Number), len(req.Card.Number), req.Card.ExpMonth, req.Card.ExpYear)
+	return h.Sum(nil)
+}
+
+// keyRecord is a stored Idempotency-Key.
+type keyRecord struct {
+	Hash    []byte
+	OrderID string
+	Answer  *storedAnswer // nil until the order reached a final state
+}
+
+type storedAnswer struct {
+	Status int
+	Body   []byte
+}
+
+// checkoutStore is what the checkout handler needs of the database.
+type checkoutStore interface {
+	KeyRecord(ctx context.Context, userID, key string) (keyRecord, bool, error)
+	// CreateOrder stores o with the key in one transaction; created is false if the key already existed (the
+	// order is then not stored and the existing record is returned).
+	CreateOrder(ctx context.Context, o order, key string, hash []byte) (keyRecord, bool, error)
+	Order(ctx context.Context, userID, id string) (order, error)
+	// StoreAnswer keeps the first final answer for the key and returns whichever answer is stored.
+	StoreAnswer(ctx context.Context, userID, key string, a storedAnswer) (storedAnswer, error)
+}
+
+// cartSource reads the caller's cart and the catalogue's prices.
+type cartSource interface {
+	Cart(ctx context.Context, userID string) ([]cartLine, error)
+	Prices(ctx context.Context, ids []string) (map[string]catalogProduct, error)
+}
+
+func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, s *saga, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		user, _ := authn.FromContext(ctx)
+		key, err := idempotencyKey(r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		req, err := decodeCheckout(r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		hash := req.fingerprint()
+		rec, err := claimKey(ctx, log, store, carts, user.UserID, key, req, now)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		if string(rec.Hash) != string(hash) {
+			writeError(w, r, log, errKeyReused)
+			return
+		}
+		if rec.Answer != nil {
+			writeStored(w, *rec.Answer)
+			return
+		}
+		o, err := store.Order(ctx, user.UserID, rec.OrderID)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		o, err = s.drive(ctx, o, &req.Card)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		a, err := finalAnswer(r, o)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		if a, err = store.StoreAnswer(ctx, user.UserID, key, a); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		writeStored(w, a)
+	})
+}
+
+// claimKey returns the record of the caller's Idempotency-Key, placing the cart as a new order under it if the
+// key is new. Uniqueness comes from the key's primary key, inserted with the order in one transaction: of
+// concurrent requests with one key, one creates the order and the others get its record.
+func claimKey(ctx context.Context, log hclog.Logger, store checkoutStore, carts cartSource, userID, key string, req checkoutRequest, now func() time.Time) (keyRecord, error) {
+	rec, found, err := store.KeyRecord(ctx, userID, key)
+	if err != nil || found {
+		return rec, err
+	}
+	o, err := priceCart(ctx, carts, userID, req, now)
+	if errors.Is(err, errCartEmpty) {
+		// The cart may be empty because a request with this key already placed it and emptied it.
+		rec, found, err = store.KeyRecord(ctx, userID, key)
+		if err == nil && !found {
+			err = errCartEmpty
+		}
+		return rec, err
+	}
+	if err != nil {
+		return keyRecord{}, err
+	}
+	rec, created, err := store.CreateOrder(ctx, o, key, req.fingerprint())
+	if created {
+		log.Info("order created", "order_id", o.ID, "user_id", userID, "total_cents", o.TotalCents, "items", len(o.Items))
+	}
+	return rec, err
+}
+
+// priceCart turns the caller's cart into a new order priced from the catalogue.
+func priceCart(ctx context.Context, carts cartSource, userID string, req checkoutRequest, now func() time.Time) (order, error) {
+	lines, err := carts.Cart(ctx, userID)
+	if err != nil {
+		return order{}, err
+	}
+	if len(lines) == 0 {
+		return order{}, errCartEmpty
+	}
+	productIDs := make([]string, len(lines))
+	for i, l := range lines {
+		productIDs[i] = l.ProductID
+	}
+	prices, err := carts.Prices(ctx, productIDs)
+	if err != nil {
+		return order{}, err
+	}
+	o := order{
+		ID: ids.New("ord"), UserID: userID, Status: statusPending, Step: stepCreated, Shipping: req.ShippingAddress,
+		CardBrand: card.Brand(req.Card.Number), CardLast4: card.Last4(req.Card.Number), CreatedAt: now().UTC().Truncate(time.Microsecond),
+	}
+	for _, l := range lines {
+		p, ok := prices[l.ProductID]
+		if !ok {
+			return order{}, &productGoneError{productID: l.ProductID}
+		}
+		if o.Currency != "" && p.Currency != o.Currency {
+			return order{}, errMixedCurrency
+		}
+		o.Currency = p.Currency
+		o.Items = append(o.Items, orderItem{ProductID: p.ID, Name: p.Name, Quantity: l.Quantity, UnitPriceCents: p.PriceCents})
+		o.TotalCents += p.PriceCents * int64(l.Quantity)
+	}
+	slices.SortFunc(o.Items, func(a, b orderItem) int { return strings.Compare(a.ProductID, b.ProductID) })
+	return o, nil
+}
+
+// finalAnswer is the answer for an order in a final state: 201 with the order when confirmed; 422 with the
+// error body and the order when the payment failed; 409 when stock ran short.
+func finalAnswer(r *http.Request, o order) (storedAnswer, error) {
+	var (
+		status int
+		body   any
+	)
+	reqID := web.RequestID(r.Context())
+	switch o.Status {
+	case statusConfirmed:
+		status, body = http.StatusCreated, o.view()
+	case statusPaymentFailed:
+		msg := "the card was declined; the order was not charged and its stock was released"
+		switch {
+		case strings.Contains(o.FailureReason, "expired"):
+			msg = "the card has expired; the order was not charged and its stock was released"
+		case o.FailureReason == "payment_not_completed":
+			msg = "the payment could not be completed; the order was not charged and its stock was released"
+		}
+		status = http.StatusUnprocessableEntity
+		body = map[string]any{"error": errorDetail{Code: "payment_declined", Message: msg, RequestID: reqID}, "order": o.view()}
+	case statusRejected:
+		code, msg, _ := strings.Cut(o.FailureReason, ": ")
+		if code == "insufficient_stock" {
+			msg = "not enough stock: " + msg
+		} else {
+			code, msg = "product_unavailable", "a product in the cart is no longer available"
+		}
+		status, body = http.StatusConflict, map[string]any{"error": errorDetail{Code: code, Message: msg, RequestID: reqID}}
+	default:
+		return storedAnswer{}, fmt.Errorf("order %s is not final (%s)", o.ID, o.Status)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return storedAnswer{}, err
+	}
+	return storedAnswer{Status: status, Body: append(b, '\n')}, nil
+}
+
+type errorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+
+func writeStored(w http.ResponseWriter, a storedAnswer) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.Body)
+}
+
+type orderLister interface {
+	Orders(ctx context.Context, userID string, limit int) ([]order, error)
+}
+
+func handleListOrders(log hclog.Logger, store orderLister) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := authn.FromContext(r.Context())
+		orders, err := store.Orders(r.Context(), user.UserID, 100)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		views := make([]orderView, len(orders))
+		for i, o := range orders {
+			views[i] = o.view()
+		}
+		web.WriteJSON(w, http.StatusOK, map[string][]orderView{"orders": views})
+	})
+}
+
+type orderGetter interface {
+	Order(ctx context.Context, userID, id string) (order, error)
+}
+
+func handleGetOrder(log hclog.Logger, store orderGetter, id func(*http.Request) string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, _ := authn.FromContext(r.Context())
+		o, err := store.Order(r.Context(), user.UserID, id(r))
+		if err != nil || o.Status == statusRejected {
+			if err == nil {
+				err = errNotFound
+			}
+			writeError(w, r, log, err)
+			return
+		}
+		web.WriteJSON(w, http.StatusOK, o.view())
+	})
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// postgresStore is orders' database: orders, their items and the idempotency keys. It is the only file with SQL.
+type postgresStore struct {
+	db *sql.DB
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+const orderColumns = `id, user_id, status, step, total_cents, currency, ship_name, ship_line1, ship_city,
+	ship_postal_code, ship_country, card_brand, card_last4, coalesce(payment_id, ''), coalesce(failure_reason, ''), created_at`
+
+func scanOrder(row interface{ Scan(...any) error }) (order, error) {
+	var o order
+	a := &o.Shipping
+	err := row.Scan(&o.ID, &o.UserID, &o.Status, &o.Step, &o.TotalCents, &o.Currency, &a.Name, &a.Line1, &a.City,
+		&a.PostalCode, &a.Country, &o.CardBrand, &o.CardLast4, &o.PaymentID, &o.FailureReason, &o.CreatedAt)
+	o.CreatedAt = o.CreatedAt.UTC()
+	return o, err
+}
+
+// loadItems fills in the items of orders.
+func loadItems(ctx context.Context, q querier, orders []order) error {
+	if len(orders) == 0 {
+		return nil
+	}
+	idx := make(map[string]int, len(orders))
+	ids := make([]string, len(orders))
+	for i, o := range orders {
+		idx[o.ID], ids[i] = i, o.ID
+	}
+	rows, err := q.QueryContext(ctx, `
+		SELECT order_id, product_id, name, quantity, unit_price_cents FROM order_items
+		WHERE order_id = ANY($1) ORDER BY order_id, product_id`, pq.Array(ids))
+	if err != nil {
+		return fmt.Errorf("load order items: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id string
+			it orderItem
+		)
+		if err := rows.Scan(&id, &it.ProductID, &it.Name, &it.Quantity, &it.UnitPriceCents); err != nil {
+			return fmt.Errorf("scan order item: %w", err)
+		}
+		orders[idx[id]].Items = append(orders[idx[id]].Items, it)
+	}
+	return rows.Err()
+}
+
+func orderByID(ctx context.Context, q querier, id string) (order, error) {
+	o, err := scanOrder(q.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return order{}, errNotFound
+	}
+	if err != nil {
+		return order{}, fmt.Errorf("load order %s: %w", id, err)
+	}
+	one := []order{o}
+	if err := loadItems(ctx, q, one); err != nil {
+		return order{}, err
+	}
+	return one[0], nil
+}
+
+func (s *postgresStore) Order(ctx context.Context, userID, id string) (order, error) {
+	o, err := orderByID(ctx, s.db, id)
+	if err != nil {
+		return order{}, err
+	}
+	if o.UserID != userID {
+		return order{}, errNotFound // another user's order is not found, not forbidden: nothing leaks
+	}
+	return o, nil
+}
+
+func (s *postgresStore) Orders(ctx context.Context, userID string, limit int) ([]order, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+		WHERE user_id = $1 AND status <> 'rejected' ORDER BY created_at DESC, id DESC LIMIT $2`, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list orders: %w", err)
+	}
+	defer rows.Close()
+	var out []order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan order: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, loadItems(ctx, s.db, out)
+}
+
+func scanKey(row *sql.Row) (keyRecord, bool, error) {
+	var (
+		rec    keyRecord
+		status sql.NullInt64
+		body   []byte
+	)
+	err := row.Scan(&rec.Hash, &rec.OrderID, &status, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return keyRecord{}, false, nil
+	}
+	if err != nil {
+		return keyRecord{}, false, fmt.Errorf("load idempotency key: %w", err)
+	}
+	if status.Valid {
+		rec.Answer = &storedAnswer{Status: int(status.Int64), Body: body}
+	}
+	return rec, true, nil
+}
+
+func (s *postgresStore) KeyRecord(ctx context.Context, userID, key string) (keyRecord, bool, error) {
+	return scanKey(s.db.QueryRowContext(ctx,
+		`SELECT request_hash, order_id, response_status, response_body FROM idempotency_keys WHERE user_id = $1 AND key = $2`, userID, key))
+}
+
+func (s *postgresStore) CreateOrder(ctx context.Context, o order, key string, hash []byte) (keyRecord, bool, error) {
+	created, err := s.createOrder(ctx, o, key, hash)
+	if err != nil || created {
+		return keyRecord{Hash: hash, OrderID: o.ID}, created, err
+	}
+	// The key was taken by a concurrent request, whose transaction has committed by now (our insert waited
+	// for it); our order was rolled back with our transaction.
+	rec, found, err := s.KeyRecord(ctx, o.UserID, key)
+	if err == nil && !found {
+		err = fmt.Errorf("idempotency key %q conflicted but is gone", key)
+	}
+	return rec, false, err
+}
+
+func (s *postgresStore) createOrder(ctx context.Context, o order, key string, hash []byte) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback()
+	a := o.Shipping
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO orders (id, user_id, status, step, total_cents, currency, ship_name, ship_line1, ship_city,
+		                    ship_postal_code, ship_country, card_brand, card_last4, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		o.ID, o.UserID, o.Status, o.Step, o.TotalCents, o.Currency, a.Name, a.Line1, a.City, a.PostalCode, a.Country,
+		o.CardBrand, o.CardLast4, o.CreatedAt); err != nil {
+		return false, fmt.Errorf("insert order: %w", err)
+	}
+	for _, it := range o.Items {
+		if _, err := tx.ExecContext(ctx, `
+			INSERT INTO order_items (order_id, product_id, name, quantity, unit_price_cents) VALUES ($1, $2, $3, $4, $5)`,
+			o.ID, it.ProductID, it.Name, it.Quantity, it.UnitPriceCents); err != nil {
+			return false, fmt.Errorf("insert order item: %w", err)
+		}
+	}
+	res, err := tx.ExecContext(ctx, `
+		INSERT INTO idempotency_keys (user_id, key, request_hash, order_id) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (user_id, key) DO NOTHING`, o.UserID, key, hash, o.ID)
+	if err != nil {
+		return false, fmt.Errorf("insert idempotency key: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	return true, tx.Commit()
+}
+
+func (s *postgresStore) StoreAnswer(ctx context.Context, userID, key string, a storedAnswer) (storedAnswer, error) {
+	if _, err := s.db.ExecContext(ctx, `
+		UPDATE idempotency_keys SET response_status = $1, response_body = $2
+		WHERE user_id = $3 AND key = $4 AND response_status IS NULL`, a.Status, a.Body, userID, key); err != nil {
+		return storedAnswer{}, fmt.Errorf("store answer: %w", err)
+	}
+	rec, found, err := s.KeyRecord(ctx, userID, key)
+	if err != nil {
+		return storedAnswer{}, err
+	}
+	if !found || rec.Answer == nil {
+		return storedAnswer{}, fmt.Errorf("answer for key %q was not stored", key)
+	}
+	return *rec.Answer, nil
+}
+
+func (s *postgresStore) Advance(ctx context.Context, id, from string, to transition) (order, error) {
+	if _, err := s.db.ExecContext(ctx, `
+		UPDATE orders SET step = $1, status = $2,
+		       payment_id = coalesce(nullif($3, ''), payment_id),
+		       failure_reason = coalesce(nullif($4, ''), failure_reason),
+		       updated_at = now()
+		WHERE id = $5 AND step = $6`, to.step, to.status, to.paymentID, to.reason, id, from); err != nil {
+		return order{}, fmt.Errorf("advance order %s to %s: %w", id, to.step, err)
+	}
+	return orderByID(ctx, s.db, id)
+}
+
+func (s *postgresStore) StuckOrders(ctx context.Context, age time.Duration, limit int) ([]order, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+		WHERE status = 'pending' AND updated_at <= now() - make_interval(secs => $1)
+		ORDER BY updated_at LIMIT $2`, age.Seconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list stuck orders: %w", err)
+	}
+	defer rows.Close()
+	var out []order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan order: %w", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return out, loadItems(ctx, s.db, out)
+}

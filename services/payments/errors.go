@@ -1,0 +1,29 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/hashicorp/go-hclog"
+
+	"shoplab/internal/web"
+)
+
+var (
+	errNotFound      = errors.New("not found")
+	errKeyReused     = errors.New("idempotency key reused with another request")
+	errNotRefundable = errors.New("payment not refundable")
+)
+
+// writeError maps payments' errors to HTTP answers; this is the one place that does.
+func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err error) {
+	switch {
+	case errors.Is(err, errNotFound):
+		err = web.NotFound("payment")
+	case errors.Is(err, errKeyReused):
+		err = web.Errorf(http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
+	case errors.Is(err, errNotRefundable):
+		err = web.Errorf(http.StatusConflict, "not_refundable", "only an authorized payment can be refunded")
+	}
+	web.WriteError(w, r, log, err)
+}

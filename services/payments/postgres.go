@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// postgresStore is payments' database: payments and the idempotency store. It is the only file with SQL.
+type postgresStore struct {
+	db *sql.DB
+}
+
+const paymentColumns = `id, order_id, status, amount_cents, currency, card_brand, card_last4, coalesce(decline_reason, ''), created_at`
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func scanPayment(row *sql.Row) (payment, error) {
+	var (
+		p            payment
+		brand, last4 sql.NullString
+	)
+	err := row.Scan(&p.ID, &p.OrderID, &p.Status, &p.AmountCents, &p.Currency, &brand, &last4, &p.DeclineReason, &p.CreatedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return payment{}, errNotFound
+	}
+	if err != nil {
+		return payment{}, fmt.Errorf("scan payment: %w", err)
+	}
+	if brand.Valid {
+		p.Card = &cardSummary{Brand: brand.String, Last4: last4.String}
+	}
+	p.CreatedAt = p.CreatedAt.UTC()
+	return p, nil
+}
+
+func paymentForOrder(ctx context.Context, q queryer, orderID string) (payment, error) {
+	return scanPayment(q.QueryRowContext(ctx, `SELECT `+paymentColumns+` FROM payments WHERE order_id = $1`, orderID))
+}
+
+// insertPayment stores p unless its order already has a payment; it reports whether p was stored.
+func insertPayment(ctx context.Context, tx *sql.Tx, p payment) (bool, error) {
+	var brand, last4 any
+	if p.Card != nil {
+		brand, last4 = p.Card.Brand, p.Card.Last4
+	}
+	var reason any
+	if p.DeclineReason != "" {
+		reason = p.DeclineReason
+	}
+	res, err := tx.ExecContext(ctx, `
+		INSERT INTO payments (id, order_id, status, amount_cents, currency, card_brand, card_last4, decline_reason, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (order_id) DO NOTHING`,
+		p.ID, p.OrderID, p.Status, p.AmountCents, p.Currency, brand, last4, reason, p.CreatedAt)
+	if err != nil {
+		return false, fmt.Errorf("insert payment for order %s: %w", p.OrderID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(payment, bool) (answer, error)) (answer, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return answer{}, err
+	}
+	defer tx.Rollback()
+
+	// The key row goes in first, before any other work: a concurrent request with the same key waits here
+	// until this transaction ends, then finds the stored answer.
+	res, err := tx.ExecContext(ctx, `
+		INSERT INTO idempotency_keys (key, request_hash, status_code, response_body) VALUES ($1, $2, 0, '')
+		ON CONFLICT (key) DO NOTHING`, key, fingerprint)
+	if err != nil {
+		return answer{}, fmt.Errorf("claim idempotency key: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		var (
+			hash []byte
+			a    answer
+		)
+		if err := tx.QueryRowContext(ctx, `SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE key = $1`, key).
+			Scan(&hash, &a.Status, &a.Body); err != nil {
+			return answer{}, fmt.Errorf("load idempotency key: %w", err)
+		}
+		if !bytes.Equal(hash, fingerprint) {
+			return answer{}, errKeyReused
+		}
+		return a, tx.Commit()
+	}
+
+	fresh, err := insertPayment(ctx, tx, p)
+	if err != nil {
+		return answer{}, err
+	}
+	if !fresh {
+		if p, err = paymentForOrder(ctx, tx, p.OrderID); err != nil {
+			return answer{}, err
+		}
+	}
+	a, err := render(p, fresh)
+	if err != nil {
+		return answer{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE key = $3`, a.Status, a.Body, key); err != nil {
+		return answer{}, fmt.Errorf("store idempotent answer: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return answer{}, fmt.Errorf("commit payment: %w", err)
+	}
+	return a, nil
+}
+
+func (s *postgresStore) Void(ctx context.Context, p payment) (payment, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return payment{}, err
+	}
+	defer tx.Rollback()
+	if _, err := insertPayment(ctx, tx, p); err != nil {
+		return payment{}, err
+	}
+	got, err := paymentForOrder(ctx, tx, p.OrderID)
+	if err != nil {
+		return payment{}, err
+	}
+	return got, tx.Commit()
+}
+
+func (s *postgresStore) Payment(ctx context.Context, id string) (payment, error) {
+	return scanPayment(s.db.QueryRowContext(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = $1`, id))
+}
+
+func (s *postgresStore) PaymentForOrder(ctx context.Context, orderID string) (payment, error) {
+	return paymentForOrder(ctx, s.db, orderID)
+}
+
+// Refund marks an authorized payment refunded; refunding a refunded one again changes nothing.
+func (s *postgresStore) Refund(ctx context.Context, id string) (payment, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return payment{}, err
+	}
+	defer tx.Rollback()
+	p, err := scanPayment(tx.QueryRowContext(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = $1 FOR UPDATE`, id))
+	if err != nil {
+		return payment{}, err
+	}
+	switch p.Status {
+	case "refunded":
+		return p, tx.Commit()
+	case "authorized":
+	default:
+		return payment{}, errNotRefundable
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE payments SET status = 'refunded', updated_at = now() WHERE id = $1`, id); err != nil {
+		return payment{}, fmt.Errorf("refund payment %s: %w", id, err)
+	}
+	p.Status = "refunded"
+	return p, tx.Commit()
+}
