@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 
 BIN      := bin
 GOBUILD  := go build -trimpath
-COMMANDS := services/auth services/catalog services/cart services/orders services/payments
+COMMANDS := services/auth services/catalog services/cart services/orders services/payments services/front
 FUZZTIME ?= 10s
 TEST_TIMEOUT ?= 25m
 

@@ -29,8 +29,19 @@ type Service struct {
 	Env  map[string]string
 	logs *LogBuffer
 	stop func() error
+	kill func() error
 	once sync.Once
 	err  error
+}
+
+// Kill stops a binary service with SIGKILL: no deregistration, no drain, its connections reset — a crash.
+func (s *Service) Kill() error {
+	if s.kill == nil {
+		return fmt.Errorf("%s runs in-process; only a binary service can be killed", s.Name)
+	}
+	var err error
+	s.once.Do(func() { err = s.kill() })
+	return err
 }
 
 // Logs is what the service has logged so far.
@@ -194,6 +205,11 @@ func Start(t testing.TB, name, path string, env map[string]string) *Service {
 	s := &Service{Name: name, Addr: env["LISTEN_ADDR"], URL: "http://" + env["LISTEN_ADDR"], Env: env, logs: &LogBuffer{}}
 	s.stop = func() error {
 		err := p.Stop(syscall.SIGTERM, 30*time.Second)
+		_, _ = s.logs.Write([]byte(proc.TailFile(logPath, 400)))
+		return err
+	}
+	s.kill = func() error {
+		err := p.Stop(syscall.SIGKILL, 10*time.Second)
 		_, _ = s.logs.Write([]byte(proc.TailFile(logPath, 400)))
 		return err
 	}
