@@ -5,11 +5,11 @@ SHELL := /usr/bin/env bash
 
 BIN      := bin
 GOBUILD  := go build -trimpath
-COMMANDS := services/auth services/catalog services/cart services/orders services/payments services/front
+COMMANDS := services/auth services/catalog services/cart services/orders services/payments services/front cmd/shoplab
 FUZZTIME ?= 10s
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help build consul test fuzz lint run clean
+.PHONY: help build consul test fuzz lint run status smoke clean-data clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,8 +39,20 @@ lint: ## gofmt, go vet and shellcheck
 	go vet ./...
 	shellcheck -x $$(git ls-files '*.sh') .ci/run
 
-run: ## start the whole shop locally (arrives with the make run issue)
-	@echo "make run: the local lab is not built yet (issue: make run, the whole shop on one machine)" >&2; exit 1
+REPLICAS ?=
+
+run: build consul ## start the whole shop on this machine (REPLICAS=catalog=2 for extra replicas); Ctrl-C stops it
+	$(BIN)/shoplab lab --replicas "$(REPLICAS)"
+
+status: ## show every service's instances and checks in the running lab
+	@$(BIN)/shoplab status
+
+smoke: ## walk the API journey through the running lab's front
+	$(BIN)/shoplab smoke --front http://127.0.0.1:8080
+
+clean-data: ## wipe the local lab's data (.lab/: PostgreSQL data, logs, secrets); the lab must be stopped
+	@if [ -f .lab/lab.json ]; then echo "the lab is running (.lab/lab.json); stop it with Ctrl-C first" >&2; exit 1; fi
+	rm -rf .lab
 
 clean: ## remove built binaries (keeps bin/consul)
 	find $(BIN) -type f ! -name consul -delete 2>/dev/null || true

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"shoplab/internal/lab"
+	"shoplab/internal/proc"
+	"shoplab/internal/topology"
+)
+
+func runLab(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	root, err := proc.RepoRoot()
+	if err != nil {
+		root, _ = os.Getwd()
+	}
+	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
+	state := fs.String("state", filepath.Join(root, ".lab"), "state directory: PostgreSQL data, logs, secrets")
+	bin := fs.String("bin", filepath.Join(root, "bin"), "directory with the service binaries (make build)")
+	topo := fs.String("topology", filepath.Join(root, "provisioning", "topology.yml"), "the topology file")
+	replicas := fs.String("replicas", getenv("REPLICAS"), "extra replicas for this run, e.g. catalog=2,orders=2")
+	offset := fs.Int("port-offset", 0, "shift every port (Consul 8500, PostgreSQL 5499, services 8080–8085) by this much")
+	logLevel := fs.String("log-level", "info", "services' log level")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if *offset < 0 || *offset > 50000 {
+		return usageError{"--port-offset must be from 0 to 50000"}
+	}
+	t, err := topology.Load(*topo)
+	if err != nil {
+		return err
+	}
+	if t, err = t.WithReplicas(*replicas); err != nil {
+		return usageError{err.Error()}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg := lab.Config{State: *state, Bin: *bin, Topology: t, PortOffset: *offset, Out: stdout, LogLevel: *logLevel}
+	l, err := lab.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	front := cfg.FrontURL()
+	fmt.Fprintf(stdout, `
+shoplab is ready: %d instances passing in Consul after %.1fs.
+
+  storefront   %s/
+  status       %s/status
+  Consul UI    %s
+  logs         %s
+
+Press Ctrl-C to stop (data is kept; make clean-data wipes it).
+`, len(l.Instances()), l.Ready().Seconds(), front, front, cfg.ConsulUIURL(), filepath.Join(*state, "logs"))
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\nshoplab: stopping (services deregister, then PostgreSQL and Consul stop)…")
+	if err := l.Stop(); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	fmt.Fprintln(stdout, "shoplab: stopped.")
+	return nil
+}

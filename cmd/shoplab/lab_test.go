@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"shoplab/internal/proc"
+	"shoplab/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+type labState struct {
+	Front        string  `json:"front"`
+	ConsulAddr   string  `json:"consul_addr"`
+	ConsulPID    int     `json:"consul_pid"`
+	PostgresPID  int     `json:"postgres_pid"`
+	ReadySeconds float64 `json:"ready_seconds"`
+	Instances    []struct {
+		ID  string `json:"id"`
+		PID int    `json:"pid"`
+	} `json:"instances"`
+}
+
+func readLabState(path string) (labState, error) {
+	var s labState
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(b, &s)
+}
+
+func (s labState) pid(id string) int {
+	for _, in := range s.Instances {
+		if in.ID == id {
+			return in.PID
+		}
+	}
+	return 0
+}
+
+// freeOffset finds a port offset at which every port the lab needs is free.
+func freeOffset(t *testing.T) int {
+	t.Helper()
+	for off := 20000; off < 40000; off += 137 {
+		ok := true
+		for _, p := range []int{8080, 8081, 8082, 8083, 8084, 8085, 8500, 5499} {
+			if !proc.PortFree(fmt.Sprintf("127.0.0.1:%d", p+off)) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return off
+		}
+	}
+	t.Fatal("no free port offset")
+	return 0
+}
+
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func smokeOK(t *testing.T, shoplab, front string) {
+	t.Helper()
+	out, err := exec.Command(shoplab, "smoke", "--front", front).CombinedOutput()
+	if err != nil {
+		t.Fatalf("shoplab smoke: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "smoke passed") {
+		t.Fatalf("shoplab smoke: got\n%s", out)
+	}
+}
+
+// TestLabEndToEnd runs the lab as a user would: the built binaries as real processes. It smokes the shop,
+// kills a service (the lab restarts it) and smokes again, then stops the lab as Ctrl-C does and checks that
+// no process is left.
+func TestLabEndToEnd(t *testing.T) {
+	if _, err := exec.LookPath("consul"); err != nil {
+		if _, err := os.Stat(filepath.Join(mustRoot(t), "bin", "consul")); err != nil {
+			testkit.Need(t, "consul", err, "build it with: make consul")
+		}
+	}
+	shoplab := testkit.Binary(t, "cmd/shoplab")
+	for _, s := range []string{"auth", "catalog", "cart", "orders", "payments", "front"} {
+		testkit.Binary(t, "services/"+s)
+	}
+	bin := filepath.Dir(shoplab)
+	state, err := os.MkdirTemp("", "shoplab-lab-") // not t.TempDir: the postgres user must reach it when we are root
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	offset := freeOffset(t)
+
+	logPath := filepath.Join(state, "lab.out")
+	start := time.Now()
+	lab, err := proc.Start(proc.Spec{Name: "shoplab lab", Path: shoplab, LogPath: logPath,
+		Args: []string{"lab", "--state", state, "--bin", bin, "--port-offset", fmt.Sprint(offset),
+			"--topology", filepath.Join(mustRoot(t), "provisioning", "topology.yml")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Stop(syscall.SIGINT, 60*time.Second) })
+	statePath := filepath.Join(state, "lab.json")
+	err = proc.WaitFor(lab, 90*time.Second, 50*time.Millisecond, func() error { _, err := readLabState(statePath); return err })
+	if err != nil {
+		t.Fatalf("lab did not become ready: %v\n%s", err, proc.TailFile(logPath, 40))
+	}
+	s, _ := readLabState(statePath)
+	t.Logf("lab ready after %.1fs (its own measure: %.2fs from start to every instance passing)", time.Since(start).Seconds(), s.ReadySeconds)
+	for _, in := range s.Instances {
+		if rss := rssKiB(in.PID); rss > 0 {
+			t.Logf("%-11s pid %-7d rss %6.1f MiB", in.ID, in.PID, float64(rss)/1024)
+		}
+	}
+	if !strings.Contains(proc.TailFile(logPath, 20), "shoplab is ready") {
+		t.Fatalf("lab output: got\n%s\nwant the ready banner with the URLs", proc.TailFile(logPath, 20))
+	}
+	smokeOK(t, shoplab, s.Front)
+
+	// A service dies; the lab brings it back and the shop keeps working.
+	oldPID := s.pid("catalog-1")
+	if err := syscall.Kill(oldPID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, _ = readLabState(statePath)
+		if p := s.pid("catalog-1"); p != 0 && p != oldPID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("catalog-1 was not restarted within 30s:\n%s", proc.TailFile(logPath, 20))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	status, err := exec.Command(shoplab, "status", "--consul", s.ConsulAddr).CombinedOutput()
+	for i := 0; err != nil && i < 50; i++ { // the new instance's first check may take a moment
+		time.Sleep(100 * time.Millisecond)
+		status, err = exec.Command(shoplab, "status", "--consul", s.ConsulAddr).CombinedOutput()
+	}
+	if err != nil {
+		t.Fatalf("shoplab status after the restart: %v\n%s", err, status)
+	}
+	smokeOK(t, shoplab, s.Front)
+
+	// Ctrl-C: everything stops, nothing is left.
+	pids := []int{oldPID, s.ConsulPID, s.PostgresPID}
+	for _, in := range s.Instances {
+		pids = append(pids, in.PID)
+	}
+	if err := lab.Stop(syscall.SIGINT, 60*time.Second); err != nil {
+		t.Fatalf("stopping the lab: %v\n%s", err, proc.TailFile(logPath, 20))
+	}
+	if _, exitErr := lab.Exited(); exitErr != nil {
+		t.Fatalf("lab exit after Ctrl-C: got %v; want 0\n%s", exitErr, proc.TailFile(logPath, 20))
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("process %d is still running after the lab stopped", pid)
+		}
+	}
+	if !strings.Contains(proc.TailFile(logPath, 5), "shoplab: stopped.") {
+		t.Fatalf("lab output at the end: got\n%s", proc.TailFile(logPath, 5))
+	}
+}
+
+func mustRoot(t *testing.T) string {
+	t.Helper()
+	root, err := proc.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// rssKiB is a process's resident memory from /proc, or 0.
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb int
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
+}

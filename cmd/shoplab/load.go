@@ -1,0 +1,283 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+func runLoad(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	front := fs.String("front", firstNonEmpty(getenv("SHOPLAB_FRONT"), "http://127.0.0.1:8080"), "the front's URL")
+	duration := fs.Duration("duration", 30*time.Second, "how long to send load (at most 1h)")
+	rate := fs.Float64("rate", 20, "journeys started per second (0.1 to 5000)")
+	users := fs.Int("users", 8, "accounts per journey kind that uses one (1 to 500)")
+	maxInFlight := fs.Int("max-in-flight", 256, "journeys running at once at most; beyond it a start is dropped")
+	timeout := fs.Duration("timeout", 15*time.Second, "time allowed for each request")
+	maxErrors := fs.Float64("max-error-rate", 0.01, "exit non-zero when more than this share of requests fail")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	switch {
+	case *duration <= 0 || *duration > time.Hour:
+		return usageError{"--duration must be more than 0 and at most 1h"}
+	case *rate < 0.1 || *rate > 5000:
+		return usageError{"--rate must be from 0.1 to 5000 journeys per second"}
+	case *users < 1 || *users > 500:
+		return usageError{"--users must be from 1 to 500"}
+	case *maxInFlight < 1 || *maxInFlight > 10000:
+		return usageError{"--max-in-flight must be from 1 to 10000"}
+	}
+	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024}}
+	l := &loader{front: *front, client: client, stats: map[string]*stepStats{}}
+	fmt.Fprintf(stderr, "load: preparing %d accounts per journey kind against %s…\n", *users, *front)
+	if err := l.prepare(ctx, *users); err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	fmt.Fprintf(stderr, "load: %.1f journeys/s for %s (browse 10 : cart 3 : checkout 1)\n", *rate, *duration)
+	elapsed := l.drive(ctx, *duration, *rate, *maxInFlight, stderr)
+	return l.report(stdout, elapsed, *maxErrors)
+}
+
+type stepStats struct {
+	durations []time.Duration
+	errors    int
+	samples   []string
+}
+
+type loader struct {
+	front   string
+	client  *http.Client
+	catalog []product
+	carts   chan *shopper // accounts for cart journeys
+	buyers  chan *shopper // accounts for checkout journeys
+
+	mu      sync.Mutex
+	stats   map[string]*stepStats
+	started atomic.Int64
+	dropped atomic.Int64
+	failed  atomic.Int64
+	ok      atomic.Int64
+}
+
+func (l *loader) prepare(ctx context.Context, users int) error {
+	s := newShopper(l.front, l.client)
+	a, err := s.expect(ctx, 200, "GET", "/api/catalog/v1/products?limit=100", nil)
+	if err != nil {
+		return err
+	}
+	var page struct {
+		Products []product `json:"products"`
+	}
+	if err := a.decode(&page); err != nil {
+		return err
+	}
+	l.catalog = page.Products
+	if len(l.catalog) == 0 {
+		return fmt.Errorf("the catalog is empty")
+	}
+	l.carts, l.buyers = make(chan *shopper, users), make(chan *shopper, users)
+	for range users {
+		for _, pool := range []chan *shopper{l.carts, l.buyers} {
+			u := newShopper(l.front, l.client)
+			if _, err := u.register(ctx); err != nil {
+				return err
+			}
+			pool <- u
+		}
+	}
+	return nil
+}
+
+// record notes one request of step.
+func (l *loader) record(step string, took time.Duration, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.stats[step]
+	if st == nil {
+		st = &stepStats{}
+		l.stats[step] = st
+	}
+	st.durations = append(st.durations, took)
+	if err != nil {
+		st.errors++
+		l.failed.Add(1)
+		if len(st.samples) < 3 {
+			st.samples = append(st.samples, err.Error())
+		}
+	} else {
+		l.ok.Add(1)
+	}
+}
+
+// timed runs one request as a named step.
+func (l *loader) timed(ctx context.Context, s *shopper, step string, want int, method, path string, body any, headers ...string) error {
+	start := time.Now()
+	_, err := s.expect(ctx, want, method, path, body, headers...)
+	l.record(step, time.Since(start), err)
+	return err
+}
+
+func (l *loader) browse(ctx context.Context) {
+	s := newShopper(l.front, l.client)
+	p := l.catalog[rand.IntN(len(l.catalog))]
+	q := "/api/catalog/v1/products?limit=20&category=" + url.QueryEscape(p.Category)
+	if rand.IntN(3) == 0 {
+		q = "/api/catalog/v1/products?limit=20&q=" + url.QueryEscape(p.Name[:min(4, len(p.Name))])
+	}
+	if l.timed(ctx, s, "browse: list products", 200, "GET", q, nil) == nil {
+		_ = l.timed(ctx, s, "browse: product page", 200, "GET", "/api/catalog/v1/products/"+p.ID, nil)
+	}
+}
+
+func take(ctx context.Context, pool chan *shopper) *shopper {
+	select {
+	case s := <-pool:
+		return s
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+func (l *loader) cart(ctx context.Context) {
+	s := take(ctx, l.carts)
+	if s == nil {
+		return
+	}
+	defer func() { l.carts <- s }()
+	p := l.catalog[rand.IntN(len(l.catalog))]
+	if l.timed(ctx, s, "cart: set item", 200, "PUT", "/api/cart/v1/cart/items/"+p.ID, map[string]int{"quantity": 1 + rand.IntN(3)}) == nil {
+		_ = l.timed(ctx, s, "cart: view cart", 200, "GET", "/api/cart/v1/cart", nil)
+	}
+}
+
+func (l *loader) checkout(ctx context.Context) {
+	s := take(ctx, l.buyers)
+	if s == nil {
+		return
+	}
+	defer func() { l.buyers <- s }()
+	// Buy one unit of whatever has most stock, so a long run does not sell out.
+	p := l.catalog[0]
+	for _, c := range l.catalog {
+		if c.Stock > p.Stock {
+			p = c
+		}
+	}
+	if l.timed(ctx, s, "checkout: set item", 200, "PUT", "/api/cart/v1/cart/items/"+p.ID, map[string]int{"quantity": 1}) != nil {
+		return
+	}
+	if l.timed(ctx, s, "checkout: place order", 201, "POST", "/api/orders/v1/orders", checkoutBody("4242424242424242"), "Idempotency-Key", "load-"+randomHex(12)) == nil {
+		_ = l.timed(ctx, s, "checkout: order history", 200, "GET", "/api/orders/v1/orders", nil)
+	}
+}
+
+// drive starts journeys at rate for duration (open loop: a slow shop does not slow the schedule; starts
+// beyond maxInFlight are dropped and counted), then waits for those in flight.
+func (l *loader) drive(ctx context.Context, duration time.Duration, rate float64, maxInFlight int, progress io.Writer) time.Duration {
+	ctx, cancel := context.WithTimeout(ctx, duration)
+	defer cancel()
+	var inFlight atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / rate)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	report := time.NewTicker(time.Second)
+	defer report.Stop()
+	journeys := []func(context.Context){}
+	for range 10 {
+		journeys = append(journeys, l.browse)
+	}
+	for range 3 {
+		journeys = append(journeys, l.cart)
+	}
+	journeys = append(journeys, l.checkout)
+	// Journeys already started get their full request timeout even when the schedule ends.
+	work := context.WithoutCancel(ctx)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-report.C:
+			fmt.Fprintf(progress, "\r  %4.0fs/%-4.0fs  journeys %-7d requests ok %-7d failed %-5d in flight %-4d dropped %d   ",
+				time.Since(start).Seconds(), duration.Seconds(), l.started.Load(), l.ok.Load(), l.failed.Load(), inFlight.Load(), l.dropped.Load())
+		case <-tick.C:
+			if inFlight.Load() >= int64(maxInFlight) {
+				l.dropped.Add(1)
+				continue
+			}
+			j := journeys[rand.IntN(len(journeys))]
+			l.started.Add(1)
+			inFlight.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer inFlight.Add(-1)
+				j(work)
+			}()
+		}
+	}
+	elapsed := time.Since(start)
+	wg.Wait()
+	fmt.Fprintln(progress)
+	return elapsed
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted))+0.999999) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+
+func (l *loader) report(out io.Writer, elapsed time.Duration, maxErrorRate float64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	steps := make([]string, 0, len(l.stats))
+	for s := range l.stats {
+		steps = append(steps, s)
+	}
+	sort.Strings(steps)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "step\trequests\terrors\tp50 ms\tp95 ms\tp99 ms\tmax ms\t")
+	total, failed := 0, 0
+	for _, s := range steps {
+		st := l.stats[s]
+		d := append([]time.Duration(nil), st.durations...)
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", s, len(d), st.errors, ms(percentile(d, .50)), ms(percentile(d, .95)), ms(percentile(d, .99)), ms(d[len(d)-1]))
+		total += len(d)
+		failed += st.errors
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n%d journeys in %.1fs (%.1f/s), %d requests, %d failed, %d starts dropped (in-flight cap)\n",
+		l.started.Load(), elapsed.Seconds(), float64(l.started.Load())/elapsed.Seconds(), total, failed, l.dropped.Load())
+	for _, s := range steps {
+		for _, e := range l.stats[s].samples {
+			fmt.Fprintf(out, "  error in %s: %s\n", s, e)
+		}
+	}
+	if total == 0 {
+		return fmt.Errorf("no request completed")
+	}
+	if rate := float64(failed) / float64(total); rate > maxErrorRate {
+		return fmt.Errorf("%.1f%% of requests failed (more than --max-error-rate %.1f%%)", 100*rate, 100*maxErrorRate)
+	}
+	return nil
+}

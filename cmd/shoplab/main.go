@@ -1,0 +1,85 @@
+// Command shoplab runs and checks the shop:
+//
+//	shoplab lab      start the whole shop on this machine (what make run calls)
+//	shoplab status   a table of services, instances and check states from Consul
+//	shoplab smoke    walk the API.md journey through the front; exit non-zero at the first failure
+//	shoplab load     bounded load of weighted journeys, then latency percentiles per step
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	var usage usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &usage):
+		fmt.Fprintln(os.Stderr, "shoplab:", err)
+		os.Exit(2)
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "shoplab:", err)
+		os.Exit(1)
+	}
+}
+
+// usageError is a command line the tool cannot run.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+const usage = `usage: shoplab <command> [flags]
+
+commands:
+  lab      start the whole shop on this machine: Consul, PostgreSQL and every service (make run)
+  status   show every service's instances and their Consul checks
+  smoke    walk the API.md journey through the front and stop at the first failure
+  load     send bounded load of weighted journeys through the front and report latencies
+
+Run "shoplab <command> -h" for a command's flags.`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return usageError{"no command given"}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "lab":
+		return runLab(ctx, rest, getenv, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, getenv, stdout, stderr)
+	case "smoke":
+		return runSmoke(ctx, rest, getenv, stdout, stderr)
+	case "load":
+		return runLoad(ctx, rest, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", cmd)}
+}
+
+// parseFlags parses a command's flags; bad flags and stray arguments are usage errors.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}

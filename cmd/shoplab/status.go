@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"shoplab/internal/consulx"
+)
+
+func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	addr := fs.String("consul", firstNonEmpty(getenv("CONSUL_HTTP_ADDR"), "127.0.0.1:8500"), "Consul agent address")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	client, err := consulx.NewClient(consulx.ClientConfig{Address: *addr, Token: getenv("CONSUL_HTTP_TOKEN")})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	services, _, err := client.Catalog().Services(q)
+	if err != nil {
+		return fmt.Errorf("cannot ask Consul at %s: %w (is the lab running? start it with: make run)", *addr, err)
+	}
+	names := make([]string, 0, len(services))
+	for n := range services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tNODE\tADDRESS\tSTATUS\tCHECKS")
+	unhealthy := 0
+	for _, name := range names {
+		entries, _, err := client.Health().Service(name, "", false, q)
+		if err != nil {
+			return fmt.Errorf("health of %s: %w", name, err)
+		}
+		sort.Slice(entries, func(i, j int) bool { return entries[i].Service.ID < entries[j].Service.ID })
+		for _, e := range entries {
+			status := e.Checks.AggregatedStatus()
+			if status != api.HealthPassing {
+				unhealthy++
+			}
+			var checks []string
+			for _, c := range e.Checks {
+				checks = append(checks, c.Name+"="+c.Status)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s:%d\t%s\t%s\n", name, e.Service.ID, e.Node.Node, e.Service.Address, e.Service.Port, status, strings.Join(checks, ", "))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if unhealthy > 0 {
+		return fmt.Errorf("%d instance(s) not passing", unhealthy)
+	}
+	return nil
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
