@@ -6,7 +6,7 @@ SHELL := /usr/bin/env bash
 BIN      := bin
 GOBUILD  := go build -trimpath
 COMMANDS := services/auth services/catalog services/cart services/orders services/payments services/front cmd/shoplab
-FUZZTIME ?= 10s
+FUZZTIME ?= 100000x
 TEST_TIMEOUT ?= 25m
 
 .PHONY: help build consul test fuzz lint run status smoke clean-data clean
@@ -27,11 +27,11 @@ $(BIN)/consul: tools/consul/go.mod tools/consul/go.sum
 consul: ## build the pinned Consul into bin/consul once (skipped when consul is on PATH)
 	@if command -v consul >/dev/null 2>&1; then echo "using $$(command -v consul) ($$(consul version | head -1))"; else $(MAKE) --no-print-directory $(BIN)/consul; fi
 
-test: consul ## run every test against real PostgreSQL and Consul, then each fuzz target briefly
+test: consul ## run every test against real PostgreSQL and Consul, then each fuzz target briefly (FUZZTIME)
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz
 
-fuzz: ## run each go fuzz target for FUZZTIME (default 10s)
+fuzz: ## run each go fuzz target for FUZZTIME executions (default 100000x)
 	scripts/fuzz.sh $(FUZZTIME)
 
 lint: ## gofmt, go vet and shellcheck
