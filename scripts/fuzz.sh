@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Go fuzz target in the module briefly: a bounded smoke of the request decoders, not a long fuzzing
-# campaign. Usage: scripts/fuzz.sh [budget]; the default, 100000x, is 40000 executions per target (about 10 s
+# campaign. Usage: scripts/fuzz.sh [budget]; the default, 100000x, is 100000 executions per target (about 10 s
 # each on 2 cores). A count, not a duration: Go 1.26's fuzz coordinator can fail a duration-bounded run with a
 # spurious "context deadline exceeded" at the deadline (golang/go#75804, fixed in Go 1.27).
 set -euo pipefail
