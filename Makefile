@@ -9,7 +9,13 @@ COMMANDS := services/auth services/catalog services/cart services/orders service
 FUZZTIME ?= 100000x
 TEST_TIMEOUT ?= 25m
 
-.PHONY: help build consul test fuzz lint run status smoke clean-data clean
+VM_ARCH     ?= amd64
+VMBIN       := $(BIN)/linux-$(VM_ARCH)
+BOX_SOURCE  ?= qemu.debian12
+VAGRANT_KEYS ?= $(firstword $(wildcard /usr/share/rubygems-integration/all/gems/vagrant-*/keys))
+PACKER_VARS ?=
+
+.PHONY: help build consul packer test fuzz lint run status smoke clean-data clean vm-binaries box lab-verify ui-token
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,7 +33,13 @@ $(BIN)/consul: tools/consul/go.mod tools/consul/go.sum
 consul: ## build the pinned Consul into bin/consul once (skipped when consul is on PATH)
 	@if command -v consul >/dev/null 2>&1; then echo "using $$(command -v consul) ($$(consul version | head -1))"; else $(MAKE) --no-print-directory $(BIN)/consul; fi
 
-test: consul ## run every test against real PostgreSQL and Consul, then each fuzz target briefly (FUZZTIME)
+$(BIN)/packer: tools/packer/go.mod tools/packer/go.sum tools/packer/build.sh
+	tools/packer/build.sh
+	@touch $@
+
+packer: $(BIN)/packer ## build the pinned Packer 1.11.2 and its qemu, vagrant and virtualbox plugins into bin/
+
+test: consul packer ## run every test against real PostgreSQL and Consul, then each fuzz target briefly (FUZZTIME)
 	go test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz
 
@@ -53,6 +65,26 @@ smoke: ## walk the API journey through the running lab's front
 clean-data: ## wipe the local lab's data (.lab/: PostgreSQL data, logs, secrets); the lab must be stopped
 	@if [ -f .lab/lab.json ]; then echo "the lab is running (.lab/lab.json); stop it with Ctrl-C first" >&2; exit 1; fi
 	rm -rf .lab
+
+vm-binaries: consul ## build the linux binaries the VMs run into bin/linux-$(VM_ARCH) (VM_ARCH=arm64 for ARM hosts)
+	@mkdir -p $(VMBIN)
+	GOOS=linux GOARCH=$(VM_ARCH) CGO_ENABLED=0 $(GOBUILD) -o $(VMBIN)/ ./services/...
+	@c=$$(command -v consul || echo $(CURDIR)/$(BIN)/consul); \
+	if [ "$(VM_ARCH)" = "$$(go env GOARCH)" ] && [ "$$(go env GOOS)" = linux ]; then cp "$$c" $(VMBIN)/consul; \
+	else cd tools/consul && GOOS=linux GOARCH=$(VM_ARCH) $(GOBUILD) -ldflags "-s -w" -o ../../$(VMBIN)/consul github.com/hashicorp/consul; fi
+
+box: packer vm-binaries ## bake the shoplab box with Packer and add it to Vagrant (BOX_SOURCE=virtualbox-iso.debian12 for VirtualBox)
+	@[ -n "$(VAGRANT_KEYS)" ] || { echo "Vagrant's insecure key pair was not found; install vagrant or set VAGRANT_KEYS" >&2; exit 1; }
+	cd packer && PACKER_PLUGIN_PATH=$(CURDIR)/$(BIN)/packer-plugins $(CURDIR)/$(BIN)/packer build -force -only=$(BOX_SOURCE) \
+		-var binaries=$(CURDIR)/$(VMBIN) -var ssh_private_key_file=$(VAGRANT_KEYS)/vagrant -var ssh_public_key_file=$(VAGRANT_KEYS)/vagrant.pub $(PACKER_VARS) .
+	vagrant box add --force --name shoplab/debian12 packer/output/shoplab-$(if $(findstring virtualbox,$(BOX_SOURCE)),virtualbox,libvirt).box
+
+ui-token: ## print the read-only token that logs into the VM lab's Consul UI
+	@ruby -rjson -e 'puts JSON.parse(File.read(".lab/vm/secrets.json"))["ui_token"]["secret"]' 2>/dev/null || { echo "no VM lab secrets yet (.lab/vm/secrets.json): run vagrant up first" >&2; exit 1; }
+
+lab-verify: build ## check the VM lab from the host: every Consul member alive, nothing critical, smoke through the front VM
+	CONSUL_HTTP_TOKEN=$$($(MAKE) --no-print-directory ui-token) $(BIN)/shoplab status --consul 127.0.0.1:$${SHOPLAB_CONSUL_UI_PORT:-8500} --members
+	$(BIN)/shoplab smoke --front http://127.0.0.1:$${SHOPLAB_FRONT_PORT:-8080}
 
 clean: ## remove built binaries (keeps bin/consul)
 	find $(BIN) -type f ! -name consul -delete 2>/dev/null || true

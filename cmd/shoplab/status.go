@@ -18,6 +18,7 @@ import (
 func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	addr := fs.String("consul", firstNonEmpty(getenv("CONSUL_HTTP_ADDR"), "127.0.0.1:8500"), "Consul agent address")
+	members := fs.Bool("members", false, "also list the cluster's members and fail unless every one is alive")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -61,6 +62,15 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if *members {
+		dead, err := listMembers(client, stdout)
+		if err != nil {
+			return err
+		}
+		if dead > 0 {
+			return fmt.Errorf("%d Consul member(s) not alive", dead)
+		}
+	}
 	if unhealthy > 0 {
 		return fmt.Errorf("%d instance(s) not passing", unhealthy)
 	}
@@ -74,4 +84,25 @@ func firstNonEmpty(vals ...string) string {
 		}
 	}
 	return ""
+}
+
+// listMembers prints the LAN members of the cluster and returns how many are not alive.
+func listMembers(client *api.Client, out io.Writer) (int, error) {
+	ms, err := client.Agent().Members(false)
+	if err != nil {
+		return 0, fmt.Errorf("list members: %w", err)
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Name < ms[j].Name })
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMEMBER\tADDRESS\tSTATUS\tROLE")
+	dead := 0
+	for _, m := range ms {
+		// Serf member states: 0 none, 1 alive, 2 leaving, 3 left, 4 failed.
+		status := [...]string{"none", "alive", "leaving", "left", "failed"}[min(max(m.Status, 0), 4)]
+		if status != "alive" {
+			dead++
+		}
+		fmt.Fprintf(tw, "%s\t%s:%d\t%s\t%s\n", m.Name, m.Addr, m.Port, status, m.Tags["role"])
+	}
+	return dead, tw.Flush()
 }

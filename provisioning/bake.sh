@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Bakes a Debian 12 image into the shoplab box (Packer runs it as root): every package, the consul binary,
+# the service binaries and the units, so `vagrant up` needs no internet. Nothing is enabled or started here;
+# provision.sh configures each VM for its role.
+set -euo pipefail
+# shellcheck source=provisioning/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+install_packages
+install_consul
+install_services
+# Installing PostgreSQL made a cluster that starts on boot; provisioning enables it only where a service has data.
+systemctl disable postgresql.service >/dev/null 2>&1 || true
+# Every VM made from this image must get its own machine id (and so its own DHCP lease).
+truncate -s 0 /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+apt-get clean
+rm -rf /var/lib/apt/lists/* "$SHOPLAB_STAGE"
+log "baked: $(/usr/local/bin/consul version | head -1); services: $(find "$SHOPLAB_LIB" -type f -printf '%f ')"

@@ -1,0 +1,159 @@
+# frozen_string_literal: true
+
+# Plans the VM lab from provisioning/topology.yml: one VM per Consul server and one per service instance, each
+# with a fixed private address inside 192.168.56.0/21 (VirtualBox's allowed host-only range), checked here so
+# a bad plan fails when the Vagrantfile loads, not half-way through `vagrant up`. It also keeps the lab's
+# secrets — the Consul gossip key, the ACL tokens and the database passwords — generated once per lab on the
+# host, in the git-ignored .lab/vm/secrets.json (SHOPLAB_LAB_DIR moves .lab elsewhere).
+#
+# `ruby provisioning/lab.rb` prints the plan as JSON (the tests read it).
+require "ipaddr"
+require "json"
+require "securerandom"
+require "fileutils"
+require "yaml"
+
+module Shoplab
+  NETWORK = IPAddr.new("192.168.56.0/21")
+  HOST_ADDRESS = IPAddr.new("192.168.56.1") # the host's side of the private network
+  CONSUL_BASE = IPAddr.new("192.168.56.10")
+  SERVICE_BASE = IPAddr.new("192.168.56.100")
+  MAX_CONSUL_SERVERS = 5
+  BOX = "shoplab/debian12"
+  PUBLIC_BOX = "debian/bookworm64"
+
+  class PlanError < StandardError; end
+
+  VM = Struct.new(:name, :role, :ip, :service, :index, :port, :public, :database, :db_host, :memory, :cpus,
+                  :forwards, keyword_init: true)
+
+  module_function
+
+  def env_int(env, name, default, min, max)
+    raw = env.fetch(name, "").strip
+    return default if raw.empty?
+    value = Integer(raw, 10)
+    raise PlanError, "#{name}=#{raw}: want a number from #{min} to #{max}" unless value.between?(min, max)
+    value
+  rescue ArgumentError
+    raise PlanError, "#{name}=#{raw}: want a number from #{min} to #{max}"
+  end
+
+  def load_services(root, env)
+    doc = YAML.safe_load(File.read(File.join(root, "provisioning", "topology.yml")))
+    services = doc.fetch("services")
+    overrides = env.fetch("REPLICAS", "").split(",").map(&:strip).reject(&:empty?)
+    overrides.each do |spec|
+      name, count = spec.split("=", 2)
+      svc = services.find { |s| s["name"] == name }
+      raise PlanError, "REPLICAS=#{spec}: no service named #{name} in the topology" unless svc
+      raise PlanError, "REPLICAS=#{spec}: want service=count, count 1 to 9" unless count =~ /\A[1-9]\z/
+      svc["replicas"] = Integer(count, 10)
+    end
+    services
+  end
+
+  # plan returns the VMs in the order they should come up: Consul servers first.
+  def plan(root, env = ENV)
+    servers = env_int(env, "CONSUL_SERVERS", 1, 1, MAX_CONSUL_SERVERS)
+    raise PlanError, "CONSUL_SERVERS=#{servers}: use 1, 3 or 5 (an odd number keeps a quorum)" if servers.even?
+    memory = env_int(env, "SHOPLAB_VM_MEMORY", 0, 256, 16_384)
+    cpus = env_int(env, "SHOPLAB_VM_CPUS", 1, 1, 16)
+    vms = []
+    servers.times do |i|
+      vms << VM.new(name: "consul-#{i + 1}", role: "consul-server", ip: (CONSUL_BASE.to_i + i),
+                    memory: memory.positive? ? memory : 384, cpus: cpus,
+                    forwards: i.zero? ? [{ "guest" => 8500, "host" => env_int(env, "SHOPLAB_CONSUL_UI_PORT", 8500, 1, 65_535) }] : [])
+    end
+    load_services(root, env).each_with_index do |svc, idx|
+      replicas = svc.fetch("replicas")
+      replicas.times do |r|
+        front = svc["name"] == "front"
+        ip = SERVICE_BASE.to_i + 10 * idx + r
+        vms << VM.new(name: "#{svc['name']}-#{r + 1}", role: front ? "front" : "service", ip: ip, service: svc["name"],
+                      index: r + 1, port: svc.fetch("port"), public: svc["public"] == true, database: svc["database"] == true,
+                      db_host: svc["database"] ? IPAddr.new(SERVICE_BASE.to_i + 10 * idx, Socket::AF_INET).to_s : nil,
+                      memory: memory.positive? ? memory : (svc["database"] ? 512 : 384), cpus: cpus,
+                      forwards: front && r.zero? ? [{ "guest" => 8080, "host" => env_int(env, "SHOPLAB_FRONT_PORT", 8080, 1, 65_535) }] : [])
+      end
+    end
+    vms.each { |vm| vm.ip = IPAddr.new(vm.ip, Socket::AF_INET).to_s }
+    check(vms)
+    vms
+  end
+
+  # check refuses addresses outside the range, the host's own address, network or broadcast addresses, and
+  # duplicates.
+  def check(vms)
+    seen = {}
+    vms.each do |vm|
+      ip = IPAddr.new(vm.ip)
+      raise PlanError, "#{vm.name}: #{vm.ip} is outside #{NETWORK}/21" unless NETWORK.include?(ip)
+      raise PlanError, "#{vm.name}: #{vm.ip} is the host's address" if ip == HOST_ADDRESS
+      raise PlanError, "#{vm.name}: #{vm.ip} is the network or broadcast address" if [NETWORK.to_range.first, NETWORK.to_range.last].include?(ip)
+      raise PlanError, "#{vm.name} and #{seen[vm.ip]} would share #{vm.ip}" if seen[vm.ip]
+      seen[vm.ip] = vm.name
+    end
+  end
+
+  def uuid
+    SecureRandom.uuid
+  end
+
+  # secrets returns the lab's secrets, creating what is missing (a new VM or service gets its own) and
+  # keeping what exists, so re-provisioning reuses the same gossip key and tokens.
+  def secrets(root, vms, env = ENV)
+    dir = File.join(env.fetch("SHOPLAB_LAB_DIR", "").empty? ? File.join(root, ".lab") : env["SHOPLAB_LAB_DIR"], "vm")
+    path = File.join(dir, "secrets.json")
+    FileUtils.mkdir_p(dir, mode: 0o700)
+    s = File.exist?(path) ? JSON.parse(File.read(path)) : {}
+    s["gossip_key"] ||= [SecureRandom.random_bytes(32)].pack("m0")
+    s["management_token"] ||= uuid
+    s["dns_token"] ||= { "accessor" => uuid, "secret" => uuid }
+    s["ui_token"] ||= { "accessor" => uuid, "secret" => uuid }
+    s["agents"] ||= {}
+    s["services"] ||= {}
+    s["databases"] ||= {}
+    vms.each do |vm|
+      s["agents"][vm.name] ||= { "accessor" => uuid, "secret" => uuid }
+      next unless vm.service
+
+      s["services"][vm.service] ||= { "accessor" => uuid, "secret" => uuid }
+      s["databases"][vm.service] ||= SecureRandom.urlsafe_base64(24) if vm.database
+    end
+    File.write(path, JSON.pretty_generate(s) + "\n", perm: 0o600)
+    File.chmod(0o600, path)
+    s
+  end
+
+  # acl_spec is what the first Consul server creates: one line per token, "kind name accessor secret".
+  def acl_spec(vms, s)
+    lines = ["dns dns #{s['dns_token']['accessor']} #{s['dns_token']['secret']}",
+             "ui ui #{s['ui_token']['accessor']} #{s['ui_token']['secret']}"]
+    vms.each { |vm| lines << "agent #{vm.name} #{s['agents'][vm.name]['accessor']} #{s['agents'][vm.name]['secret']}" }
+    vms.map(&:service).compact.uniq.each do |svc|
+      lines << "service #{svc} #{s['services'][svc]['accessor']} #{s['services'][svc]['secret']}"
+    end
+    lines.join("\n")
+  end
+
+  # box is the box to use: SHOPLAB_BOX, else the Packer-built box once it has been added, else a public
+  # Debian 12 box (its provisioning installs everything from the internet; slower).
+  def box(env = ENV)
+    return env["SHOPLAB_BOX"] unless env.fetch("SHOPLAB_BOX", "").empty?
+
+    home = env.fetch("VAGRANT_HOME", File.join(Dir.home, ".vagrant.d"))
+    File.directory?(File.join(home, "boxes", BOX.gsub("/", "-VAGRANTSLASH-"))) ? BOX : PUBLIC_BOX
+  end
+end
+
+if $PROGRAM_NAME == __FILE__
+  root = File.expand_path("..", __dir__)
+  begin
+    vms = Shoplab.plan(root)
+    puts JSON.pretty_generate("network" => "#{Shoplab::NETWORK}/21", "vms" => vms.map(&:to_h))
+  rescue Shoplab::PlanError => e
+    warn "shoplab: #{e.message}"
+    exit 1
+  end
+end

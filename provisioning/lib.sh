@@ -1,0 +1,252 @@
+# shellcheck shell=bash
+# Functions shared by provision.sh (Vagrant), bake.sh (Packer) and the configuration checks in CI. Each one is
+# idempotent: running it again changes nothing that is already right.
+
+SHOPLAB_DIR=${SHOPLAB_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+SHOPLAB_STAGE=${SHOPLAB_STAGE:-/tmp/shoplab} # where the host uploads binaries (bin/)
+SHOPLAB_LIB=/usr/local/lib/shoplab           # the service binaries
+SHOPLAB_NETWORK=192.168.56.0/21
+SHOPLAB_SERVICES=(auth catalog cart orders payments front)
+
+# Debian packages every VM needs. A baked box has them; otherwise they are installed (needs the internet).
+SHOPLAB_PACKAGES=(postgresql systemd-resolved bind9-dnsutils ca-certificates)
+
+log() { printf 'shoplab: %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND... retries COMMAND every 2 s until it succeeds or SECONDS pass.
+wait_for() {
+  local what=$1 limit=$2 start=$SECONDS
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS - start >= limit)); then
+      die "$what: not ready after ${limit}s"
+    fi
+    sleep 2
+  done
+}
+
+install_packages() {
+  local missing=() p
+  for p in "${SHOPLAB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  if [[ ${SHOPLAB_OFFLINE:-0} == 1 ]]; then
+    die "packages missing and SHOPLAB_OFFLINE=1: ${missing[*]} (bake them into the box: make box)"
+  fi
+  log "installing ${missing[*]} (the box was not baked with them; this needs the internet)"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# install_consul puts the consul binary (uploaded to the stage, or already in the box), its user, its
+# directories and its unit in place.
+install_consul() {
+  if [[ -f $SHOPLAB_STAGE/bin/consul ]]; then
+    install -m 0755 "$SHOPLAB_STAGE/bin/consul" /usr/local/bin/consul
+  fi
+  [[ -x /usr/local/bin/consul ]] || die "no consul binary: use the baked box (make box) or run make vm-binaries on the host"
+  id consul >/dev/null 2>&1 || useradd --system --home-dir /etc/consul.d --shell /usr/sbin/nologin consul
+  install -d -o consul -g consul -m 0750 /opt/consul
+  install -d -o root -g consul -m 0750 /etc/consul.d
+  install -m 0644 "$SHOPLAB_DIR/systemd/consul.service" /etc/systemd/system/consul.service
+}
+
+# install_services puts every service binary found in the stage (or already installed) and the template unit
+# in place.
+install_services() {
+  local s
+  install -d -m 0755 "$SHOPLAB_LIB"
+  install -d -m 0700 /etc/shoplab
+  for s in "${SHOPLAB_SERVICES[@]}"; do
+    if [[ -f $SHOPLAB_STAGE/bin/$s ]]; then
+      install -m 0755 "$SHOPLAB_STAGE/bin/$s" "$SHOPLAB_LIB/$s"
+    fi
+  done
+  install -m 0644 "$SHOPLAB_DIR/systemd/shoplab@.service" /etc/systemd/system/shoplab@.service
+}
+
+# render_consul_config writes the agent's configuration to $1 from the environment:
+#   SHOPLAB_ROLE (consul-server or other), SHOPLAB_NODE, SHOPLAB_IP, SHOPLAB_SERVERS (comma-separated IPs),
+#   CONSUL_GOSSIP_KEY, CONSUL_AGENT_TOKEN, CONSUL_DNS_TOKEN, and for servers CONSUL_MANAGEMENT_TOKEN.
+# Consul binds and advertises on the private address explicitly: a VM has several NICs.
+render_consul_config() {
+  : "${SHOPLAB_ROLE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_SERVERS:?}" "${CONSUL_GOSSIP_KEY:?}"
+  : "${CONSUL_AGENT_TOKEN:?}" "${CONSUL_DNS_TOKEN:?}"
+  local out=$1 join="" ip
+  IFS=, read -r -a servers <<<"$SHOPLAB_SERVERS"
+  for ip in "${servers[@]}"; do join+="\"$ip\", "; done
+  join=${join%, }
+  {
+    cat <<HCL
+# Written by shoplab provisioning; changes are overwritten.
+datacenter     = "shoplab"
+node_name      = "$SHOPLAB_NODE"
+data_dir       = "/opt/consul"
+bind_addr      = "$SHOPLAB_IP"
+advertise_addr = "$SHOPLAB_IP"
+retry_join     = [$join]
+encrypt        = "$CONSUL_GOSSIP_KEY"
+log_level      = "INFO"
+
+ports {
+  dns = 8600
+}
+
+acl {
+  enabled                  = true
+  default_policy           = "deny"
+  enable_token_persistence = true
+  tokens {
+    agent = "$CONSUL_AGENT_TOKEN"
+    dns   = "$CONSUL_DNS_TOKEN"
+HCL
+    if [[ $SHOPLAB_ROLE == consul-server ]]; then
+      cat <<HCL
+    initial_management = "$CONSUL_MANAGEMENT_TOKEN"
+HCL
+    fi
+    cat <<HCL
+  }
+}
+HCL
+    if [[ $SHOPLAB_ROLE == consul-server ]]; then
+      cat <<HCL
+
+server           = true
+bootstrap_expect = ${#servers[@]}
+# The UI and API answer on every interface (reached from the host through a forwarded port); the ACL default
+# policy is deny, so nothing is readable without a token.
+client_addr = "0.0.0.0"
+
+ui_config {
+  enabled = true
+}
+HCL
+    else
+      cat <<HCL
+
+server      = false
+client_addr = "127.0.0.1"
+HCL
+    fi
+  } >"$out"
+}
+
+configure_consul() {
+  local tmp
+  tmp=$(mktemp)
+  render_consul_config "$tmp"
+  consul validate "$tmp" >/dev/null || die "the rendered Consul configuration does not validate (kept in $tmp)"
+  install -o root -g consul -m 0640 "$tmp" /etc/consul.d/consul.hcl
+  rm -f "$tmp"
+  systemctl daemon-reload
+  systemctl enable consul.service
+  systemctl restart consul.service
+}
+
+# acl_rules prints the ACL rules of a token kind: an agent may write its own node, a service its own service,
+# and both read the catalogue; the DNS token reads nodes and services; the UI token (for people, and for
+# make lab-verify) reads everything and changes nothing.
+acl_rules() {
+  local kind=$1 name=$2
+  case $kind in
+  agent) printf 'node "%s" { policy = "write" }\nservice_prefix "" { policy = "read" }\n' "$name" ;;
+  service) printf 'service "%s" { policy = "write" }\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n' "$name" ;;
+  dns) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' ;;
+  ui) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\nagent_prefix "" { policy = "read" }\nkey_prefix "" { policy = "read" }\noperator = "read"\n' ;;
+  *) die "unknown token kind $kind" ;;
+  esac
+}
+
+# consul_acl_setup creates the lab's policies and tokens from SHOPLAB_ACL_SPEC ("kind name accessor secret"
+# per line) with the management token. Tokens are created with the ids the host chose, and only if missing,
+# so re-provisioning never bootstraps twice.
+consul_acl_setup() {
+  export CONSUL_HTTP_ADDR=127.0.0.1:8500 CONSUL_HTTP_TOKEN=$CONSUL_MANAGEMENT_TOKEN
+  wait_for "consul leader" 300 consul operator raft list-peers
+  local kind name accessor secret policy
+  while read -r kind name accessor secret; do
+    [[ -n $kind ]] || continue
+    policy="shoplab-$kind-$name"
+    if ! consul acl policy read -name "$policy" >/dev/null 2>&1; then
+      consul acl policy create -name "$policy" -rules "$(acl_rules "$kind" "$name")" >/dev/null
+    fi
+    if ! consul acl token read -accessor-id "$accessor" >/dev/null 2>&1; then
+      consul acl token create -accessor "$accessor" -secret "$secret" -policy-name "$policy" -description "shoplab $kind $name" >/dev/null
+      log "created the ACL token of $kind $name"
+    fi
+  done <<<"$SHOPLAB_ACL_SPEC"
+  unset CONSUL_HTTP_TOKEN
+}
+
+# consul_dns makes systemd-resolved send *.consul queries to the local agent.
+consul_dns() {
+  install -d -m 0755 /etc/systemd/resolved.conf.d
+  printf '[Resolve]\nDNS=127.0.0.1:8600\nDNSSEC=false\nDomains=~consul\n' >/etc/systemd/resolved.conf.d/consul.conf
+  systemctl enable systemd-resolved.service
+  systemctl restart systemd-resolved.service
+  if [[ $(readlink /etc/resolv.conf) != /run/systemd/resolve/stub-resolv.conf ]]; then
+    ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+  fi
+}
+
+# setup_postgres makes the service's own database on this VM's PostgreSQL, reachable from the lab network
+# by the service's role alone: SHOPLAB_SERVICE, SHOPLAB_IP, DB_PASSWORD.
+setup_postgres() {
+  : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_IP:?}" "${DB_PASSWORD:?}"
+  local svc=$SHOPLAB_SERVICE conf
+  conf=$(find /etc/postgresql -mindepth 2 -maxdepth 2 -type d -name main | head -1)
+  [[ -n $conf ]] || die "no PostgreSQL cluster under /etc/postgresql"
+  install -d -o postgres -g postgres "$conf/conf.d"
+  printf "listen_addresses = 'localhost,%s'\n" "$SHOPLAB_IP" >"$conf/conf.d/shoplab.conf"
+  local line="host $svc $svc $SHOPLAB_NETWORK scram-sha-256"
+  grep -qxF "$line" "$conf/pg_hba.conf" || printf '%s\n' "$line" >>"$conf/pg_hba.conf"
+  systemctl enable postgresql.service
+  systemctl restart postgresql.service
+  wait_for "postgresql" 120 runuser -u postgres -- pg_isready -q
+  runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -v svc="$svc" -v pw="$DB_PASSWORD" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN', :'svc') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'svc') \gexec
+ALTER ROLE :"svc" LOGIN PASSWORD :'pw';
+SELECT format('CREATE DATABASE %I OWNER %I', :'svc', :'svc') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'svc') \gexec
+REVOKE ALL ON DATABASE :"svc" FROM PUBLIC;
+SQL
+}
+
+# render_service_env writes the environment of the service to $1: SHOPLAB_SERVICE, SHOPLAB_NODE, SHOPLAB_IP,
+# SHOPLAB_PORT, CONSUL_SERVICE_TOKEN, and for services with data DB_HOST and DB_PASSWORD.
+render_service_env() {
+  : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_PORT:?}" "${CONSUL_SERVICE_TOKEN:?}"
+  local out=$1 listen=$SHOPLAB_IP:$SHOPLAB_PORT
+  # The front is reached through a forwarded port, which arrives on the NAT side: it listens everywhere.
+  [[ $SHOPLAB_SERVICE == front ]] && listen=0.0.0.0:$SHOPLAB_PORT
+  {
+    printf 'LISTEN_ADDR=%s\nADVERTISE_ADDR=%s\nSERVICE_ID=%s\n' "$listen" "$SHOPLAB_IP" "$SHOPLAB_NODE"
+    printf 'CONSUL_HTTP_ADDR=127.0.0.1:8500\nCONSUL_HTTP_TOKEN=%s\n' "$CONSUL_SERVICE_TOKEN"
+    # VMs under software emulation are slow: generous, explicit margins.
+    printf 'CHECK_INTERVAL=5s\nCHECK_TIMEOUT=4s\nDB_WAIT=5m\nLOG_LEVEL=info\n'
+    if [[ -n ${DB_HOST:-} ]]; then
+      printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable\n" \
+        "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
+    fi
+  } >"$out"
+}
+
+start_service() {
+  local tmp
+  [[ -x $SHOPLAB_LIB/$SHOPLAB_SERVICE ]] || die "no $SHOPLAB_SERVICE binary: use the baked box (make box) or run make vm-binaries on the host"
+  tmp=$(mktemp)
+  render_service_env "$tmp"
+  install -m 0600 "$tmp" "/etc/shoplab/$SHOPLAB_SERVICE.env"
+  rm -f "$tmp"
+  # The service registers with its own token; wait until the first server has created it.
+  wait_for "the ACL token of $SHOPLAB_SERVICE" 600 \
+    env CONSUL_HTTP_ADDR=127.0.0.1:8500 CONSUL_HTTP_TOKEN="$CONSUL_SERVICE_TOKEN" consul acl token read -self
+  systemctl daemon-reload
+  systemctl enable "shoplab@$SHOPLAB_SERVICE.service"
+  systemctl restart "shoplab@$SHOPLAB_SERVICE.service"
+}

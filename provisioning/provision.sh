@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Turns a Debian 12 VM into one member of the lab. Vagrant runs it as root with this VM's settings and
+# secrets in the environment (see Vagrantfile); running it again changes nothing that is already right.
+#   SHOPLAB_ROLE=consul-server  a Consul server (the first one also creates the lab's ACL tokens)
+#   SHOPLAB_ROLE=service        a Consul client agent and one service, with its own PostgreSQL if it has data
+#   SHOPLAB_ROLE=front          a Consul client agent and the front
+set -euo pipefail
+# shellcheck source=provisioning/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+: "${SHOPLAB_ROLE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_SERVERS:?}"
+log "provisioning $SHOPLAB_NODE ($SHOPLAB_ROLE) at $SHOPLAB_IP"
+
+install_packages
+install_consul
+install_services
+configure_consul
+consul_dns
+
+case $SHOPLAB_ROLE in
+consul-server)
+  if [[ -n ${SHOPLAB_ACL_SPEC:-} ]]; then
+    consul_acl_setup
+  fi
+  ;;
+service | front)
+  if [[ ${DB_PRIMARY:-no} == yes ]]; then
+    setup_postgres
+  fi
+  start_service
+  ;;
+*) die "unknown role $SHOPLAB_ROLE" ;;
+esac
+log "$SHOPLAB_NODE is provisioned"

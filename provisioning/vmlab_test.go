@@ -1,0 +1,343 @@
+// Package provisioning holds the VM lab's scripts, units and Ruby plan; these tests are its CI checks, run
+// without VMs: the Vagrantfile validates (with and without the libvirt provider), the plan gives every VM a
+// unique address in range, the Packer template is formatted and valid with the pinned Packer, every rendered
+// Consul configuration passes `consul validate`, and every unit passes `systemd-analyze verify`.
+package provisioning
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"shoplab/internal/consulagent"
+	"shoplab/internal/proc"
+	"shoplab/internal/testkit"
+	"shoplab/internal/topology"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+func root(t *testing.T) string {
+	t.Helper()
+	r, err := proc.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func need(t *testing.T, tool, hint string) string {
+	t.Helper()
+	p, err := exec.LookPath(tool)
+	testkit.Need(t, tool, err, hint)
+	return p
+}
+
+// run runs a command in dir with extra environment and returns its combined output.
+func run(t *testing.T, dir string, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+type plannedVM struct {
+	Name     string `json:"name"`
+	Role     string `json:"role"`
+	IP       string `json:"ip"`
+	Service  string `json:"service"`
+	Index    int    `json:"index"`
+	Database bool   `json:"database"`
+	DBHost   string `json:"db_host"`
+}
+
+func plan(t *testing.T, env ...string) []plannedVM {
+	t.Helper()
+	need(t, "ruby", "install it with: sudo apt-get install -y vagrant (it brings Ruby)")
+	out, err := run(t, root(t), env, "ruby", "provisioning/lab.rb")
+	if err != nil {
+		t.Fatalf("ruby provisioning/lab.rb %v: %v\n%s", env, err, out)
+	}
+	var p struct {
+		Network string      `json:"network"`
+		VMs     []plannedVM `json:"vms"`
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatalf("plan is not JSON: %v\n%s", err, out)
+	}
+	return p.VMs
+}
+
+// TestPlanAddresses: every VM of the plan gets a unique address inside 192.168.56.0/21 (not the host's .1,
+// not the network or broadcast address), for the default topology and the largest settings.
+func TestPlanAddresses(t *testing.T) {
+	lab := netip.MustParsePrefix("192.168.56.0/21")
+	topo, err := topology.Load(filepath.Join(root(t), "provisioning", "topology.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range [][]string{
+		nil,
+		{"CONSUL_SERVERS=3", "REPLICAS=catalog=2"},
+		{"CONSUL_SERVERS=5", "REPLICAS=auth=9,catalog=9,payments=9,cart=9,orders=9,front=9"},
+	} {
+		t.Run(strings.Join(env, " "), func(t *testing.T) {
+			vms := plan(t, env...)
+			seen := map[string]string{}
+			perService := map[string]int{}
+			primary := map[string]string{}
+			for _, vm := range vms {
+				ip, err := netip.ParseAddr(vm.IP)
+				switch {
+				case err != nil || !lab.Contains(ip):
+					t.Fatalf("%s: got %s; want an address in %s", vm.Name, vm.IP, lab)
+				case vm.IP == "192.168.56.1" || vm.IP == "192.168.56.0" || vm.IP == "192.168.63.255":
+					t.Fatalf("%s: got the reserved address %s", vm.Name, vm.IP)
+				case seen[vm.IP] != "":
+					t.Fatalf("%s and %s: both got %s; want unique addresses", seen[vm.IP], vm.Name, vm.IP)
+				}
+				seen[vm.IP] = vm.Name
+				if vm.Service != "" {
+					perService[vm.Service]++
+					if vm.Index == 1 {
+						primary[vm.Service] = vm.IP
+					}
+				}
+			}
+			for _, vm := range vms {
+				if vm.Database && vm.DBHost != primary[vm.Service] {
+					t.Fatalf("%s: database host %s; want the first replica's %s", vm.Name, vm.DBHost, primary[vm.Service])
+				}
+			}
+			for _, s := range topo.Services {
+				if perService[s.Name] < 1 {
+					t.Fatalf("service %s: got no VM", s.Name)
+				}
+			}
+		})
+	}
+	for _, bad := range [][]string{{"CONSUL_SERVERS=2"}, {"CONSUL_SERVERS=7"}, {"REPLICAS=catalog=10"}, {"REPLICAS=nothing=2"}, {"SHOPLAB_VM_MEMORY=12"}} {
+		out, err := run(t, root(t), bad, "ruby", "provisioning/lab.rb")
+		if err == nil || !strings.Contains(out, "shoplab: ") {
+			t.Errorf("plan with %v: got %v, %q; want a refusal with a message", bad, err, out)
+		}
+	}
+}
+
+// TestVagrantfile: `vagrant validate` passes without providers and with the libvirt provider, and a bad
+// setting stops the Vagrantfile with a message.
+func TestVagrantfile(t *testing.T) {
+	vagrant := need(t, "vagrant", "install it with: sudo apt-get install -y --no-install-recommends vagrant vagrant-libvirt")
+	env := []string{"VAGRANT_HOME=" + t.TempDir(), "SHOPLAB_LAB_DIR=" + t.TempDir(), "VAGRANT_CHECKPOINT_DISABLE=1"}
+	if out, err := run(t, root(t), env, vagrant, "plugin", "list"); err != nil || !strings.Contains(out, "vagrant-libvirt") {
+		testkit.Need(t, "vagrant-libvirt", fmt.Errorf("vagrant plugin list: %v %s", err, out), "install it with: sudo apt-get install -y --no-install-recommends vagrant-libvirt")
+	}
+	for _, c := range []struct {
+		name string
+		env  []string
+		args []string
+	}{
+		{"no provider", nil, []string{"validate", "--ignore-provider"}},
+		{"libvirt", []string{"VAGRANT_DEFAULT_PROVIDER=libvirt"}, []string{"validate"}},
+		{"libvirt under qemu, direct kernel boot", []string{"VAGRANT_DEFAULT_PROVIDER=libvirt", "SHOPLAB_LIBVIRT_DRIVER=qemu",
+			"SHOPLAB_LIBVIRT_KERNEL=/boot/vmlinuz", "SHOPLAB_LIBVIRT_INITRD=/boot/initrd.img", "SHOPLAB_BOX=shoplab/debian12"}, []string{"validate"}},
+		{"three servers, two catalogs", []string{"CONSUL_SERVERS=3", "REPLICAS=catalog=2"}, []string{"validate", "--ignore-provider"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := run(t, root(t), append(env, c.env...), vagrant, c.args...)
+			if err != nil || !strings.Contains(out, "Vagrantfile validated successfully") {
+				t.Fatalf("vagrant %v: %v\n%s", c.args, err, out)
+			}
+		})
+	}
+	out, err := run(t, root(t), append(env, "CONSUL_SERVERS=4"), vagrant, "validate", "--ignore-provider")
+	if err == nil || !strings.Contains(out, "CONSUL_SERVERS=4") {
+		t.Fatalf("vagrant validate with CONSUL_SERVERS=4: got %v\n%s\nwant a refusal naming the setting", err, out)
+	}
+}
+
+// packerBinary is the pinned Packer (make packer), never Debian's 1.6.6, which rejects required_plugins.
+func packerBinary(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(root(t), "bin", "packer")
+	_, err := os.Stat(p)
+	testkit.Need(t, "the pinned packer (bin/packer)", err, "build it with: make packer")
+	return p
+}
+
+// TestPackerTemplate: the template is formatted, and valid with the pinned Packer and plugins, offline.
+func TestPackerTemplate(t *testing.T) {
+	packer := packerBinary(t)
+	dir := filepath.Join(root(t), "packer")
+	env := []string{"PACKER_PLUGIN_PATH=" + filepath.Join(root(t), "bin", "packer-plugins"), "CHECKPOINT_DISABLE=1", "PACKER_LOG=0"}
+	if out, err := run(t, dir, env, packer, "fmt", "-check", "-diff", "."); err != nil {
+		t.Fatalf("packer fmt -check: %v\n%s", err, out)
+	}
+	// The binaries to bake, as the box build gets them.
+	bins := t.TempDir()
+	for _, s := range []string{"auth", "catalog", "cart", "orders", "payments", "front"} {
+		if err := os.Symlink(testkit.Binary(t, "services/"+s), filepath.Join(bins, s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consul, err := consulagent.Binary()
+	testkit.Need(t, "consul", err, consulagent.InstallHint)
+	if err := os.Symlink(consul, filepath.Join(bins, "consul")); err != nil {
+		t.Fatal(err)
+	}
+	keys := vagrantKeys(t)
+	// Checksums "none" keep validation offline (a file: checksum would be fetched).
+	args := []string{"validate", "-var", "base_image_checksum=none", "-var", "debian_iso_checksum=none", "-var", "binaries=" + bins,
+		"-var", "ssh_private_key_file=" + filepath.Join(keys, "vagrant"), "-var", "ssh_public_key_file=" + filepath.Join(keys, "vagrant.pub")}
+	out, err := run(t, dir, env, packer, append(args, ".")...)
+	if err != nil || !strings.Contains(out, "The configuration is valid") {
+		t.Fatalf("packer validate: %v\n%s", err, out)
+	}
+	for _, v := range []string{"accelerator=tcg", "cloud_init=false", "kernel=/boot/vmlinuz"} {
+		out, err := run(t, dir, env, packer, append(append(args, "-var", v), ".")...)
+		if err != nil || !strings.Contains(out, "The configuration is valid") {
+			t.Fatalf("packer validate -var %s: %v\n%s", v, err, out)
+		}
+	}
+	// A missing binaries directory is caught.
+	out, err = run(t, dir, env, packer, append(append(args, "-var", "binaries="+filepath.Join(bins, "missing")), ".")...)
+	if err == nil {
+		t.Fatalf("packer validate with a missing binaries directory: got success\n%s", out)
+	}
+}
+
+// vagrantKeys finds Vagrant's insecure key pair in its installation.
+func vagrantKeys(t *testing.T) string {
+	t.Helper()
+	matches, _ := filepath.Glob("/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub")
+	if len(matches) == 0 {
+		testkit.Need(t, "Vagrant's insecure key", fmt.Errorf("no vagrant-*/keys/vagrant.pub"), "install it with: sudo apt-get install -y vagrant")
+	}
+	return filepath.Dir(matches[0])
+}
+
+// shellFunc runs a function of lib.sh with env, as provision.sh would.
+func shellFunc(t *testing.T, env []string, call string) (string, error) {
+	t.Helper()
+	return run(t, root(t), env, "bash", "-c", "set -euo pipefail; source provisioning/lib.sh; "+call)
+}
+
+// TestConsulConfigs: every configuration provisioning renders passes `consul validate`; a broken one does not.
+func TestConsulConfigs(t *testing.T) {
+	consul, err := consulagent.Binary()
+	testkit.Need(t, "consul", err, consulagent.InstallHint)
+	base := []string{"SHOPLAB_NODE=n", "SHOPLAB_IP=192.168.56.110", "CONSUL_GOSSIP_KEY=WbnNRdydHzw0IFv1xWJDZrQf7ZJ4K5RlcuTmEeJZ1zc=",
+		"CONSUL_AGENT_TOKEN=3b4a0f1e-6f53-4ad0-8d2c-0a6b1a1e0b01", "CONSUL_DNS_TOKEN=3b4a0f1e-6f53-4ad0-8d2c-0a6b1a1e0b02",
+		"CONSUL_MANAGEMENT_TOKEN=3b4a0f1e-6f53-4ad0-8d2c-0a6b1a1e0b03"}
+	for _, c := range []struct{ name, role, servers string }{
+		{"server of one", "consul-server", "192.168.56.10"},
+		{"server of three", "consul-server", "192.168.56.10,192.168.56.11,192.168.56.12"},
+		{"client", "service", "192.168.56.10,192.168.56.11,192.168.56.12"},
+		{"front client", "front", "192.168.56.10"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "consul.hcl")
+			env := append([]string{"SHOPLAB_ROLE=" + c.role, "SHOPLAB_SERVERS=" + c.servers, "PATH=" + filepath.Dir(consul) + ":" + os.Getenv("PATH")}, base...)
+			if out, err := shellFunc(t, env, "render_consul_config "+file); err != nil {
+				t.Fatalf("render: %v\n%s", err, out)
+			}
+			if out, err := run(t, root(t), nil, consul, "validate", file); err != nil {
+				b, _ := os.ReadFile(file)
+				t.Fatalf("consul validate: %v\n%s\n%s", err, out, b)
+			}
+			b, _ := os.ReadFile(file)
+			for _, want := range []string{`bind_addr      = "192.168.56.110"`, `advertise_addr = "192.168.56.110"`, `default_policy           = "deny"`} {
+				if !strings.Contains(string(b), want) {
+					t.Fatalf("config: want %q in\n%s", want, b)
+				}
+			}
+			if server := strings.Contains(string(b), "initial_management"); server != (c.role == "consul-server") {
+				t.Fatalf("initial_management present: got %v; want it only on servers", server)
+			}
+		})
+	}
+	bad := filepath.Join(t.TempDir(), "bad.hcl")
+	env := append([]string{"SHOPLAB_ROLE=service", "SHOPLAB_SERVERS=192.168.56.10"}, base...)
+	env = append(env, "CONSUL_GOSSIP_KEY=not-a-key")
+	if out, err := shellFunc(t, env, "render_consul_config "+bad); err != nil {
+		t.Fatalf("render: %v\n%s", err, out)
+	}
+	if out, err := run(t, root(t), nil, consul, "validate", bad); err == nil {
+		t.Fatalf("consul validate with a broken gossip key: got success\n%s", out)
+	}
+}
+
+// TestServiceEnv: the environment file of a service names its own address, token and database.
+func TestServiceEnv(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "env")
+	env := []string{"SHOPLAB_SERVICE=catalog", "SHOPLAB_NODE=catalog-2", "SHOPLAB_IP=192.168.56.111", "SHOPLAB_PORT=8082",
+		"CONSUL_SERVICE_TOKEN=tok", "DB_HOST=192.168.56.110", "DB_PASSWORD=pw"}
+	if out, err := shellFunc(t, env, "render_service_env "+file); err != nil {
+		t.Fatalf("render: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(file)
+	for _, want := range []string{"LISTEN_ADDR=192.168.56.111:8082", "ADVERTISE_ADDR=192.168.56.111", "SERVICE_ID=catalog-2",
+		"CONSUL_HTTP_TOKEN=tok", "DATABASE_URL=host=192.168.56.110 port=5432 dbname=catalog user=catalog password=pw sslmode=disable"} {
+		if !strings.Contains(string(b), want+"\n") {
+			t.Fatalf("env file: want %q in\n%s", want, b)
+		}
+	}
+	front := []string{"SHOPLAB_SERVICE=front", "SHOPLAB_NODE=front-1", "SHOPLAB_IP=192.168.56.150", "SHOPLAB_PORT=8080", "CONSUL_SERVICE_TOKEN=tok"}
+	if out, err := shellFunc(t, front, "render_service_env "+file); err != nil {
+		t.Fatalf("render: %v\n%s", err, out)
+	}
+	b, _ = os.ReadFile(file)
+	if !strings.Contains(string(b), "LISTEN_ADDR=0.0.0.0:8080\n") || strings.Contains(string(b), "DATABASE_URL") {
+		t.Fatalf("front env file: got\n%s\nwant it listening everywhere, with no database", b)
+	}
+}
+
+// TestSystemdUnits: both units pass `systemd-analyze verify` with ExecStart pointed at a real binary, and
+// the service unit keeps its hardening.
+func TestSystemdUnits(t *testing.T) {
+	analyze := need(t, "systemd-analyze", "install it with: sudo apt-get install -y systemd")
+	consul, err := consulagent.Binary()
+	testkit.Need(t, "consul", err, consulagent.InstallHint)
+	auth := testkit.Binary(t, "services/auth")
+	dir := t.TempDir()
+	units := map[string]struct{ src, from, to string }{
+		"consul.service":       {"consul.service", "/usr/local/bin/consul", consul},
+		"shoplab@auth.service": {"shoplab@.service", "/usr/local/lib/shoplab/%i", auth},
+	}
+	for name, u := range units {
+		b, err := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", u.src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "ExecStart="+u.from) {
+			t.Fatalf("%s: want ExecStart=%s", u.src, u.from)
+		}
+		unit := strings.Replace(string(b), "ExecStart="+u.from, "ExecStart="+u.to, 1)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := run(t, dir, []string{"SYSTEMD_LOG_LEVEL=notice"}, analyze, "verify", filepath.Join(dir, name))
+		if err != nil || strings.TrimSpace(out) != "" {
+			t.Fatalf("systemd-analyze verify %s: %v\n%s", name, err, out)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", "shoplab@.service"))
+	for _, want := range []string{"DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n", "RestrictAddressFamilies="} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("shoplab@.service: want %q", want)
+		}
+	}
+	c, _ := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", "consul.service"))
+	for _, want := range []string{"Type=notify", "User=consul", "-config-dir=/etc/consul.d/"} {
+		if !strings.Contains(string(c), want) {
+			t.Fatalf("consul.service: want %q", want)
+		}
+	}
+}
