@@ -15,7 +15,7 @@ BOX_SOURCE  ?= qemu.debian12
 VAGRANT_KEYS ?= $(firstword $(wildcard /usr/share/rubygems-integration/all/gems/vagrant-*/keys))
 PACKER_VARS ?=
 
-.PHONY: help build consul packer test fuzz lint run status smoke clean-data clean vm-binaries box lab-verify ui-token
+.PHONY: help build consul packer test fuzz lint run status smoke clean-data clean vm-binaries box lab-verify ui-token vm-test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ ui-token: ## print the read-only token that logs into the VM lab's Consul UI
 lab-verify: build ## check the VM lab from the host: every Consul member alive, nothing critical, smoke through the front VM
 	CONSUL_HTTP_TOKEN=$$($(MAKE) --no-print-directory ui-token) $(BIN)/shoplab status --consul 127.0.0.1:$${SHOPLAB_CONSUL_UI_PORT:-8500} --members
 	$(BIN)/shoplab smoke --front http://127.0.0.1:$${SHOPLAB_FRONT_PORT:-8080}
+
+vm-test: build packer vm-binaries ## prove the VM lab: bake the box, vagrant up under QEMU in a network namespace, shop through it (root)
+	scripts/vm-test.sh
 
 clean: ## remove built binaries (keeps bin/consul)
 	find $(BIN) -type f ! -name consul -delete 2>/dev/null || true

@@ -139,7 +139,7 @@ HCL
 
 configure_consul() {
   local tmp
-  tmp=$(mktemp)
+  tmp=$(mktemp --suffix=.hcl) # consul validate reads the format from the extension
   render_consul_config "$tmp"
   consul validate "$tmp" >/dev/null || die "the rendered Consul configuration does not validate (kept in $tmp)"
   install -o root -g consul -m 0640 "$tmp" /etc/consul.d/consul.hcl
@@ -199,9 +199,15 @@ consul_dns() {
 # by the service's role alone: SHOPLAB_SERVICE, SHOPLAB_IP, DB_PASSWORD.
 setup_postgres() {
   : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_IP:?}" "${DB_PASSWORD:?}"
-  local svc=$SHOPLAB_SERVICE conf
-  conf=$(find /etc/postgresql -mindepth 2 -maxdepth 2 -type d -name main | head -1)
-  [[ -n $conf ]] || die "no PostgreSQL cluster under /etc/postgresql"
+  local svc=$SHOPLAB_SERVICE conf version
+  conf=$(find /etc/postgresql -mindepth 2 -maxdepth 2 -type d -name main 2>/dev/null | head -1)
+  if [[ -z $conf ]]; then
+    version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -1)
+    [[ -n $version ]] || die "PostgreSQL is not installed"
+    log "creating the PostgreSQL $version cluster"
+    pg_createcluster "$version" main >/dev/null
+    conf=/etc/postgresql/$version/main
+  fi
   install -d -o postgres -g postgres "$conf/conf.d"
   printf "listen_addresses = 'localhost,%s'\n" "$SHOPLAB_IP" >"$conf/conf.d/shoplab.conf"
   local line="host $svc $svc $SHOPLAB_NETWORK scram-sha-256"
