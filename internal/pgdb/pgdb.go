@@ -121,18 +121,19 @@ func Migrate(ctx context.Context, db *sql.DB, fsys fs.FS, log hclog.Logger) (*Sc
 	defer m.Close()
 	m.Log = migrateLog{log.Named("migrate")}
 
-	before, dirty, err := m.Version()
-	if err != nil && !errors.Is(err, migrate.ErrNilVersion) {
-		return nil, fmt.Errorf("migrate: read version: %w", err)
-	}
-	if dirty {
-		return nil, fmt.Errorf("migrate: database is dirty at version %d (a migration failed half-way); fix it by hand", before)
-	}
-	if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+	// Up takes the advisory lock before it reads the version, so replicas starting together wait for one
+	// another; the dirty flag is read under that lock too (read before it, a replica would see another's
+	// migration in progress as dirty).
+	err = m.Up()
+	var dirty migrate.ErrDirty
+	switch {
+	case errors.As(err, &dirty):
+		return nil, fmt.Errorf("migrate: database is dirty at version %d (a migration failed half-way); fix it by hand", dirty.Version)
+	case errors.Is(err, migrate.ErrNoChange):
+	case err != nil:
 		return nil, fmt.Errorf("migrate: %w", err)
-	}
-	if before != latest {
-		log.Info("migrations applied", "from", before, "to", latest)
+	default:
+		log.Info("migrations applied", "version", latest)
 	}
 	return &Schema{latest: latest}, nil
 }
