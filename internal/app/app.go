@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -263,4 +265,51 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 	}
 	reg.WatchDB(db, c.Service)
 	return db, func(ctx context.Context) error { return schema.Check(ctx, db) }, nil
+}
+
+// Runtime is what a booted service has: a context that ends on SIGINT or SIGTERM, its configuration, logger,
+// metrics, database with its readiness check (when it has one), and a Consul client.
+type Runtime struct {
+	Ctx     context.Context
+	Config  Config
+	Log     hclog.Logger
+	Metrics *metrics.Registry
+	DB      *sql.DB                         // nil for a service without a database
+	Ready   func(ctx context.Context) error // the database's readiness; nil without one
+	Consul  *api.Client
+	stop    context.CancelFunc
+}
+
+// Boot does what every service does first: it stops on SIGINT/SIGTERM, reads the shared configuration, sets
+// up logging and metrics, opens and migrates the service's database when fsys holds its migrations (nil for
+// none), and makes the Consul client. Close releases what it opened.
+func Boot(ctx context.Context, service, defaultListen string, getenv func(string) string, stderr io.Writer, fsys fs.FS) (*Runtime, error) {
+	cfg, err := Load(service, defaultListen, getenv)
+	if err != nil {
+		return nil, err
+	}
+	rt := &Runtime{Config: cfg, Log: cfg.Logger(stderr), Metrics: metrics.New()}
+	rt.Ctx, rt.stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	if fsys != nil {
+		if rt.DB, rt.Ready, err = cfg.OpenDatabase(rt.Ctx, rt.Log, fsys, rt.Metrics); err != nil {
+			rt.Close()
+			return nil, err
+		}
+	}
+	if rt.Consul, err = cfg.ConsulClient(); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	return rt, nil
+}
+
+// Serve registers s in Consul and serves it until the runtime's context ends (see Serve).
+func (rt *Runtime) Serve(s Service) error { return Serve(rt.Ctx, rt.Config, rt.Log, rt.Consul, s) }
+
+// Close closes the database and stops listening for signals.
+func (rt *Runtime) Close() {
+	if rt.DB != nil {
+		_ = rt.DB.Close()
+	}
+	rt.stop()
 }

@@ -8,14 +8,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"shoplab/internal/app"
-	"shoplab/internal/metrics"
 )
 
 //go:embed migrations/*.sql
@@ -36,13 +33,6 @@ type config struct {
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	base, err := app.Load("auth", "127.0.0.1:8081", getenv)
-	if err != nil {
-		return err
-	}
 	env := app.NewEnv(getenv)
 	cfg := config{
 		tokenTTL:   env.Duration("AUTH_TOKEN_TTL", time.Hour),
@@ -52,29 +42,20 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	if err := env.Err(); err != nil {
 		return err
 	}
-	log := base.Logger(stderr)
-
-	reg := metrics.New()
-	db, ready, err := base.OpenDatabase(ctx, log, migrationFiles, reg)
+	rt, err := app.Boot(ctx, "auth", "127.0.0.1:8081", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	store := &postgresStore{db: db}
-
-	key, err := loadSigningKey(ctx, store, cfg.keyFile)
+	defer rt.Close()
+	store := &postgresStore{db: rt.DB}
+	key, err := loadSigningKey(rt.Ctx, store, cfg.keyFile)
 	if err != nil {
 		return err
 	}
-	issuer := newIssuer(key, cfg.tokenTTL)
 	pw, err := newPasswords(cfg.bcryptCost)
 	if err != nil {
 		return err
 	}
-	consul, err := base.ConsulClient()
-	if err != nil {
-		return err
-	}
-	handler := routes(log, store, issuer, pw, reg, ready)
-	return app.Serve(ctx, base, log, consul, app.Service{Handler: handler, Public: true, Ready: ready})
+	handler := routes(rt.Log, store, newIssuer(key, cfg.tokenTTL), pw, rt.Metrics, rt.Ready)
+	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready})
 }

@@ -9,12 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"shoplab/internal/app"
 	"shoplab/internal/authn"
-	"shoplab/internal/metrics"
 	"shoplab/internal/svcclient"
 )
 
@@ -29,26 +26,13 @@ func main() {
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	base, err := app.Load("cart", "127.0.0.1:8083", getenv)
+	rt, err := app.Boot(ctx, "cart", "127.0.0.1:8083", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}
-	log := base.Logger(stderr)
-	reg := metrics.New()
-	db, ready, err := base.OpenDatabase(ctx, log, migrationFiles, reg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	consul, err := base.ConsulClient()
-	if err != nil {
-		return err
-	}
-	services := svcclient.New(ctx, consul, log, svcclient.Options{})
+	defer rt.Close()
+	services := svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{})
 	services.Watch(catalogService)
-	handler := routes(log, &postgresStore{db: db}, &catalogClient{c: services}, authn.NewRemote(services), reg, ready)
-	return app.Serve(ctx, base, log, consul, app.Service{Handler: handler, Public: true, Ready: ready})
+	handler := routes(rt.Log, &postgresStore{db: rt.DB}, &catalogClient{c: services}, authn.NewRemote(services), rt.Metrics, rt.Ready)
+	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready})
 }

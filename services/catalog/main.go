@@ -8,11 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"shoplab/internal/app"
-	"shoplab/internal/metrics"
 )
 
 //go:embed migrations/*.sql
@@ -26,24 +23,11 @@ func main() {
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	base, err := app.Load("catalog", "127.0.0.1:8082", getenv)
+	rt, err := app.Boot(ctx, "catalog", "127.0.0.1:8082", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}
-	log := base.Logger(stderr)
-	reg := metrics.New()
-	db, ready, err := base.OpenDatabase(ctx, log, migrationFiles, reg)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	consul, err := base.ConsulClient()
-	if err != nil {
-		return err
-	}
-	handler := routes(log, &postgresStore{db: db}, reg, ready)
-	return app.Serve(ctx, base, log, consul, app.Service{Handler: handler, Public: true, Ready: ready})
+	defer rt.Close()
+	handler := routes(rt.Log, &postgresStore{db: rt.DB}, rt.Metrics, rt.Ready)
+	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready})
 }

@@ -7,15 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"shoplab/internal/app"
 	"shoplab/internal/consulx"
 	"shoplab/internal/health"
-	"shoplab/internal/metrics"
 	"shoplab/internal/svcclient"
 )
 
@@ -27,13 +24,6 @@ func main() {
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	base, err := app.Load("front", "127.0.0.1:8080", getenv)
-	if err != nil {
-		return err
-	}
 	env := app.NewEnv(getenv)
 	timeouts, terr := parseRouteTimeouts(env.String("FRONT_ROUTE_TIMEOUTS", "orders=30s"), env.Duration("FRONT_UPSTREAM_TIMEOUT", 10*time.Second))
 	secure := env.String("FRONT_COOKIE_SECURE", "false") == "true"
@@ -43,26 +33,25 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	if terr != nil {
 		return terr
 	}
-	log := base.Logger(stderr)
-	consul, err := base.ConsulClient()
+	rt, err := app.Boot(ctx, "front", "127.0.0.1:8080", getenv, stderr, nil)
 	if err != nil {
 		return err
 	}
-	reg := metrics.New()
-	services := consulx.WatchServiceList(ctx, consul, log, consulx.WatchOptions{})
-	gw := newGateway(ctx, log, consul, services, timeouts, newGatewayMetrics(reg))
-	reg.MustRegister(gatewayState{gw})
+	defer rt.Close()
+	services := consulx.WatchServiceList(rt.Ctx, rt.Consul, rt.Log, consulx.WatchOptions{})
+	gw := newGateway(rt.Ctx, rt.Log, rt.Consul, services, timeouts, newGatewayMetrics(rt.Metrics))
+	rt.Metrics.MustRegister(gatewayState{gw})
 	go func() {
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		wctx, cancel := context.WithTimeout(rt.Ctx, 30*time.Second)
 		defer cancel()
 		if services.Ready(wctx) == nil {
 			gw.prime()
 		}
 	}()
-	sess := &sessions{log: log.Named("session"), svc: svcclient.New(ctx, consul, log, svcclient.Options{}), secure: secure}
+	sess := &sessions{log: rt.Log.Named("session"), svc: svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{}), secure: secure}
 	ready := health.Check{Name: "consul", Run: func(context.Context) error { return consulReadiness(services.Health()) }}
-	handler := routes(log, gw, sess, reg, ready)
-	return app.Serve(ctx, base, log, consul, app.Service{Handler: handler, Public: false, Ready: ready.Run})
+	handler := routes(rt.Log, gw, sess, rt.Metrics, ready)
+	return rt.Serve(app.Service{Handler: handler, Public: false, Ready: ready.Run})
 }
 
 // consulReadiness: the front can serve once Consul has answered; while Consul is unreachable it keeps routing

@@ -9,13 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"shoplab/internal/app"
 	"shoplab/internal/authn"
-	"shoplab/internal/metrics"
 	"shoplab/internal/svcclient"
 )
 
@@ -37,13 +34,6 @@ type config struct {
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	base, err := app.Load("orders", "127.0.0.1:8084", getenv)
-	if err != nil {
-		return err
-	}
 	env := app.NewEnv(getenv)
 	cfg := config{
 		recoveryEvery: env.Duration("ORDERS_RECOVERY_INTERVAL", 30*time.Second),
@@ -53,33 +43,27 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	if err := env.Err(); err != nil {
 		return err
 	}
-	log := base.Logger(stderr)
-	reg := metrics.New()
-	db, ready, err := base.OpenDatabase(ctx, log, migrationFiles, reg)
+	rt, err := app.Boot(ctx, "orders", "127.0.0.1:8084", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	consul, err := base.ConsulClient()
-	if err != nil {
-		return err
-	}
-	services := svcclient.New(ctx, consul, log, svcclient.Options{Timeout: cfg.callTimeout})
+	defer rt.Close()
+	services := svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{Timeout: cfg.callTimeout})
 	for _, s := range []string{catalogService, cartService, paymentsService} {
 		services.Watch(s)
 	}
-	store := &postgresStore{db: db}
+	store := &postgresStore{db: rt.DB}
 	deps := &remote{c: services}
-	s := &saga{store: store, deps: deps, log: log.Named("saga")}
+	s := &saga{store: store, deps: deps, log: rt.Log.Named("saga")}
 
-	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(rt.Ctx))
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
-		runRecovery(workerCtx, log.Named("recovery"), store, s, cfg.recoveryEvery, cfg.recoveryAge)
+		runRecovery(workerCtx, rt.Log.Named("recovery"), store, s, cfg.recoveryEvery, cfg.recoveryAge)
 	}()
 	defer func() { stopWorker(); <-workerDone }()
 
-	handler := routes(log, store, s, deps, authn.NewRemote(services), reg, ready)
-	return app.Serve(ctx, base, log, consul, app.Service{Handler: handler, Public: true, Ready: ready})
+	handler := routes(rt.Log, store, s, deps, authn.NewRemote(services), rt.Metrics, rt.Ready)
+	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready})
 }

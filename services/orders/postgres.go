@@ -89,8 +89,13 @@ func (s *postgresStore) Order(ctx context.Context, userID, id string) (order, er
 }
 
 func (s *postgresStore) Orders(ctx context.Context, userID string, limit int) ([]order, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+	return s.queryOrders(ctx, `SELECT `+orderColumns+` FROM orders
 		WHERE user_id = $1 AND status <> 'rejected' ORDER BY created_at DESC, id DESC LIMIT $2`, userID, limit)
+}
+
+// queryOrders runs a query selecting orderColumns and returns the orders with their items.
+func (s *postgresStore) queryOrders(ctx context.Context, query string, args ...any) ([]order, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
 	}
@@ -210,23 +215,7 @@ func (s *postgresStore) Advance(ctx context.Context, id, from string, to transit
 }
 
 func (s *postgresStore) StuckOrders(ctx context.Context, age time.Duration, limit int) ([]order, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+	return s.queryOrders(ctx, `SELECT `+orderColumns+` FROM orders
 		WHERE status = 'pending' AND updated_at <= now() - make_interval(secs => $1)
 		ORDER BY updated_at LIMIT $2`, age.Seconds(), limit)
-	if err != nil {
-		return nil, fmt.Errorf("list stuck orders: %w", err)
-	}
-	defer rows.Close()
-	var out []order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, fmt.Errorf("scan order: %w", err)
-		}
-		out = append(out, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return out, loadItems(ctx, s.db, out)
 }
