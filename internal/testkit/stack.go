@@ -3,6 +3,7 @@ package testkit
 import (
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -88,13 +89,12 @@ type User struct {
 	ID, Email, Token string
 }
 
-var userSeq int
+var userSeq atomic.Int64
 
 // NewUser registers and logs in a fresh account through auth at authURL.
 func NewUser(t testing.TB, authURL string) User {
 	t.Helper()
-	userSeq++
-	email := fmt.Sprintf("shopper%d-%d@example.com", userSeq, time.Now().UnixNano())
+	email := fmt.Sprintf("shopper%d-%d@example.com", userSeq.Add(1), time.Now().UnixNano())
 	r := Call(t, http.MethodPost, authURL+"/v1/users", JSON(t, map[string]string{"email": email, "password": "a long password", "name": "Shopper"}))
 	if r.Status != http.StatusCreated {
 		t.Fatalf("register %s: got %d %s", email, r.Status, r.Body)
