@@ -246,6 +246,16 @@ func (w *Watcher) OnChange(f func([]Instance)) {
 	}
 }
 
+// Answered reports, without waiting, whether Consul has answered once.
+func (w *Watcher) Answered() bool {
+	select {
+	case <-w.state.firstDone:
+		return true
+	default:
+		return false
+	}
+}
+
 // Ready waits until Consul has answered once, or ctx ends.
 func (w *Watcher) Ready(ctx context.Context) error {
 	select {

@@ -209,9 +209,6 @@ func (c *Cluster) DSN(db, role, password string) string {
 	return dsn
 }
 
-// Admin is a superuser connection pool to the postgres database.
-func (c *Cluster) Admin() *sql.DB { return c.admin }
-
 // EnsureDatabase creates role (with password, when given) and a database it owns, if they do not exist, and
 // makes the database reachable by that role alone. It returns the role's DSN.
 func (c *Cluster) EnsureDatabase(ctx context.Context, db, role, password string) (string, error) {

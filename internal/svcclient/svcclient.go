@@ -113,11 +113,13 @@ type Request struct {
 // Do sends req to a passing instance of service. The caller closes the answer's body.
 func (c *Client) Do(ctx context.Context, service string, req Request) (*http.Response, error) {
 	t := c.target(service)
-	waitCtx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	err := t.watcher.Ready(waitCtx)
-	cancel()
-	if err != nil {
-		return nil, &UnavailableError{Service: service, Err: fmt.Errorf("discovery: %w", err)}
+	if !t.watcher.Answered() { // only the first calls to a service wait for discovery
+		waitCtx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+		err := t.watcher.Ready(waitCtx)
+		cancel()
+		if err != nil {
+			return nil, &UnavailableError{Service: service, Err: fmt.Errorf("discovery: %w", err)}
+		}
 	}
 	retryable := balancer.Idempotent(req.Method, req.Header)
 	var tried []*balancer.Endpoint

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -46,16 +47,11 @@ func (b *browser) do(method, path, body string, headers ...string) testkit.Resp 
 		b.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var sb strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		sb.Write(buf[:n])
-		if err != nil {
-			break
-		}
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
 	}
-	return testkit.Resp{Status: resp.StatusCode, Header: resp.Header, Body: []byte(sb.String())}
+	return testkit.Resp{Status: resp.StatusCode, Header: resp.Header, Body: got}
 }
 
 func TestSessionCookiesAndCSRF(t *testing.T) {

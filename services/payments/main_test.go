@@ -3,6 +3,7 @@ package main
 import (
 	"database/sql"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -129,9 +130,8 @@ func TestIdempotency(t *testing.T) {
 				return
 			}
 			defer resp.Body.Close()
-			var b strings.Builder
-			_, _ = fmt.Fprint(&b, readAll(resp))
-			answers[i], statuses[i] = b.String(), resp.StatusCode
+			b, _ := io.ReadAll(resp.Body)
+			answers[i], statuses[i] = string(b), resp.StatusCode
 		}()
 	}
 	wg.Wait()
@@ -142,18 +142,6 @@ func TestIdempotency(t *testing.T) {
 	}
 	if n := p.count(t, "order_id = 'ord_many'"); n != 1 {
 		t.Fatalf("payments after 50 concurrent requests: got %d; want 1", n)
-	}
-}
-
-func readAll(resp *http.Response) string {
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := resp.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			return b.String()
-		}
 	}
 }
 
