@@ -355,3 +355,42 @@ func TestConcurrentReservations(t *testing.T) {
 		t.Fatalf("reservation rows: got %d, %v; want 10", n, err)
 	}
 }
+
+func TestLookupAndReservationStatus(t *testing.T) {
+	c := startCatalog(t)
+	r := testkit.Call(t, "POST", c.URL+"/internal/v1/products/lookup", `{"ids":["`+kettle+`","prd_unknown","`+grinder+`"]}`)
+	var got struct {
+		Products []product `json:"products"`
+	}
+	r.Decode(t, &got)
+	if r.Status != 200 || len(got.Products) != 2 || got.Products[0].ID != grinder || got.Products[1].ID != kettle || got.Products[0].PriceCents != 8900 {
+		t.Fatalf("lookup: got %d %s; want the grinder and the kettle with their prices, the unknown id left out", r.Status, r.Body)
+	}
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = fmt.Sprintf("%q", grinder)
+	}
+	for _, tc := range []struct{ name, body, field string }{
+		{"no ids", `{"ids":[]}`, "ids"},
+		{"too many ids", `{"ids":[` + strings.Join(many, ",") + `]}`, "ids"},
+		{"empty id", `{"ids":[""]}`, "ids[0]"},
+		{"unknown field", `{"ids":["x"],"prices":true}`, `"prices"`},
+		{"malformed", `{"ids":`, "malformed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := testkit.WantError(t, testkit.Call(t, "POST", c.URL+"/internal/v1/products/lookup", tc.body), 400, "invalid_request")
+			if !strings.Contains(msg, tc.field) {
+				t.Fatalf("message %q: want it to name %q", msg, tc.field)
+			}
+		})
+	}
+
+	reserve(t, c.URL, "ord_status", reservationItem{kettle, 2})
+	r = testkit.Call(t, "GET", c.URL+"/internal/v1/reservations/ord_status", "")
+	var res reservation
+	r.Decode(t, &res)
+	if r.Status != 200 || res.Status != "reserved" || len(res.Items) != 1 || res.Items[0] != (reservationItem{kettle, 2}) {
+		t.Fatalf("reservation status: got %d %s; want reserved with 2 kettles", r.Status, r.Body)
+	}
+	testkit.WantError(t, testkit.Call(t, "GET", c.URL+"/internal/v1/reservations/ord_none", ""), 404, "not_found")
+}

@@ -244,3 +244,33 @@ func TestBadCharges(t *testing.T) {
 		t.Fatalf("payments after bad requests: got %d; want 0", n)
 	}
 }
+
+func TestGetPaymentAndBadVoids(t *testing.T) {
+	p := startPayments(t)
+	var paid payment
+	charge(t, p.URL, "g1", chargeBody("ord_g", 1500, "4242424242424242")).Decode(t, &paid)
+	r := testkit.Call(t, "GET", p.URL+"/v1/payments/"+paid.ID, "")
+	var got payment
+	r.Decode(t, &got)
+	if r.Status != 200 || got.ID != paid.ID || got.Status != "authorized" || got.AmountCents != 1500 || got.Card == nil || got.Card.Last4 != "4242" {
+		t.Fatalf("get payment: got %d %s; want the authorized payment of 1500 with last4 4242", r.Status, r.Body)
+	}
+	testkit.WantError(t, testkit.Call(t, "GET", p.URL+"/v1/payments/pay_none", ""), 404, "not_found")
+	testkit.WantError(t, testkit.Call(t, "GET", p.URL+"/v1/payments", ""), 400, "invalid_request")
+
+	for _, tc := range []struct{ name, body, field string }{
+		{"no order id", `{}`, "order_id"},
+		{"unknown field", `{"order_id":"o","refund":true}`, `"refund"`},
+		{"malformed", `{"order_id":`, "malformed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := testkit.WantError(t, testkit.Call(t, "POST", p.URL+"/v1/payments/void", tc.body), 400, "invalid_request")
+			if !strings.Contains(msg, tc.field) {
+				t.Fatalf("message %q: want it to name %q", msg, tc.field)
+			}
+		})
+	}
+	if n := p.count(t, "status = 'voided'"); n != 0 {
+		t.Fatalf("voided payments after bad voids: got %d; want 0", n)
+	}
+}
