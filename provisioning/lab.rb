@@ -114,6 +114,7 @@ module Shoplab
     s["agents"] ||= {}
     s["services"] ||= {}
     s["databases"] ||= {}
+    s["auth_kek"] ||= [SecureRandom.random_bytes(32)].pack("m0") # seals auth's signing keys
     vms.each do |vm|
       s["agents"][vm.name] ||= { "accessor" => uuid, "secret" => uuid }
       next unless vm.service

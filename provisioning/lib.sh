@@ -224,7 +224,8 @@ SQL
 }
 
 # render_service_env writes the environment of the service to $1: SHOPLAB_SERVICE, SHOPLAB_NODE, SHOPLAB_IP,
-# SHOPLAB_PORT, CONSUL_SERVICE_TOKEN, and for services with data DB_HOST and DB_PASSWORD.
+# SHOPLAB_PORT, CONSUL_SERVICE_TOKEN, for services with data DB_HOST and DB_PASSWORD, and for auth
+# AUTH_KEY_ENCRYPTION_KEY (seals its signing keys) and AUTH_TRUSTED_PROXIES (the front VMs' addresses).
 render_service_env() {
   : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_PORT:?}" "${CONSUL_SERVICE_TOKEN:?}"
   local out=$1 listen=$SHOPLAB_IP:$SHOPLAB_PORT
@@ -235,6 +236,10 @@ render_service_env() {
     printf 'CONSUL_HTTP_ADDR=127.0.0.1:8500\nCONSUL_HTTP_TOKEN=%s\n' "$CONSUL_SERVICE_TOKEN"
     # VMs under software emulation are slow: generous, explicit margins.
     printf 'CHECK_INTERVAL=5s\nCHECK_TIMEOUT=4s\nDB_WAIT=5m\nLOG_LEVEL=info\n'
+    if [[ $SHOPLAB_SERVICE == auth ]]; then
+      : "${AUTH_KEY_ENCRYPTION_KEY:?}"
+      printf 'AUTH_KEY_ENCRYPTION_KEY=%s\nAUTH_TRUSTED_PROXIES=%s\n' "$AUTH_KEY_ENCRYPTION_KEY" "${AUTH_TRUSTED_PROXIES:-}"
+    fi
     if [[ -n ${DB_HOST:-} ]]; then
       printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable\n" \
         "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"

@@ -289,6 +289,21 @@ func TestServiceEnv(t *testing.T) {
 			t.Fatalf("env file: want %q in\n%s", want, b)
 		}
 	}
+	auth := []string{"SHOPLAB_SERVICE=auth", "SHOPLAB_NODE=auth-1", "SHOPLAB_IP=192.168.56.100", "SHOPLAB_PORT=8081",
+		"CONSUL_SERVICE_TOKEN=tok", "DB_HOST=192.168.56.100", "DB_PASSWORD=pw", "AUTH_KEY_ENCRYPTION_KEY=a2V5",
+		"AUTH_TRUSTED_PROXIES=192.168.56.150/32"}
+	if out, err := shellFunc(t, auth, "render_service_env "+file); err != nil {
+		t.Fatalf("render: %v\n%s", err, out)
+	}
+	b, _ = os.ReadFile(file)
+	for _, want := range []string{"AUTH_KEY_ENCRYPTION_KEY=a2V5\n", "AUTH_TRUSTED_PROXIES=192.168.56.150/32\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("auth env file: want %q in\n%s", want, b)
+		}
+	}
+	if out, err := shellFunc(t, auth[:len(auth)-2], "render_service_env "+file); err == nil {
+		t.Fatalf("auth env without AUTH_KEY_ENCRYPTION_KEY: got success; want a refusal\n%s", out)
+	}
 	front := []string{"SHOPLAB_SERVICE=front", "SHOPLAB_NODE=front-1", "SHOPLAB_IP=192.168.56.150", "SHOPLAB_PORT=8080", "CONSUL_SERVICE_TOKEN=tok"}
 	if out, err := shellFunc(t, front, "render_service_env "+file); err != nil {
 		t.Fatalf("render: %v\n%s", err, out)

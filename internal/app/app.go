@@ -5,15 +5,18 @@ package app
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/consulx"
+	"shoplab/internal/health"
 	"shoplab/internal/metrics"
 	"shoplab/internal/pgdb"
 	"shoplab/internal/web"
@@ -42,6 +46,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	ShutdownGrace   time.Duration
 	DBWait          time.Duration
+	JWKSRefresh     time.Duration // how often a verifying service fetches auth's signing keys again
 }
 
 // Load reads the shared configuration of service from getenv.
@@ -65,6 +70,7 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		ShutdownGrace:   env.Duration("SHUTDOWN_GRACE", 200*time.Millisecond),
 		DBWait:          env.Duration("DB_WAIT", time.Minute),
+		JWKSRefresh:     env.Duration("JWKS_REFRESH", time.Minute),
 	}
 	if f := env.String("LOG_FORMAT", "text"); f != "text" && f != "json" {
 		env.fail("LOG_FORMAT", f, "text or json")
@@ -147,19 +153,54 @@ func (c Config) ConsulClient() (*api.Client, error) { return consulx.NewClient(c
 type Service struct {
 	Handler http.Handler
 	Public  bool
-	// Ready is the same readiness the /health/ready endpoint reports; Serve checks it once before registering
-	// so a ready instance is passing in Consul at once.
+	// Ready is the service's own readiness (its database); the registrar asks it before registering, so an
+	// instance that is ready is passing in Consul at once.
 	Ready func(ctx context.Context) error
 	Meta  map[string]string
+	// Retry is what the service says may be retried (the gateway reads it from Consul meta).
+	Retry consulx.RetryPolicy
 	// Server adjusts the http.Server (timeouts) before serving, if set.
 	Server func(*http.Server)
 	// Listening, if set, is called with the bound address once the listener is open (tests use it).
 	Listening func(addr net.Addr)
 }
 
-// Serve listens, registers the instance in Consul and serves until ctx ends; then it deregisters, waits
-// ShutdownGrace so watchers drop the instance, drains for up to ShutdownTimeout and returns.
+// registration is the instance's registration in Consul, shared between Serve (which starts it) and the
+// readiness check (which reports it) — the check exists before Serve runs.
+type registration struct {
+	mu        sync.Mutex
+	registrar *consulx.Registrar
+}
+
+func (r *registration) set(reg *consulx.Registrar) {
+	r.mu.Lock()
+	r.registrar = reg
+	r.mu.Unlock()
+}
+
+// check reports a missing registration as a warning: the instance serves, but Consul does not send it
+// traffic yet.
+func (r *registration) check(context.Context) error {
+	r.mu.Lock()
+	reg := r.registrar
+	r.mu.Unlock()
+	if reg == nil {
+		return health.Degraded(errors.New("not registered in Consul yet"))
+	}
+	if err := reg.Status(); err != nil {
+		return health.Degraded(err)
+	}
+	return nil
+}
+
+// Serve listens, starts registering the instance in Consul (in the background: a service started while its
+// agent is down serves at once and registers when the agent answers) and serves until ctx ends; then it
+// deregisters, waits ShutdownGrace so watchers drop the instance, drains for up to ShutdownTimeout and returns.
 func Serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, s Service) error {
+	return serve(ctx, c, log, consul, s, &registration{})
+}
+
+func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, s Service, state *registration) error {
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s (LISTEN_ADDR): %w", c.Listen, err)
@@ -180,21 +221,26 @@ func Serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, 
 	}
 	log = log.With("instance", id)
 
-	readyNow := s.Ready == nil
-	if s.Ready != nil {
-		rctx, cancel := context.WithTimeout(ctx, c.CheckTimeout+time.Second)
-		readyNow = s.Ready(rctx) == nil
-		cancel()
-	}
+	meta := map[string]string{}
+	maps.Copy(meta, s.Retry.Meta())
+	maps.Copy(meta, s.Meta)
 	reg := consulx.Registration{
-		Name: c.Service, ID: id, Address: advertise, Port: addr.Port, Public: s.Public, Meta: s.Meta,
+		Name: c.Service, ID: id, Address: advertise, Port: addr.Port, Public: s.Public, Meta: meta,
 		CheckInterval: c.CheckInterval, CheckTimeout: c.CheckTimeout, DeregisterAfter: c.DeregisterAfter,
-		InitialPassing: readyNow,
 	}
-	registrar, err := registerWithRetry(ctx, consul, reg, log, 30*time.Second)
+	ready := s.Ready
+	if ready != nil {
+		ready = func(ctx context.Context) error {
+			rctx, cancel := context.WithTimeout(ctx, c.CheckTimeout+time.Second)
+			defer cancel()
+			return s.Ready(rctx)
+		}
+	}
+	registrar, err := consulx.StartRegistration(consul, reg, log, ready)
 	if err != nil {
 		return err
 	}
+	state.set(registrar)
 	srv := web.NewServer(s.Handler, log)
 	if s.Server != nil {
 		s.Server(srv)
@@ -222,27 +268,6 @@ func advertiseAddr(configured string, bound *net.TCPAddr) (string, error) {
 		return "", fmt.Errorf("listening on all interfaces (%s): set ADVERTISE_ADDR to the address other nodes reach this one at", bound)
 	}
 	return bound.IP.String(), nil
-}
-
-func registerWithRetry(ctx context.Context, consul *api.Client, reg consulx.Registration, log hclog.Logger, wait time.Duration) (*consulx.Registrar, error) {
-	deadline := time.Now().Add(wait)
-	delay := 250 * time.Millisecond
-	for {
-		r, err := consulx.Register(ctx, consul, reg, log)
-		if err == nil {
-			return r, nil
-		}
-		if ctx.Err() != nil || time.Now().Add(delay).After(deadline) {
-			return nil, fmt.Errorf("%w (is the Consul agent at CONSUL_HTTP_ADDR running?)", err)
-		}
-		log.Warn("consul not reachable yet; retrying registration", "error", err)
-		select {
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 2*time.Second)
-	}
 }
 
 // OpenDatabase opens DATABASE_URL (waiting up to DB_WAIT for it to answer), applies the migrations in the
@@ -278,6 +303,17 @@ type Runtime struct {
 	Ready   func(ctx context.Context) error // the database's readiness; nil without one
 	Consul  *api.Client
 	stop    context.CancelFunc
+	reg     *registration
+}
+
+// Checks are the readiness checks every service reports at /health/ready: its database (when it has one)
+// and its registration in Consul (a warning while missing).
+func (rt *Runtime) Checks() []health.Check {
+	var out []health.Check
+	if rt.Ready != nil {
+		out = append(out, health.Check{Name: "database", Run: rt.Ready})
+	}
+	return append(out, health.Check{Name: "consul", Run: rt.reg.check})
 }
 
 // Boot does what every service does first: it stops on SIGINT/SIGTERM, reads the shared configuration, sets
@@ -288,7 +324,7 @@ func Boot(ctx context.Context, service, defaultListen string, getenv func(string
 	if err != nil {
 		return nil, err
 	}
-	rt := &Runtime{Config: cfg, Log: cfg.Logger(stderr), Metrics: metrics.New()}
+	rt := &Runtime{Config: cfg, Log: cfg.Logger(stderr), Metrics: metrics.New(), reg: &registration{}}
 	rt.Ctx, rt.stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	if fsys != nil {
 		if rt.DB, rt.Ready, err = cfg.OpenDatabase(rt.Ctx, rt.Log, fsys, rt.Metrics); err != nil {
@@ -304,7 +340,9 @@ func Boot(ctx context.Context, service, defaultListen string, getenv func(string
 }
 
 // Serve registers s in Consul and serves it until the runtime's context ends (see Serve).
-func (rt *Runtime) Serve(s Service) error { return Serve(rt.Ctx, rt.Config, rt.Log, rt.Consul, s) }
+func (rt *Runtime) Serve(s Service) error {
+	return serve(rt.Ctx, rt.Config, rt.Log, rt.Consul, s, rt.reg)
+}
 
 // Close closes the database and stops listening for signals.
 func (rt *Runtime) Close() {

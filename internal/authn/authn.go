@@ -1,7 +1,8 @@
 // Package authn verifies shoplab session tokens: Ed25519-signed JWTs issued by the auth service. A verifier
-// checks the signature against auth's published keys (JWKS, cached, refreshed when an unknown key id shows up),
-// the issuer, audience and expiry, and then asks the session source whether the session is still active, so a
-// token is refused everywhere the moment its user logs out.
+// checks the signature against auth's published keys (JWKS: refreshed on a schedule, so retired keys stop
+// verifying, and fetched early — at most once per MinRefresh — when a token names a key not seen yet), the
+// issuer, audience and expiry, and then asks the session source whether the session is still active and
+// belongs to the token's user, so a token is refused everywhere the moment its user logs out.
 package authn
 
 import (
@@ -9,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -23,7 +26,10 @@ const (
 	Audience = "shoplab"
 )
 
-// Verification failures. Each answers 401 except ErrUnavailable (503).
+// RoleAdmin is the role of the shop's operators.
+const RoleAdmin = "admin"
+
+// Verification failures. Each answers 401 except ErrUnavailable (503) and ErrForbidden (403).
 var (
 	ErrMissing     = errors.New("missing bearer token")
 	ErrMalformed   = errors.New("malformed token")
@@ -31,6 +37,7 @@ var (
 	ErrExpired     = errors.New("token expired")
 	ErrRevoked     = errors.New("token revoked")
 	ErrUnavailable = errors.New("cannot check the token now")
+	ErrForbidden   = errors.New("the token lacks the role this needs")
 )
 
 // Claims is what a verified token says about its holder.
@@ -38,33 +45,59 @@ type Claims struct {
 	UserID    string
 	SessionID string
 	Expiry    time.Time
+	Roles     []string
 }
+
+// HasRole reports whether the holder has role.
+func (c Claims) HasRole(role string) bool { return slices.Contains(c.Roles, role) }
 
 // KeySource fetches the current JSON Web Key Set.
 type KeySource func(ctx context.Context) (jose.JSONWebKeySet, error)
 
-// SessionCheck tells whether a session is still active (false once logged out or unknown).
-type SessionCheck func(ctx context.Context, sessionID string) (bool, error)
+// SessionCheck tells whether a session is still active (false once logged out, expired or unknown) and whose
+// it is.
+type SessionCheck func(ctx context.Context, sessionID string) (userID string, active bool, err error)
 
-// Verifier checks tokens. It is safe for concurrent use.
+// Options tunes a verifier; the zero value is sensible.
+type Options struct {
+	// MinRefresh is the least time between two key fetches triggered by unknown key ids (default 5s).
+	MinRefresh time.Duration
+	// Leeway is the clock skew allowed on expiry and not-before (default 30s).
+	Leeway time.Duration
+}
+
+// Verifier checks tokens. It is safe for concurrent use: verifying a token signed with a known key never
+// waits for a key fetch.
 type Verifier struct {
 	keys    KeySource
 	session SessionCheck
 	now     func() time.Time
-	// MinRefresh is the least time between two key fetches triggered by unknown key ids.
-	minRefresh time.Duration
+	opts    Options
 
-	mu        sync.Mutex
-	set       map[string]jose.JSONWebKey
-	fetchedAt time.Time
+	set       atomic.Pointer[keySet]
+	fetchMu   sync.Mutex // one fetch at a time
+	fetchedAt atomic.Int64
 
 	revokedMu sync.Mutex
 	revoked   map[string]time.Time // session id → token expiry; revocation is final
 }
 
+type keySet map[string]jose.JSONWebKey
+
 // NewVerifier returns a verifier over keys and session.
-func NewVerifier(keys KeySource, session SessionCheck) *Verifier {
-	return &Verifier{keys: keys, session: session, now: time.Now, minRefresh: 5 * time.Second, revoked: map[string]time.Time{}}
+func NewVerifier(keys KeySource, session SessionCheck, o Options) *Verifier {
+	if o.MinRefresh <= 0 {
+		o.MinRefresh = 5 * time.Second
+	}
+	if o.Leeway <= 0 {
+		o.Leeway = 30 * time.Second
+	}
+	return &Verifier{keys: keys, session: session, now: time.Now, opts: o, revoked: map[string]time.Time{}}
+}
+
+// privateClaims are the claims beside the registered ones.
+type privateClaims struct {
+	Roles []string `json:"roles"`
 }
 
 // Verify checks raw and returns its claims.
@@ -80,11 +113,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	var c jwt.Claims
-	if err := tok.Claims(key.Key, &c); err != nil {
+	var (
+		c  jwt.Claims
+		pc privateClaims
+	)
+	if err := tok.Claims(key.Key, &c, &pc); err != nil {
 		return Claims{}, ErrBadSig
 	}
-	err = c.ValidateWithLeeway(jwt.Expected{Issuer: Issuer, AnyAudience: jwt.Audience{Audience}, Time: v.now()}, 30*time.Second)
+	err = c.ValidateWithLeeway(jwt.Expected{Issuer: Issuer, AnyAudience: jwt.Audience{Audience}, Time: v.now()}, v.opts.Leeway)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return Claims{}, ErrExpired
@@ -93,45 +129,100 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	case c.Subject == "" || c.ID == "" || c.Expiry == nil:
 		return Claims{}, fmt.Errorf("%w: sub, jti and exp are required", ErrMalformed)
 	}
-	claims := Claims{UserID: c.Subject, SessionID: c.ID, Expiry: c.Expiry.Time()}
+	claims := Claims{UserID: c.Subject, SessionID: c.ID, Expiry: c.Expiry.Time(), Roles: pc.Roles}
 	if v.isRevoked(claims.SessionID) {
 		return Claims{}, ErrRevoked
 	}
-	active, err := v.session(ctx, claims.SessionID)
+	owner, active, err := v.session(ctx, claims.SessionID)
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if !active {
+	if !active || owner != claims.UserID {
 		v.markRevoked(claims.SessionID, claims.Expiry)
 		return Claims{}, ErrRevoked
 	}
 	return claims, nil
 }
 
+// key returns the published key kid. A known kid is a lock-free map read. An unknown one triggers a fetch,
+// unless one ran less than MinRefresh ago (then the token is refused at once).
 func (v *Verifier) key(ctx context.Context, kid string) (jose.JSONWebKey, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if k, ok := v.set[kid]; ok {
-		return k, nil
-	}
-	if !v.fetchedAt.IsZero() && v.now().Sub(v.fetchedAt) < v.minRefresh {
-		return jose.JSONWebKey{}, ErrBadSig
-	}
-	set, err := v.keys(ctx)
-	if err != nil {
-		return jose.JSONWebKey{}, fmt.Errorf("%w: fetch signing keys: %v", ErrUnavailable, err)
-	}
-	v.fetchedAt = v.now()
-	v.set = make(map[string]jose.JSONWebKey, len(set.Keys))
-	for _, k := range set.Keys {
-		if k.Valid() && k.IsPublic() {
-			v.set[k.KeyID] = k
+	if set := v.set.Load(); set != nil {
+		if k, ok := (*set)[kid]; ok {
+			return k, nil
 		}
 	}
-	if k, ok := v.set[kid]; ok {
+	if v.fetchedRecently() {
+		return jose.JSONWebKey{}, ErrBadSig
+	}
+	v.fetchMu.Lock()
+	defer v.fetchMu.Unlock()
+	// Another caller may have fetched while this one waited.
+	if set := v.set.Load(); set != nil {
+		if k, ok := (*set)[kid]; ok {
+			return k, nil
+		}
+	}
+	if v.fetchedRecently() {
+		return jose.JSONWebKey{}, ErrBadSig
+	}
+	if err := v.fetch(ctx); err != nil {
+		return jose.JSONWebKey{}, fmt.Errorf("%w: fetch signing keys: %v", ErrUnavailable, err)
+	}
+	if k, ok := (*v.set.Load())[kid]; ok {
 		return k, nil
 	}
 	return jose.JSONWebKey{}, ErrBadSig
+}
+
+func (v *Verifier) fetchedRecently() bool {
+	at := v.fetchedAt.Load()
+	return at != 0 && v.now().Sub(time.Unix(0, at)) < v.opts.MinRefresh
+}
+
+// fetch replaces the key set with what the source publishes now (callers hold fetchMu).
+func (v *Verifier) fetch(ctx context.Context) error {
+	// The time is taken when the fetch ends: while one is in flight, other callers with unknown kids wait for
+	// it (on fetchMu) rather than being refused.
+	set, err := v.keys(ctx)
+	v.fetchedAt.Store(v.now().UnixNano())
+	if err != nil {
+		return err
+	}
+	next := make(keySet, len(set.Keys))
+	for _, k := range set.Keys {
+		if k.Valid() && k.IsPublic() {
+			next[k.KeyID] = k
+		}
+	}
+	v.set.Store(&next)
+	return nil
+}
+
+// Refresh fetches the key set now, so keys that were retired stop verifying and new ones are known before a
+// token needs them.
+func (v *Verifier) Refresh(ctx context.Context) error {
+	v.fetchMu.Lock()
+	defer v.fetchMu.Unlock()
+	return v.fetch(ctx)
+}
+
+// RefreshEvery calls Refresh every interval until ctx ends; a failed fetch keeps the keys it had.
+func (v *Verifier) RefreshEvery(ctx context.Context, every time.Duration, onError func(error)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := v.Refresh(fctx); err != nil && ctx.Err() == nil && onError != nil {
+			onError(err)
+		}
+		cancel()
+	}
 }
 
 func (v *Verifier) isRevoked(id string) bool {

@@ -162,3 +162,46 @@ func TestRegistrationValidate(t *testing.T) {
 		t.Errorf("valid registration: got %v; want nil", err)
 	}
 }
+
+func TestRetryPolicy(t *testing.T) {
+	orders := consulx.RetryPolicyFromMeta(consulx.RetryPolicy{
+		Methods: []string{"GET", "HEAD"},
+		Keyed:   []string{"POST /v1/orders", "POST /v1/products/*/stock-adjustments"},
+		Routes:  []string{"POST /v1/orders/*/cancel"},
+	}.Meta())
+	none := consulx.RetryPolicyFromMeta(nil)
+	keyed := http.Header{"Idempotency-Key": {"k1"}}
+	tests := []struct {
+		name   string
+		p      consulx.RetryPolicy
+		method string
+		path   string
+		h      http.Header
+		want   bool
+	}{
+		{"GET", orders, "GET", "/v1/orders", nil, true},
+		{"keyed POST", orders, "POST", "/v1/orders", keyed, true},
+		{"POST without key", orders, "POST", "/v1/orders", http.Header{}, false},
+		{"keyed POST elsewhere", orders, "POST", "/v1/sessions", keyed, false},
+		{"wildcard segment", orders, "POST", "/v1/products/prd_1/stock-adjustments", keyed, true},
+		{"wildcard needs a segment", orders, "POST", "/v1/products//stock-adjustments", keyed, false},
+		{"route always", orders, "POST", "/v1/orders/ord_1/cancel", http.Header{}, true},
+		{"longer path", orders, "POST", "/v1/orders/ord_1/cancel/x", http.Header{}, false},
+		{"trailing slash", orders, "POST", "/v1/orders/", keyed, false},
+		{"other method", orders, "PUT", "/v1/orders", keyed, false},
+		{"no policy: GET", none, "GET", "/x", nil, true},
+		{"no policy: keyed POST", none, "POST", "/v1/orders", keyed, false},
+		{"no policy: DELETE", none, "DELETE", "/x", nil, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := tc.h
+			if h == nil {
+				h = http.Header{}
+			}
+			if got := tc.p.Allows(tc.method, tc.path, h); got != tc.want {
+				t.Fatalf("Allows(%s %s, key=%q): got %v; want %v", tc.method, tc.path, h.Get("Idempotency-Key"), got, tc.want)
+			}
+		})
+	}
+}

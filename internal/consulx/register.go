@@ -139,62 +139,131 @@ func (r Registration) agentRegistration() *api.AgentServiceRegistration {
 	}
 }
 
-// Registrar keeps one instance registered in the local agent until Deregister.
+// Registrar keeps one instance registered in the local agent until Deregister. Every call to the agent has
+// a timeout; while the agent cannot be reached the registrar keeps trying (backing off to 5 s), so a service
+// started before its agent serves at once and registers as soon as the agent answers.
 type Registrar struct {
-	client *api.Client
-	reg    Registration
-	log    hclog.Logger
+	client      *api.Client
+	reg         Registration
+	log         hclog.Logger
+	ready       func(context.Context) error
+	callTimeout time.Duration
+
+	mu         sync.Mutex
+	registered bool
+	lastErr    error
 
 	stopOnce sync.Once
 	stop     chan struct{}
 	done     chan struct{}
 }
 
-// Register registers reg with the local agent and keeps it registered: if the agent forgets it (an agent
-// restarted in dev mode, say), it is registered again within the check interval times five.
-func Register(ctx context.Context, client *api.Client, reg Registration, log hclog.Logger) (*Registrar, error) {
+func newRegistrar(client *api.Client, reg Registration, log hclog.Logger, ready func(context.Context) error) (*Registrar, error) {
 	if err := reg.Validate(); err != nil {
 		return nil, err
 	}
 	reg = reg.withDefaults()
-	r := &Registrar{client: client, reg: reg, log: log.Named("consul"), stop: make(chan struct{}), done: make(chan struct{})}
+	return &Registrar{client: client, reg: reg, log: log.Named("consul"), ready: ready, callTimeout: max(reg.CheckTimeout, 5*time.Second),
+		lastErr: errors.New("not registered yet"), stop: make(chan struct{}), done: make(chan struct{})}, nil
+}
+
+// Register registers reg with the local agent now (an error when the agent refuses or cannot be reached) and
+// keeps it registered: if the agent forgets it (an agent restarted in dev mode, say), it is registered again
+// within the check interval times five.
+func Register(ctx context.Context, client *api.Client, reg Registration, log hclog.Logger) (*Registrar, error) {
+	r, err := newRegistrar(client, reg, log, nil)
+	if err != nil {
+		return nil, err
+	}
 	if err := r.register(ctx); err != nil {
 		return nil, err
 	}
-	r.log.Info("registered", "service", reg.Name, "id", reg.ID, "address", reg.Address, "port", reg.Port, "public", reg.Public)
-	go r.keep(5 * reg.CheckInterval)
+	go r.keep()
+	return r, nil
+}
+
+// StartRegistration returns at once and registers reg in the background, retrying until the agent answers,
+// then keeps it registered like Register. ready, if set, is asked before each registration: an instance that
+// is ready then registers with its check already passing. Status tells how it stands.
+func StartRegistration(client *api.Client, reg Registration, log hclog.Logger, ready func(context.Context) error) (*Registrar, error) {
+	r, err := newRegistrar(client, reg, log, ready)
+	if err != nil {
+		return nil, err
+	}
+	go r.keep()
 	return r, nil
 }
 
 func (r *Registrar) register(ctx context.Context) error {
-	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
-	if err := r.client.Agent().ServiceRegisterOpts(r.reg.agentRegistration(), opts); err != nil {
-		return fmt.Errorf("register %s in consul: %w", r.reg.ID, err)
+	ctx, cancel := context.WithTimeout(ctx, r.callTimeout)
+	defer cancel()
+	reg := r.reg
+	if r.ready != nil {
+		reg.InitialPassing = r.ready(ctx) == nil
 	}
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	err := r.client.Agent().ServiceRegisterOpts(reg.agentRegistration(), opts)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.registered, r.lastErr = false, fmt.Errorf("register %s in consul: %w", r.reg.ID, err)
+		return r.lastErr
+	}
+	r.registered, r.lastErr = true, nil
+	r.reg.InitialPassing = false // a later re-registration lets the check decide
+	r.log.Info("registered", "service", reg.Name, "id", reg.ID, "address", reg.Address, "port", reg.Port, "public", reg.Public, "passing", reg.InitialPassing)
 	return nil
 }
 
-func (r *Registrar) keep(every time.Duration) {
+// Status is nil while the instance is registered, else why it is not (yet).
+func (r *Registrar) Status() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.registered {
+		return nil
+	}
+	return fmt.Errorf("not registered in Consul: %v", r.lastErr)
+}
+
+func (r *Registrar) isRegistered() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.registered
+}
+
+// keep registers until it succeeds (backing off from 250 ms to 5 s), then checks every five check intervals
+// that the agent still has the instance, registering it again if not.
+func (r *Registrar) keep() {
 	defer close(r.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
+	every := 5 * r.reg.CheckInterval
+	backoff := 250 * time.Millisecond
 	for {
+		wait := every
+		if !r.isRegistered() {
+			if err := r.register(context.Background()); err != nil {
+				r.log.Warn("consul agent not reachable; serving unregistered and retrying", "in", backoff, "error", err)
+				wait, backoff = backoff, min(2*backoff, 5*time.Second)
+			} else {
+				backoff = 250 * time.Millisecond
+			}
+		}
 		select {
 		case <-r.stop:
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), every)
+		if !r.isRegistered() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), r.callTimeout)
 		_, _, err := r.client.Agent().Service(r.reg.ID, (&api.QueryOptions{}).WithContext(ctx))
-		if err != nil && isNotFound(err) {
-			r.reg.InitialPassing = false
-			if err := r.register(ctx); err != nil {
-				r.log.Warn("re-registration failed", "error", err)
-			} else {
-				r.log.Info("registered again after the agent forgot this instance", "id", r.reg.ID)
-			}
-		}
 		cancel()
+		if err != nil && isNotFound(err) {
+			r.mu.Lock()
+			r.registered, r.lastErr = false, errors.New("the agent forgot this instance")
+			r.mu.Unlock()
+			r.log.Info("the agent forgot this instance; registering again", "id", r.reg.ID)
+		}
 	}
 }
 
@@ -203,17 +272,26 @@ func isNotFound(err error) bool {
 	return errors.As(err, &se) && se.Code == http.StatusNotFound
 }
 
-// Deregister stops keeping the registration and removes it from the agent. It is safe to call more than once.
+// Deregister stops keeping the registration and removes it from the agent (if it was ever registered). It is
+// safe to call more than once.
 func (r *Registrar) Deregister(ctx context.Context) error {
 	var err error
 	r.stopOnce.Do(func() {
 		close(r.stop)
 		<-r.done
+		if !r.isRegistered() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, r.callTimeout)
+		defer cancel()
 		err = r.client.Agent().ServiceDeregisterOpts(r.reg.ID, (&api.QueryOptions{}).WithContext(ctx))
 		if err != nil {
 			err = fmt.Errorf("deregister %s: %w", r.reg.ID, err)
 			return
 		}
+		r.mu.Lock()
+		r.registered = false
+		r.mu.Unlock()
 		r.log.Info("deregistered", "id", r.reg.ID)
 	})
 	return err

@@ -2,6 +2,7 @@ package consulx
 
 import (
 	"context"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -22,6 +23,7 @@ type Instance struct {
 	Port    int
 	Tags    []string
 	Meta    map[string]string
+	Retry   RetryPolicy // what the instance says may be retried (from its meta)
 }
 
 // HostPort is the instance's address as host:port.
@@ -189,7 +191,7 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 		}
 		out = append(out, Instance{
 			ID: e.Service.ID, Service: e.Service.Service, Node: e.Node.Node, Address: addr, Port: e.Service.Port,
-			Tags: e.Service.Tags, Meta: e.Service.Meta,
+			Tags: e.Service.Tags, Meta: e.Service.Meta, Retry: RetryPolicyFromMeta(e.Service.Meta),
 		})
 	}
 	slices.SortFunc(out, func(a, b Instance) int {
@@ -206,7 +208,8 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 
 func sameInstances(a, b []Instance) bool {
 	return slices.EqualFunc(a, b, func(x, y Instance) bool {
-		return x.ID == y.ID && x.Address == y.Address && x.Port == y.Port && x.Node == y.Node
+		return x.ID == y.ID && x.Address == y.Address && x.Port == y.Port && x.Node == y.Node &&
+			slices.Equal(x.Tags, y.Tags) && maps.Equal(x.Meta, y.Meta)
 	})
 }
 

@@ -128,6 +128,10 @@ func (l *Lab) start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	kek, err := l.authKEK()
+	if err != nil {
+		return err
+	}
 	for _, in := range cfg.Topology.Instances() {
 		i := &instance{Instance: in, port: in.LocalPort() + cfg.PortOffset, logPath: filepath.Join(cfg.State, "logs", in.ID()+".log")}
 		i.env = append(os.Environ(),
@@ -137,6 +141,9 @@ func (l *Lab) start(ctx context.Context) (err error) {
 			"DATABASE_URL="+dsns[in.Service.Name],
 			"LOG_LEVEL="+cfg.LogLevel,
 		)
+		if in.Service.Name == "auth" {
+			i.env = append(i.env, "AUTH_KEY_ENCRYPTION_KEY_FILE="+kek)
+		}
 		if err := l.startInstance(i); err != nil {
 			return err
 		}
@@ -235,6 +242,23 @@ func (l *Lab) databases(ctx context.Context) (map[string]string, error) {
 		dsns[s.Name] = dsn
 	}
 	return dsns, nil
+}
+
+// authKEK makes auth's key-encryption key once (32 random bytes, base64, mode 0600 in secrets/): every auth
+// instance of the lab seals and opens its signing keys with it. It returns the file's path.
+func (l *Lab) authKEK() (string, error) {
+	path := filepath.Join(l.cfg.State, "secrets", "auth-key-encryption.key")
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+		return path, nil
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write auth's key-encryption key: %w", err)
+	}
+	return path, nil
 }
 
 // secret returns the content of path, creating it (mode 0600) with a random value on first use.

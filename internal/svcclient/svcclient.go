@@ -38,7 +38,8 @@ type RemoteError struct {
 	Status  int
 	Code    string
 	Message string
-	Body    []byte // the whole answer, for callers that read more than the error (a declined payment, say)
+	Body    []byte      // the whole answer, for callers that read more than the error (a declined payment, say)
+	Header  http.Header // the answer's headers (Retry-After, say)
 }
 
 func (e *RemoteError) Error() string {
@@ -214,7 +215,7 @@ func (c *Client) CallJSON(ctx context.Context, service, method, path string, hea
 		return resp.StatusCode, &UnavailableError{Service: service, Err: fmt.Errorf("read answer: %w", err)}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		re := &RemoteError{Service: service, Status: resp.StatusCode, Body: body}
+		re := &RemoteError{Service: service, Status: resp.StatusCode, Body: body, Header: resp.Header}
 		var eb struct {
 			Error struct{ Code, Message string } `json:"error"`
 		}

@@ -16,9 +16,18 @@ type Stack struct {
 	DSN      map[string]string
 }
 
+// AuthTestKEK is the key-encryption key auth gets in tests (base64 of 32 bytes; never used outside tests).
+const AuthTestKEK = "c2hvcGxhYi10ZXN0LWtlay0xMjM0NTY3ODkwYWJjZGU="
+
+// AuthEnv is what auth needs in tests beside its database and Consul: a cheap bcrypt cost and the test
+// key-encryption key.
+func AuthEnv() map[string]string {
+	return map[string]string{"AUTH_BCRYPT_COST": "4", "AUTH_KEY_ENCRYPTION_KEY": AuthTestKEK}
+}
+
 // serviceEnv is what every stack service gets besides its database and Consul address.
 var serviceEnv = map[string]map[string]string{
-	"auth": {"AUTH_BCRYPT_COST": "4"},
+	"auth": AuthEnv(),
 }
 
 // StartStack starts names (for example "auth", "catalog") as binaries and waits until each is passing in Consul.

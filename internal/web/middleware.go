@@ -159,12 +159,23 @@ func LabelRoutes(template func(*http.Request) string) func(http.Handler) http.Ha
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if l, ok := r.Context().Value(routeKey).(*requestInfo); ok {
 				if name := template(r); name != "" {
-					l.name = r.Method + " " + name
+					l.name = MethodLabel(r.Method) + " " + name
 				}
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// MethodLabel bounds a request method to a closed set for metric labels and route names: the methods HTTP
+// defines keep their name, anything a client made up is "other". Client-chosen strings never become labels.
+func MethodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete,
+		http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 // Recorder is a ResponseWriter that remembers the status and the number of bytes written.

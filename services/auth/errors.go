@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -18,7 +19,14 @@ var (
 
 // writeError maps auth's errors to HTTP answers; this is the one place that does.
 func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err error) {
+	var limited *rateLimitedError
 	switch {
+	case errors.As(err, &limited):
+		w.Header().Set("Retry-After", strconv.Itoa(limited.seconds()))
+		err = web.Errorf(http.StatusTooManyRequests, "rate_limited", "too many attempts from this address or for this account; try again in %d seconds", limited.seconds())
+	case errors.Is(err, errOverloaded):
+		w.Header().Set("Retry-After", "1")
+		err = web.Errorf(http.StatusServiceUnavailable, "overloaded", "too many sign-ins at once; try again in a moment")
 	case errors.Is(err, errEmailTaken):
 		err = web.Errorf(http.StatusConflict, "email_taken", "an account with this email already exists")
 	case errors.Is(err, errBadCredentials):
@@ -26,7 +34,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 	case errors.Is(err, errNotFound):
 		err = web.NotFound("resource")
 	case errors.Is(err, authn.ErrMissing), errors.Is(err, authn.ErrMalformed), errors.Is(err, authn.ErrBadSig),
-		errors.Is(err, authn.ErrExpired), errors.Is(err, authn.ErrRevoked), errors.Is(err, authn.ErrUnavailable):
+		errors.Is(err, authn.ErrExpired), errors.Is(err, authn.ErrRevoked), errors.Is(err, authn.ErrUnavailable),
+		errors.Is(err, authn.ErrForbidden):
 		err = authn.AsHTTPError(err)
 	}
 	web.WriteError(w, r, log, err)

@@ -50,31 +50,49 @@ type sessionCreator interface {
 	CreateSession(ctx context.Context, id, userID string, expires time.Time) error
 }
 
-func handleCreateSession(log hclog.Logger, store sessionCreator, pw *passwords, iss *issuer) http.Handler {
+// handleCreateSession logs a user in. The address and account limits are checked first (a limited attempt
+// costs no hashing and gets 429 even with the right password); a failed attempt counts against both.
+func handleCreateSession(log hclog.Logger, store sessionCreator, pw *passwords, iss *issuer, lim *limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := decodeCreateSession(r)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		u, hash, err := store.UserByEmail(r.Context(), req.Email)
+		ctx := r.Context()
+		addr := lim.clientAddr(r)
+		if err := lim.check(ctx, addr, req.Email); err != nil {
+			log.Info("login refused: rate limited", "client", addr, "request_id", web.RequestID(ctx))
+			writeError(w, r, log, err)
+			return
+		}
+		u, hash, err := store.UserByEmail(ctx, req.Email)
 		if err != nil && !errors.Is(err, errNotFound) {
 			writeError(w, r, log, err)
 			return
 		}
 		// An unknown email still costs one bcrypt comparison: the answer and its timing are the same.
-		if !pw.verify(hash, req.Password) {
-			log.Info("login refused", "request_id", web.RequestID(r.Context()))
-			writeError(w, r, log, errBadCredentials)
-			return
-		}
-		sessionID := ids.New("ses")
-		token, exp, err := iss.issue(u.ID, sessionID)
+		ok, err := pw.verify(ctx, hash, req.Password)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		if err := store.CreateSession(r.Context(), sessionID, u.ID, exp); err != nil {
+		if !ok {
+			if err := lim.hit(ctx, addr, req.Email); err != nil {
+				writeError(w, r, log, err)
+				return
+			}
+			log.Info("login refused", "client", addr, "request_id", web.RequestID(ctx))
+			writeError(w, r, log, errBadCredentials)
+			return
+		}
+		sessionID := ids.New("ses")
+		token, exp, err := iss.issue(u.ID, sessionID, u.Roles, 0)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		if err := store.CreateSession(ctx, sessionID, u.ID, exp); err != nil {
 			writeError(w, r, log, err)
 			return
 		}
@@ -144,12 +162,12 @@ func localVerifier(store interface {
 		}
 		return jwks(k), nil
 	}
-	active := func(ctx context.Context, id string) (bool, error) {
-		_, _, err := store.ActiveSession(ctx, id)
+	active := func(ctx context.Context, id string) (string, bool, error) {
+		userID, _, err := store.ActiveSession(ctx, id)
 		if errors.Is(err, errNotFound) {
-			return false, nil
+			return "", false, nil
 		}
-		return err == nil, err
+		return userID, err == nil, err
 	}
-	return authn.NewVerifier(keys, active)
+	return authn.NewVerifier(keys, active, authn.Options{MinRefresh: time.Second})
 }

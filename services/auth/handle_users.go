@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/mail"
 	"strings"
@@ -17,9 +18,10 @@ import (
 
 // user is an account as the API shows it.
 type user struct {
-	ID    string `json:"id"`
-	Email string `json:"email"`
-	Name  string `json:"name"`
+	ID    string   `json:"id"`
+	Email string   `json:"email"`
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
 }
 
 // Password rules: at least 10 characters (API.md); bcrypt reads at most 72 bytes, so longer is refused rather
@@ -81,20 +83,39 @@ type userCreator interface {
 	CreateUser(ctx context.Context, u user, hash []byte) error
 }
 
-func handleCreateUser(log hclog.Logger, store userCreator, pw *passwords) http.Handler {
+// handleCreateUser registers an account. Every well-formed attempt counts against the client's address, one
+// for an email that is taken also against that account; a limited attempt gets 429 before any hashing.
+func handleCreateUser(log hclog.Logger, store userCreator, pw *passwords, lim *limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := decodeCreateUser(r)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		hash, err := pw.hash(req.Password)
+		ctx := r.Context()
+		addr := lim.clientAddr(r)
+		if err := lim.check(ctx, addr, req.Email); err != nil {
+			log.Info("registration refused: rate limited", "client", addr, "request_id", web.RequestID(ctx))
+			writeError(w, r, log, err)
+			return
+		}
+		if err := lim.hitAddress(ctx, addr); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		hash, err := pw.hash(ctx, req.Password)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		u := user{ID: ids.New("usr"), Email: req.Email, Name: req.Name}
-		if err := store.CreateUser(r.Context(), u, hash); err != nil {
+		u := user{ID: ids.New("usr"), Email: req.Email, Name: req.Name, Roles: []string{}}
+		if err := store.CreateUser(ctx, u, hash); err != nil {
+			if errors.Is(err, errEmailTaken) {
+				// Probing which emails have accounts counts against that account.
+				if herr := lim.hitAccount(ctx, req.Email); herr != nil {
+					err = herr
+				}
+			}
 			writeError(w, r, log, err)
 			return
 		}
@@ -114,6 +135,9 @@ func handleGetMe(log hclog.Logger, store userGetter) http.Handler {
 		if err != nil {
 			writeError(w, r, log, err)
 			return
+		}
+		if u.Roles == nil {
+			u.Roles = []string{}
 		}
 		web.WriteJSON(w, http.StatusOK, u)
 	})

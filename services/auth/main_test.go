@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +31,8 @@ func startAuth(t *testing.T, env map[string]string) *authUnderTest {
 		dsn = testkit.NewDatabase(t)
 	}
 	consul := testkit.SharedConsul(t)
-	full := map[string]string{"DATABASE_URL": dsn, "CONSUL_HTTP_ADDR": consul.HTTPAddr, "AUTH_BCRYPT_COST": "4"}
+	full := testkit.AuthEnv()
+	full["DATABASE_URL"], full["CONSUL_HTTP_ADDR"] = dsn, consul.HTTPAddr
 	for k, v := range env {
 		full[k] = v
 	}
@@ -224,24 +224,64 @@ func tamper(token string) string {
 	return strings.Join(parts, ".")
 }
 
-// signWithStoredKey signs a token with auth's own key (read from its database) for an existing session, so
-// only the expiry is wrong.
-func signWithStoredKey(t *testing.T, a *authUnderTest, userID string, s sessionAnswer, exp time.Time) string {
+// testSealer opens seeds sealed with the tests' key-encryption key.
+func testSealer(t *testing.T) *sealer {
 	t.Helper()
-	var seed []byte
-	if err := a.db.QueryRow(`SELECT seed FROM signing_keys WHERE seed IS NOT NULL`).Scan(&seed); err != nil {
+	kek, err := decodeKEK("test", testkit.AuthTestKEK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSealer(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// issuerWith returns an issuer that signs with k alone.
+func issuerWith(t *testing.T, k signingKey, ttl time.Duration) *issuer {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr := &keyRing{}
+	kr.current.Store(&activeKey{signingKey: k, signer: signer})
+	return newIssuer(kr, ttl)
+}
+
+// storedKey opens the newest signing key auth keeps (sealed) in its database.
+func storedKey(t *testing.T, a *authUnderTest) signingKey {
+	t.Helper()
+	var (
+		kid    string
+		sealed []byte
+	)
+	if err := a.db.QueryRow(`SELECT kid, sealed_seed FROM signing_keys WHERE sealed_seed IS NOT NULL ORDER BY created_at DESC LIMIT 1`).Scan(&kid, &sealed); err != nil {
+		t.Fatal(err)
+	}
+	seed, err := testSealer(t).open(kid, sealed)
+	if err != nil {
 		t.Fatal(err)
 	}
 	k, err := keyFromSeed(seed)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return k
+}
+
+// signWithStoredKey signs a token with auth's own key (read from its database) for an existing session, so
+// only the expiry is wrong.
+func signWithStoredKey(t *testing.T, a *authUnderTest, userID string, s sessionAnswer, exp time.Time) string {
+	t.Helper()
 	var claims jwt.Claims
 	tok, _ := jwt.ParseSigned(s.Token, []jose.SignatureAlgorithm{jose.EdDSA})
 	_ = tok.UnsafeClaimsWithoutVerification(&claims)
-	iss := newIssuer(k, 0)
-	iss.now = func() time.Time { return exp }
-	raw, _, err := iss.issue(userID, claims.ID)
+	iss := issuerWith(t, storedKey(t, a), time.Hour)
+	iss.now = func() time.Time { return exp.Add(-time.Hour) }
+	raw, _, err := iss.issue(userID, claims.ID, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +300,7 @@ func signWithNewKey(t *testing.T, a *authUnderTest, userID string) string {
 		t.Fatal(err)
 	}
 	k.kid = kid
-	raw, _, err := newIssuer(k, time.Hour).issue(userID, "ses_forged")
+	raw, _, err := issuerWith(t, k, time.Hour).issue(userID, "ses_forged", nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +321,8 @@ func TestJWKSVerifiesTokens(t *testing.T) {
 	// An independent verifier built only from the published keys accepts the token.
 	v := authn.NewVerifier(
 		func(context.Context) (jose.JSONWebKeySet, error) { return set, nil },
-		func(context.Context, string) (bool, error) { return true, nil },
+		func(context.Context, string) (string, bool, error) { return s.User.ID, true, nil },
+		authn.Options{},
 	)
 	c, err := v.Verify(context.Background(), s.Token)
 	if err != nil || c.UserID != s.User.ID {
@@ -300,29 +341,6 @@ func TestSigningKeySurvivesRestart(t *testing.T) {
 	second := startAuth(t, map[string]string{"DATABASE_URL": dsn})
 	if r := testkit.Call(t, "GET", second.URL+"/v1/users/me", "", "Authorization", "Bearer "+s.Token); r.Status != 200 {
 		t.Fatalf("token after restart: got %d %s; want 200 (the key is kept)", r.Status, r.Body)
-	}
-}
-
-func TestSigningKeyFile(t *testing.T) {
-	file := t.TempDir() + "/signing.key"
-	dsn := testkit.NewDatabase(t)
-	first := startAuth(t, map[string]string{"DATABASE_URL": dsn, "AUTH_SIGNING_KEY_FILE": file})
-	register(t, first.URL, "dennis@example.com", "c is portable asm", "Dennis")
-	s := login(t, first.URL, "dennis@example.com", "c is portable asm")
-	if err := first.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.Stat(file)
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("key file: got %v, %v; want mode 0600", st, err)
-	}
-	var seeds int
-	if err := first.db.QueryRow(`SELECT count(seed) FROM signing_keys`).Scan(&seeds); err != nil || seeds != 0 {
-		t.Fatalf("seeds in database: got %d, %v; want 0 (the file keeps it)", seeds, err)
-	}
-	second := startAuth(t, map[string]string{"DATABASE_URL": dsn, "AUTH_SIGNING_KEY_FILE": file})
-	if r := testkit.Call(t, "GET", second.URL+"/v1/users/me", "", "Authorization", "Bearer "+s.Token); r.Status != 200 {
-		t.Fatalf("token after restart with key file: got %d %s; want 200", r.Status, r.Body)
 	}
 }
 

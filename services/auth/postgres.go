@@ -34,8 +34,8 @@ func (s *postgresStore) UserByEmail(ctx context.Context, email string) (user, []
 		u    user
 		hash []byte
 	)
-	err := s.db.QueryRowContext(ctx, `SELECT id, email, name, password_hash FROM users WHERE email = $1`, email).
-		Scan(&u.ID, &u.Email, &u.Name, &hash)
+	err := s.db.QueryRowContext(ctx, `SELECT id, email, name, roles, password_hash FROM users WHERE email = $1`, email).
+		Scan(&u.ID, &u.Email, &u.Name, pq.Array(&u.Roles), &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return user{}, nil, errNotFound
 	}
@@ -47,7 +47,7 @@ func (s *postgresStore) UserByEmail(ctx context.Context, email string) (user, []
 
 func (s *postgresStore) UserByID(ctx context.Context, id string) (user, error) {
 	var u user
-	err := s.db.QueryRowContext(ctx, `SELECT id, email, name FROM users WHERE id = $1`, id).Scan(&u.ID, &u.Email, &u.Name)
+	err := s.db.QueryRowContext(ctx, `SELECT id, email, name, roles FROM users WHERE id = $1`, id).Scan(&u.ID, &u.Email, &u.Name, pq.Array(&u.Roles))
 	if errors.Is(err, sql.ErrNoRows) {
 		return user{}, errNotFound
 	}
@@ -55,6 +55,57 @@ func (s *postgresStore) UserByID(ctx context.Context, id string) (user, error) {
 		return user{}, fmt.Errorf("load user %s: %w", id, err)
 	}
 	return u, nil
+}
+
+// SetRole grants (on) or takes away role from the user with email. Taking it away also revokes every session
+// of the user, so tokens that carry the role are refused at once, as after a logout. It returns the user
+// as stored afterwards and how many sessions were revoked.
+func (s *postgresStore) SetRole(ctx context.Context, email, role string, on bool) (user, int, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return user{}, 0, err
+	}
+	defer tx.Rollback()
+	var u user
+	q := `UPDATE users SET roles = array_remove(roles, $2) WHERE email = $1 RETURNING id, email, name, roles`
+	if on {
+		q = `UPDATE users SET roles = CASE WHEN $2 = ANY(roles) THEN roles ELSE array_append(roles, $2) END
+		     WHERE email = $1 RETURNING id, email, name, roles`
+	}
+	err = tx.QueryRowContext(ctx, q, email, role).Scan(&u.ID, &u.Email, &u.Name, pq.Array(&u.Roles))
+	if errors.Is(err, sql.ErrNoRows) {
+		return user{}, 0, errNotFound
+	}
+	if err != nil {
+		return user{}, 0, fmt.Errorf("set role of %s: %w", email, err)
+	}
+	revoked := int64(0)
+	if !on {
+		res, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL`, u.ID)
+		if err != nil {
+			return user{}, 0, fmt.Errorf("revoke sessions of %s: %w", u.ID, err)
+		}
+		revoked, _ = res.RowsAffected()
+	}
+	return u, int(revoked), tx.Commit()
+}
+
+// UsersWithRole lists the users that hold role, by email.
+func (s *postgresStore) UsersWithRole(ctx context.Context, role string) ([]user, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, email, name, roles FROM users WHERE $1 = ANY(roles) ORDER BY email`, role)
+	if err != nil {
+		return nil, fmt.Errorf("list users with role %s: %w", role, err)
+	}
+	defer rows.Close()
+	var out []user
+	for rows.Next() {
+		var u user
+		if err := rows.Scan(&u.ID, &u.Email, &u.Name, pq.Array(&u.Roles)); err != nil {
+			return nil, fmt.Errorf("scan user: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
 }
 
 func (s *postgresStore) CreateSession(ctx context.Context, id, userID string, expires time.Time) error {
@@ -71,6 +122,61 @@ func (s *postgresStore) RevokeSession(ctx context.Context, id string) error {
 		return fmt.Errorf("revoke session: %w", err)
 	}
 	return nil
+}
+
+// LimitState returns, for each key that has a row, its attempts in the current window, when the window
+// started, and the database's clock (all limits are judged on one clock, whichever replica asks).
+func (s *postgresStore) LimitState(ctx context.Context, keys []string) (map[string]limitWindow, time.Time, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key, hits, window_start, now() FROM rate_limits WHERE key = ANY($1)`, pq.Array(keys))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("read rate limits: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]limitWindow, len(keys))
+	var now time.Time
+	for rows.Next() {
+		var (
+			k string
+			w limitWindow
+		)
+		if err := rows.Scan(&k, &w.hits, &w.start, &now); err != nil {
+			return nil, time.Time{}, fmt.Errorf("scan rate limit: %w", err)
+		}
+		out[k] = w
+	}
+	if err := rows.Err(); err != nil {
+		return nil, time.Time{}, err
+	}
+	if now.IsZero() {
+		if err := s.db.QueryRowContext(ctx, `SELECT now()`).Scan(&now); err != nil {
+			return nil, time.Time{}, fmt.Errorf("read the clock: %w", err)
+		}
+	}
+	return out, now, nil
+}
+
+// Hit counts one attempt against key in a fixed window of the given length: a window that has ended starts
+// over at one.
+func (s *postgresStore) Hit(ctx context.Context, key string, window time.Duration) error {
+	_, err := s.db.ExecContext(ctx, `
+		INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, now(), 1)
+		ON CONFLICT (key) DO UPDATE SET
+		  hits = CASE WHEN rate_limits.window_start <= now() - make_interval(secs => $2) THEN 1 ELSE rate_limits.hits + 1 END,
+		  window_start = CASE WHEN rate_limits.window_start <= now() - make_interval(secs => $2) THEN now() ELSE rate_limits.window_start END`,
+		key, window.Seconds())
+	if err != nil {
+		return fmt.Errorf("count attempt: %w", err)
+	}
+	return nil
+}
+
+// ForgetLimits deletes windows that ended more than olderThan ago.
+func (s *postgresStore) ForgetLimits(ctx context.Context, olderThan time.Duration) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM rate_limits WHERE window_start < now() - make_interval(secs => $1)`, olderThan.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("forget old rate limits: %w", err)
+	}
+	return res.RowsAffected()
 }
 
 // ActiveSession returns the user of session id if it is neither revoked nor expired, else errNotFound.
@@ -91,47 +197,86 @@ func (s *postgresStore) ActiveSession(ctx context.Context, id string) (string, t
 	return userID, expires, nil
 }
 
-// SigningKey returns the newest key with a seed, storing candidate if there is none. An advisory lock makes
-// replicas that start together agree on one key.
-func (s *postgresStore) SigningKey(ctx context.Context, candidate signingKey) (signingKey, error) {
+// MaintainKeys runs the signing-key lifecycle in one transaction under an advisory lock, so replicas that
+// start or rotate together agree on one key (see keyStore).
+func (s *postgresStore) MaintainKeys(ctx context.Context, candidate sealedKey, p keyPolicy, seal func(kid string, seed []byte) ([]byte, error)) (sealedKey, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return signingKey{}, err
+		return sealedKey{}, err
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('shoplab.auth.signing_keys'))`); err != nil {
-		return signingKey{}, fmt.Errorf("lock signing keys: %w", err)
+		return sealedKey{}, fmt.Errorf("lock signing keys: %w", err)
 	}
-	var seed []byte
-	err = tx.QueryRowContext(ctx, `SELECT seed FROM signing_keys WHERE seed IS NOT NULL ORDER BY created_at DESC LIMIT 1`).Scan(&seed)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		if _, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, public_key, seed) VALUES ($1, $2, $3)`,
-			candidate.kid, []byte(candidate.public()), candidate.seed()); err != nil {
-			return signingKey{}, fmt.Errorf("store signing key: %w", err)
-		}
-		return candidate, tx.Commit()
-	case err != nil:
-		return signingKey{}, fmt.Errorf("load signing key: %w", err)
-	}
-	k, err := keyFromSeed(seed)
+	// Seeds an earlier version stored in the clear are sealed, and the clear copy deleted.
+	rows, err := tx.QueryContext(ctx, `SELECT kid, seed FROM signing_keys WHERE seed IS NOT NULL`)
 	if err != nil {
-		return signingKey{}, err
+		return sealedKey{}, fmt.Errorf("find clear seeds: %w", err)
 	}
+	clear := map[string][]byte{}
+	for rows.Next() {
+		var (
+			kid  string
+			seed []byte
+		)
+		if err := rows.Scan(&kid, &seed); err != nil {
+			rows.Close()
+			return sealedKey{}, fmt.Errorf("scan clear seed: %w", err)
+		}
+		clear[kid] = seed
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return sealedKey{}, err
+	}
+	for kid, seed := range clear {
+		sealed, err := seal(kid, seed)
+		if err != nil {
+			return sealedKey{}, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET sealed_seed = $1, seed = NULL WHERE kid = $2`, sealed, kid); err != nil {
+			return sealedKey{}, fmt.Errorf("seal seed of %s: %w", kid, err)
+		}
+	}
+	// A new key when none can sign or the newest is due for rotation; every other published key then gets
+	// its retire time.
+	var due bool
+	if err := tx.QueryRowContext(ctx, `
+		SELECT coalesce((SELECT sealed_seed IS NULL OR created_at <= now() - make_interval(secs => $1)
+		                 FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1), true)`,
+		p.rotation.Seconds()).Scan(&due); err != nil {
+		return sealedKey{}, fmt.Errorf("check key rotation: %w", err)
+	}
+	if due {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, public_key, sealed_seed, created_at) VALUES ($1, $2, $3, clock_timestamp())`,
+			candidate.kid, []byte(candidate.public), candidate.sealed); err != nil {
+			return sealedKey{}, fmt.Errorf("store signing key: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE signing_keys SET retire_at = now() + make_interval(secs => $1)
+			WHERE kid <> $2 AND retired_at IS NULL AND retire_at IS NULL`, p.retireAfter.Seconds(), candidate.kid); err != nil {
+			return sealedKey{}, fmt.Errorf("schedule key retirement: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `
+		UPDATE signing_keys SET sealed_seed = NULL, seed = NULL, retired_at = now()
+		WHERE retired_at IS NULL AND retire_at <= now()`); err != nil {
+		return sealedKey{}, fmt.Errorf("retire keys: %w", err)
+	}
+	var k sealedKey
+	var pub []byte
+	err = tx.QueryRowContext(ctx, `
+		SELECT kid, public_key, sealed_seed FROM signing_keys
+		WHERE retired_at IS NULL AND sealed_seed IS NOT NULL ORDER BY created_at DESC, kid LIMIT 1`).Scan(&k.kid, &pub, &k.sealed)
+	if err != nil {
+		return sealedKey{}, fmt.Errorf("load signing key: %w", err)
+	}
+	k.public = ed25519.PublicKey(pub)
 	return k, tx.Commit()
 }
 
-func (s *postgresStore) PublishKey(ctx context.Context, k signingKey) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO signing_keys (kid, public_key) VALUES ($1, $2) ON CONFLICT (kid) DO NOTHING`,
-		k.kid, []byte(k.public()))
-	if err != nil {
-		return fmt.Errorf("publish key %s: %w", k.kid, err)
-	}
-	return nil
-}
-
 func (s *postgresStore) PublicKeys(ctx context.Context) ([]signingKeyPublic, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT kid, public_key FROM signing_keys ORDER BY created_at DESC`)
+	rows, err := s.db.QueryContext(ctx, `SELECT kid, public_key FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("load public keys: %w", err)
 	}

@@ -50,10 +50,13 @@ func TestRegistrationFollowsReadiness(t *testing.T) {
 	viaProxy := replacePort(dsn, pg.Port, proxy.Port())
 
 	bin := testkit.Binary(t, "services/auth")
-	svc := testkit.Start(t, "auth", bin, map[string]string{
-		"DATABASE_URL": viaProxy, "CONSUL_HTTP_ADDR": consul.HTTPAddr, "AUTH_BCRYPT_COST": "4",
-		"CHECK_INTERVAL": "300ms", "CHECK_TIMEOUT": "250ms",
-	})
+	env := testkit.AuthEnv()
+	for k, v := range map[string]string{
+		"DATABASE_URL": viaProxy, "CONSUL_HTTP_ADDR": consul.HTTPAddr, "CHECK_INTERVAL": "300ms", "CHECK_TIMEOUT": "250ms",
+	} {
+		env[k] = v
+	}
+	svc := testkit.Start(t, "auth", bin, env)
 	took := waitStatus(t, consul.Client, "auth", api.HealthPassing, 5*time.Second)
 	t.Logf("passing %s after /health/live answered", took)
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -15,17 +14,17 @@ import (
 )
 
 // routes is auth's whole HTTP API.
-func routes(log hclog.Logger, store *postgresStore, iss *issuer, pw *passwords, reg *metrics.Registry, ready func(context.Context) error) http.Handler {
-	requireToken := authn.Require(localVerifier(store), log)
+func routes(log hclog.Logger, store *postgresStore, verifier *authn.Verifier, iss *issuer, pw *passwords, lim *limiter, reg *metrics.Registry, checks []health.Check) http.Handler {
+	requireToken := authn.Require(verifier, log)
 
 	r := mux.NewRouter()
 	r.NotFoundHandler = web.NotFoundHandler()
 	r.MethodNotAllowedHandler = web.MethodNotAllowedHandler()
 	r.Use(web.LabelRoutes(routeTemplate))
 
-	r.Handle("/v1/users", handleCreateUser(log, store, pw)).Methods(http.MethodPost)
+	r.Handle("/v1/users", handleCreateUser(log, store, pw, lim)).Methods(http.MethodPost)
 	r.Handle("/v1/users/me", requireToken(handleGetMe(log, store))).Methods(http.MethodGet)
-	r.Handle("/v1/sessions", handleCreateSession(log, store, pw, iss)).Methods(http.MethodPost)
+	r.Handle("/v1/sessions", handleCreateSession(log, store, pw, iss, lim)).Methods(http.MethodPost)
 	r.Handle("/v1/sessions/current", requireToken(handleDeleteSession(log, store))).Methods(http.MethodDelete)
 	r.Handle("/v1/jwks", handleJWKS(log, store)).Methods(http.MethodGet)
 
@@ -33,7 +32,7 @@ func routes(log hclog.Logger, store *postgresStore, iss *issuer, pw *passwords, 
 	r.Handle("/internal/v1/sessions/{id}", handleSessionStatus(log, store, pathVar("id"))).Methods(http.MethodGet)
 
 	r.Handle("/health/live", health.Live()).Methods(http.MethodGet)
-	r.Handle("/health/ready", health.Ready(2*time.Second, health.Check{Name: "database", Run: ready})).Methods(http.MethodGet)
+	r.Handle("/health/ready", health.Ready(2*time.Second, checks...)).Methods(http.MethodGet)
 	r.Handle("/metrics", reg.Handler()).Methods(http.MethodGet)
 
 	return web.Handler(r, web.Options{Log: log, Observe: reg.ObserveHTTP})

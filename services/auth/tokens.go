@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -10,10 +12,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/authn"
 )
@@ -48,96 +52,244 @@ func newSigningKey() (signingKey, error) {
 func (k signingKey) public() ed25519.PublicKey { return k.priv.Public().(ed25519.PublicKey) }
 func (k signingKey) seed() []byte              { return k.priv.Seed() }
 
-// keyStore keeps signing keys in the database.
-type keyStore interface {
-	// SigningKey returns the newest key with a stored seed, storing candidate first if there is none.
-	SigningKey(ctx context.Context, candidate signingKey) (signingKey, error)
-	// PublishKey records the public half of a key kept elsewhere.
-	PublishKey(ctx context.Context, k signingKey) error
-}
+// sealer encrypts signing-key seeds with the key-encryption key (AES-256-GCM from the standard library), so
+// the database never holds a private key in the clear. The kid is the additional data: a sealed seed cannot
+// be moved to another key's row.
+type sealer struct{ aead cipher.AEAD }
 
-// loadSigningKey returns the key this instance signs with. With file set, the seed lives in that file (created
-// with mode 0600 on first start) and only the public key goes to the database; otherwise the database keeps
-// it, so every replica signs with the same key and restarts do not log anyone out.
-func loadSigningKey(ctx context.Context, store keyStore, file string) (signingKey, error) {
-	if file == "" {
-		cand, err := newSigningKey()
-		if err != nil {
-			return signingKey{}, err
-		}
-		k, err := store.SigningKey(ctx, cand)
-		if err != nil {
-			return signingKey{}, fmt.Errorf("load signing key: %w", err)
-		}
-		return k, nil
+// kekSize is the key-encryption key's size in bytes (AES-256).
+const kekSize = 32
+
+func newSealer(kek []byte) (*sealer, error) {
+	if len(kek) != kekSize {
+		return nil, fmt.Errorf("the key-encryption key is %d bytes; want %d", len(kek), kekSize)
 	}
-	k, err := keyFromFile(file)
+	block, err := aes.NewCipher(kek)
 	if err != nil {
-		return signingKey{}, err
+		return nil, err
 	}
-	if err := store.PublishKey(ctx, k); err != nil {
-		return signingKey{}, fmt.Errorf("publish signing key: %w", err)
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
 	}
-	return k, nil
+	return &sealer{aead: aead}, nil
 }
 
-func keyFromFile(file string) (signingKey, error) {
+func (s *sealer) seal(kid string, seed []byte) ([]byte, error) {
+	nonce := make([]byte, s.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return s.aead.Seal(nonce, nonce, seed, []byte(kid)), nil
+}
+
+func (s *sealer) open(kid string, sealed []byte) ([]byte, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, fmt.Errorf("sealed seed of key %s is too short", kid)
+	}
+	seed, err := s.aead.Open(nil, sealed[:n], sealed[n:], []byte(kid))
+	if err != nil {
+		return nil, fmt.Errorf("open the seed of key %s (is AUTH_KEY_ENCRYPTION_KEY the one it was sealed with?): %w", kid, err)
+	}
+	return seed, nil
+}
+
+// loadKEK reads the key-encryption key: AUTH_KEY_ENCRYPTION_KEY (base64 of 32 bytes), or the file named by
+// AUTH_KEY_ENCRYPTION_KEY_FILE, which is created (mode 0600, random key) when it does not exist yet. Every
+// replica of auth must be given the same key.
+func loadKEK(value, file string) ([]byte, error) {
+	switch {
+	case value != "" && file != "":
+		return nil, errors.New("set AUTH_KEY_ENCRYPTION_KEY or AUTH_KEY_ENCRYPTION_KEY_FILE, not both")
+	case value != "":
+		return decodeKEK("AUTH_KEY_ENCRYPTION_KEY", value)
+	case file == "":
+		return nil, errors.New("auth needs a key-encryption key for its signing keys: set AUTH_KEY_ENCRYPTION_KEY_FILE " +
+			"(a file with mode 0600; created if missing) or AUTH_KEY_ENCRYPTION_KEY (base64 of 32 random bytes)")
+	}
 	b, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) {
-		k, err := newSigningKey()
-		if err != nil {
-			return signingKey{}, err
+		kek := make([]byte, kekSize)
+		if _, err := rand.Read(kek); err != nil {
+			return nil, err
 		}
 		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
-			return signingKey{}, fmt.Errorf("create signing key file (AUTH_SIGNING_KEY_FILE): %w", err)
+			return nil, fmt.Errorf("create AUTH_KEY_ENCRYPTION_KEY_FILE: %w", err)
 		}
-		_, werr := f.WriteString(base64.StdEncoding.EncodeToString(k.seed()) + "\n")
+		_, werr := f.WriteString(base64.StdEncoding.EncodeToString(kek) + "\n")
 		if cerr := f.Close(); werr == nil {
 			werr = cerr
 		}
 		if werr != nil {
-			return signingKey{}, fmt.Errorf("write signing key file: %w", werr)
+			return nil, fmt.Errorf("write AUTH_KEY_ENCRYPTION_KEY_FILE: %w", werr)
 		}
-		return k, nil
+		return kek, nil
 	}
 	if err != nil {
-		return signingKey{}, fmt.Errorf("read signing key file (AUTH_SIGNING_KEY_FILE): %w", err)
+		return nil, fmt.Errorf("read AUTH_KEY_ENCRYPTION_KEY_FILE: %w", err)
 	}
-	seed, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		return signingKey{}, fmt.Errorf("signing key file %s: not base64: %w", file, err)
+	if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("AUTH_KEY_ENCRYPTION_KEY_FILE %s is readable by others (mode %04o); chmod 600 it", file, st.Mode().Perm())
 	}
-	return keyFromSeed(seed)
+	return decodeKEK("AUTH_KEY_ENCRYPTION_KEY_FILE "+file, strings.TrimSpace(string(b)))
 }
 
-// issuer signs session tokens.
-type issuer struct {
-	key    signingKey
+func decodeKEK(what, v string) ([]byte, error) {
+	kek, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || len(kek) != kekSize {
+		return nil, fmt.Errorf("%s: want the base64 encoding of %d random bytes (e.g. head -c32 /dev/urandom | base64)", what, kekSize)
+	}
+	return kek, nil
+}
+
+// keyPolicy is the signing-key lifecycle.
+type keyPolicy struct {
+	rotation time.Duration // a new key every rotation (AUTH_KEY_ROTATION)
+	// retireAfter is how long a superseded key stays published: the longest token it signed (the token TTL)
+	// plus the verifiers' expiry leeway and a margin.
+	retireAfter time.Duration
+}
+
+// sealedKey is a signing key as the database keeps it.
+type sealedKey struct {
+	kid    string
+	public ed25519.PublicKey
+	sealed []byte
+}
+
+// keyStore is what the key ring needs of the database.
+type keyStore interface {
+	// MaintainKeys, under a lock all replicas share: seals any seed still stored in the clear (with seal),
+	// inserts candidate when there is no key that can sign or the newest is older than policy.rotation (the
+	// keys it supersedes get a retire time), retires keys whose retire time has passed (seed deleted, no
+	// longer published), and returns the newest key that can sign.
+	MaintainKeys(ctx context.Context, candidate sealedKey, p keyPolicy, seal func(kid string, seed []byte) ([]byte, error)) (sealedKey, error)
+}
+
+// keyRing keeps the key this instance signs with current: at start and then regularly it lets the store
+// rotate and retire keys, and switches to the newest key, which every replica then signs with.
+type keyRing struct {
+	store  keyStore
+	sealer *sealer
+	policy keyPolicy
+	log    hclog.Logger
+
+	current atomic.Pointer[activeKey]
+}
+
+// activeKey is the key being signed with and its signer.
+type activeKey struct {
+	signingKey
 	signer jose.Signer
-	ttl    time.Duration
-	now    func() time.Time
 }
 
-func newIssuer(k signingKey, ttl time.Duration) *issuer {
+func newKeyRing(store keyStore, s *sealer, p keyPolicy, log hclog.Logger) *keyRing {
+	return &keyRing{store: store, sealer: s, policy: p, log: log.Named("keys")}
+}
+
+// refresh runs one round of maintenance and loads the newest key.
+func (kr *keyRing) refresh(ctx context.Context) error {
+	cand, err := newSigningKey()
+	if err != nil {
+		return err
+	}
+	sealed, err := kr.sealer.seal(cand.kid, cand.seed())
+	if err != nil {
+		return err
+	}
+	got, err := kr.store.MaintainKeys(ctx, sealedKey{kid: cand.kid, public: cand.public(), sealed: sealed}, kr.policy, kr.sealer.seal)
+	if err != nil {
+		return fmt.Errorf("maintain signing keys: %w", err)
+	}
+	if cur := kr.current.Load(); cur != nil && cur.kid == got.kid {
+		return nil
+	}
+	seed, err := kr.sealer.open(got.kid, got.sealed)
+	if err != nil {
+		return err
+	}
+	k, err := keyFromSeed(seed)
+	if err != nil {
+		return err
+	}
+	if k.kid != got.kid {
+		return fmt.Errorf("signing key %s: the stored seed belongs to key %s", got.kid, k.kid)
+	}
 	signer, err := jose.NewSigner(
 		jose.SigningKey{Algorithm: jose.EdDSA, Key: jose.JSONWebKey{Key: k.priv, KeyID: k.kid}},
 		(&jose.SignerOptions{}).WithType("JWT"),
 	)
 	if err != nil {
-		panic(fmt.Sprintf("ed25519 signer: %v", err)) // only an unsupported algorithm fails, and EdDSA is supported
+		return fmt.Errorf("ed25519 signer: %w", err)
 	}
-	return &issuer{key: k, signer: signer, ttl: ttl, now: time.Now}
+	if old := kr.current.Swap(&activeKey{signingKey: k, signer: signer}); old != nil {
+		kr.log.Info("signing with a new key", "kid", k.kid, "previous", old.kid)
+	} else {
+		kr.log.Info("signing key loaded", "kid", k.kid)
+	}
+	return nil
 }
 
-// issue signs a token for the session of userID; it returns the token and its expiry.
-func (i *issuer) issue(userID, sessionID string) (string, time.Time, error) {
+// run refreshes every interval until ctx ends; a failed round is logged and retried at the next one (the
+// current key keeps signing meanwhile).
+func (kr *keyRing) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := kr.refresh(rctx); err != nil && ctx.Err() == nil {
+			kr.log.Warn("signing-key maintenance failed; keeping the current key", "error", err)
+		}
+		cancel()
+	}
+}
+
+// checkEvery is how often the ring looks for a due rotation: a quarter of the rotation period, at most a minute.
+func (p keyPolicy) checkEvery() time.Duration {
+	return min(max(p.rotation/4, 100*time.Millisecond), time.Minute)
+}
+
+// issuer signs session tokens with the key ring's current key.
+type issuer struct {
+	keys *keyRing
+	ttl  time.Duration
+	now  func() time.Time
+}
+
+func newIssuer(keys *keyRing, ttl time.Duration) *issuer {
+	return &issuer{keys: keys, ttl: ttl, now: time.Now}
+}
+
+// sessionClaims are the private claims of a session token beside the registered ones.
+type sessionClaims struct {
+	Roles []string `json:"roles"`
+}
+
+// issue signs a token for the session of userID with its roles; it returns the token and its expiry.
+func (i *issuer) issue(userID, sessionID string, roles []string, ttl time.Duration) (string, time.Time, error) {
+	k := i.keys.current.Load()
+	if k == nil {
+		return "", time.Time{}, errors.New("no signing key loaded")
+	}
+	if ttl <= 0 {
+		ttl = i.ttl
+	}
+	if roles == nil {
+		roles = []string{}
+	}
 	now := i.now().UTC().Truncate(time.Second)
-	exp := now.Add(i.ttl)
-	tok, err := jwt.Signed(i.signer).Claims(jwt.Claims{
+	exp := now.Add(ttl)
+	tok, err := jwt.Signed(k.signer).Claims(jwt.Claims{
 		Issuer: authn.Issuer, Audience: jwt.Audience{authn.Audience}, Subject: userID, ID: sessionID,
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp),
-	}).Serialize()
+	}).Claims(sessionClaims{Roles: roles}).Serialize()
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
 	}

@@ -23,6 +23,7 @@ type item struct {
 	Quantity       int    `json:"quantity"`
 	UnitPriceCents int64  `json:"unit_price_cents"`
 	Currency       string `json:"currency"`
+	Version        int64  `json:"-"` // changes with every change to the line (internal view only)
 }
 
 // cart is a user's cart as the API shows it.
@@ -152,15 +153,38 @@ func handleClearCart(log hclog.Logger, store itemRemover) http.Handler {
 	})
 }
 
-// handleInternalGetCart gives orders a user's cart at checkout.
+// internalLine is a cart line as orders reads it at checkout: with its version.
+type internalLine struct {
+	item
+	Version int64 `json:"version"`
+}
+
+// handleInternalGetCart gives orders a user's cart at checkout, each line with its version.
 func handleInternalGetCart(log hclog.Logger, store cartReader, user func(*http.Request) string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeCart(w, r, log, store, user(r))
+		items, err := store.Items(r.Context(), user(r))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		c := newCart(items)
+		lines := make([]internalLine, len(c.Items))
+		for i, it := range c.Items {
+			lines[i] = internalLine{item: it, Version: it.Version}
+		}
+		web.WriteJSON(w, http.StatusOK, map[string]any{"items": lines, "total_cents": c.TotalCents, "currency": c.Currency})
 	})
 }
 
+// lineVersion names one cart line as it was when read.
+type lineVersion struct {
+	ProductID string `json:"product_id"`
+	Version   int64  `json:"version"`
+}
+
 type removeRequest struct {
-	ProductIDs []string `json:"product_ids"`
+	Lines      []lineVersion `json:"lines"`
+	ProductIDs []string      `json:"product_ids"` // orders placed before line versions existed
 }
 
 func decodeRemove(r *http.Request) (removeRequest, error) {
@@ -168,22 +192,38 @@ func decodeRemove(r *http.Request) (removeRequest, error) {
 	if err := web.DecodeJSON(r, &req); err != nil {
 		return req, err
 	}
-	if len(req.ProductIDs) == 0 || len(req.ProductIDs) > 100 {
-		return req, web.BadRequest("product_ids must hold 1 to 100 product ids")
+	n := len(req.Lines) + len(req.ProductIDs)
+	if n == 0 || n > 100 || (len(req.Lines) > 0 && len(req.ProductIDs) > 0) {
+		return req, web.BadRequest("lines (or, for old orders, product_ids) must hold 1 to 100 entries")
+	}
+	for i, l := range req.Lines {
+		if l.ProductID == "" || len(l.ProductID) > 100 || l.Version < 1 {
+			return req, web.BadRequest("lines[%d] needs a product_id and a version", i)
+		}
 	}
 	return req, nil
 }
 
-// handleInternalRemove takes the products of a confirmed order out of its user's cart, leaving anything added
-// since; removing them again changes nothing.
-func handleInternalRemove(log hclog.Logger, store itemRemover, user func(*http.Request) string) http.Handler {
+type lineRemover interface {
+	itemRemover
+	RemoveLines(ctx context.Context, userID string, lines []lineVersion) (int, error)
+}
+
+// handleInternalRemove takes the lines of a confirmed order out of its user's cart — each only in the version
+// the order read, so a line set again since then stays; removing them again changes nothing.
+func handleInternalRemove(log hclog.Logger, store lineRemover, user func(*http.Request) string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := decodeRemove(r)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		if _, err := store.RemoveItems(r.Context(), user(r), req.ProductIDs); err != nil {
+		if len(req.Lines) > 0 {
+			_, err = store.RemoveLines(r.Context(), user(r), req.Lines)
+		} else {
+			_, err = store.RemoveItems(r.Context(), user(r), req.ProductIDs)
+		}
+		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}

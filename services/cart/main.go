@@ -12,6 +12,7 @@ import (
 
 	"shoplab/internal/app"
 	"shoplab/internal/authn"
+	"shoplab/internal/consulx"
 	"shoplab/internal/svcclient"
 )
 
@@ -33,6 +34,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	defer rt.Close()
 	services := svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{})
 	services.Watch(catalogService)
-	handler := routes(rt.Log, &postgresStore{db: rt.DB}, &catalogClient{c: services}, authn.NewRemote(services), rt.Metrics, rt.Ready)
-	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready})
+	handler := routes(rt.Log, &postgresStore{db: rt.DB}, &catalogClient{c: services}, authn.NewRemote(rt.Ctx, services, rt.Config.JWKSRefresh, rt.Log), rt.Metrics, rt.Checks())
+	// Every cart call sets, reads or deletes: all are idempotent.
+	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD", "PUT", "DELETE"}}
+	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready, Retry: retry})
 }

@@ -15,7 +15,7 @@ type postgresStore struct {
 
 func (s *postgresStore) Items(ctx context.Context, userID string) ([]item, error) {
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT product_id, name, quantity, unit_price_cents, currency FROM cart_items
+		SELECT product_id, name, quantity, unit_price_cents, currency, version FROM cart_items
 		WHERE user_id = $1 ORDER BY name, product_id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("load cart: %w", err)
@@ -24,7 +24,7 @@ func (s *postgresStore) Items(ctx context.Context, userID string) ([]item, error
 	var items []item
 	for rows.Next() {
 		var it item
-		if err := rows.Scan(&it.ProductID, &it.Name, &it.Quantity, &it.UnitPriceCents, &it.Currency); err != nil {
+		if err := rows.Scan(&it.ProductID, &it.Name, &it.Quantity, &it.UnitPriceCents, &it.Currency, &it.Version); err != nil {
 			return nil, fmt.Errorf("scan cart item: %w", err)
 		}
 		items = append(items, it)
@@ -59,7 +59,7 @@ func (s *postgresStore) SetItem(ctx context.Context, userID string, it item) err
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (user_id, product_id) DO UPDATE
 		SET quantity = EXCLUDED.quantity, name = EXCLUDED.name, unit_price_cents = EXCLUDED.unit_price_cents,
-		    currency = EXCLUDED.currency, updated_at = now()`,
+		    currency = EXCLUDED.currency, updated_at = now(), version = nextval('cart_line_version')`,
 		userID, it.ProductID, it.Quantity, it.Name, it.UnitPriceCents, it.Currency); err != nil {
 		return fmt.Errorf("set cart item %s: %w", it.ProductID, err)
 	}
@@ -78,6 +78,25 @@ func (s *postgresStore) RemoveItems(ctx context.Context, userID string, productI
 	}
 	if err != nil {
 		return 0, fmt.Errorf("remove cart items: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// RemoveLines deletes the given lines of the user's cart, each only while it still has the version given: a
+// line set again since then (a new version) stays. It reports how many lines went.
+func (s *postgresStore) RemoveLines(ctx context.Context, userID string, lines []lineVersion) (int, error) {
+	ids := make([]string, len(lines))
+	versions := make([]int64, len(lines))
+	for i, l := range lines {
+		ids[i], versions[i] = l.ProductID, l.Version
+	}
+	res, err := s.db.ExecContext(ctx, `
+		DELETE FROM cart_items c USING unnest($2::text[], $3::bigint[]) AS l(product_id, version)
+		WHERE c.user_id = $1 AND c.product_id = l.product_id AND c.version = l.version`,
+		userID, pq.Array(ids), pq.Array(versions))
+	if err != nil {
+		return 0, fmt.Errorf("remove cart lines: %w", err)
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 )
 
 // routes is cart's whole HTTP API. Every public call needs a bearer token; a cart belongs to its user.
-func routes(log hclog.Logger, store *postgresStore, catalog productSource, verifier *authn.Verifier, reg *metrics.Registry, ready func(context.Context) error) http.Handler {
+func routes(log hclog.Logger, store *postgresStore, catalog productSource, verifier *authn.Verifier, reg *metrics.Registry, checks []health.Check) http.Handler {
 	requireToken := authn.Require(verifier, log)
 
 	r := mux.NewRouter()
@@ -33,7 +32,7 @@ func routes(log hclog.Logger, store *postgresStore, catalog productSource, verif
 	r.Handle("/internal/v1/carts/{user_id}/remove", handleInternalRemove(log, store, pathVar("user_id"))).Methods(http.MethodPost)
 
 	r.Handle("/health/live", health.Live()).Methods(http.MethodGet)
-	r.Handle("/health/ready", health.Ready(2*time.Second, health.Check{Name: "database", Run: ready})).Methods(http.MethodGet)
+	r.Handle("/health/ready", health.Ready(2*time.Second, checks...)).Methods(http.MethodGet)
 	r.Handle("/metrics", reg.Handler()).Methods(http.MethodGet)
 
 	return web.Handler(r, web.Options{Log: log, Observe: reg.ObserveHTTP})

@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"shoplab/internal/app"
+	"shoplab/internal/consulx"
 )
 
 //go:embed migrations/*.sql
@@ -28,6 +29,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 		return err
 	}
 	defer rt.Close()
-	handler := routes(rt.Log, &postgresStore{db: rt.DB}, rt.Metrics, rt.Ready)
-	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready})
+	handler := routes(rt.Log, &postgresStore{db: rt.DB}, rt.Metrics, rt.Checks())
+	// Edits set fields and archiving is final, so both repeat safely; a stock adjustment repeats only under
+	// its Idempotency-Key; creating a product does not repeat (a second try would meet sku_taken).
+	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Routes: []string{"PATCH /v1/products/*", "DELETE /v1/products/*"},
+		Keyed: []string{"POST /v1/products/*/stock-adjustments"}}
+	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready, Retry: retry})
 }

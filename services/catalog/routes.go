@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 )
 
 // routes is catalog's whole HTTP API.
-func routes(log hclog.Logger, store *postgresStore, reg *metrics.Registry, ready func(context.Context) error) http.Handler {
+func routes(log hclog.Logger, store *postgresStore, reg *metrics.Registry, checks []health.Check) http.Handler {
 	r := mux.NewRouter()
 	r.NotFoundHandler = web.NotFoundHandler()
 	r.MethodNotAllowedHandler = web.MethodNotAllowedHandler()
@@ -32,7 +31,7 @@ func routes(log hclog.Logger, store *postgresStore, reg *metrics.Registry, ready
 	r.Handle("/internal/v1/reservations/{order_id}/release", handleSettle(log, store, pathVar("order_id"), "released")).Methods(http.MethodPost)
 
 	r.Handle("/health/live", health.Live()).Methods(http.MethodGet)
-	r.Handle("/health/ready", health.Ready(2*time.Second, health.Check{Name: "database", Run: ready})).Methods(http.MethodGet)
+	r.Handle("/health/ready", health.Ready(2*time.Second, checks...)).Methods(http.MethodGet)
 	r.Handle("/metrics", reg.Handler()).Methods(http.MethodGet)
 
 	return web.Handler(r, web.Options{Log: log, Observe: reg.ObserveHTTP})

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,11 +52,16 @@ type target struct {
 	lb      *balancer.Balancer
 }
 
-// routeTimeouts is the time allowed for one attempt at an upstream request, per service.
+// routeTimeouts is the time allowed for one attempt at an upstream request, per service, and for the whole
+// request, retries included (it stays within the server's write timeout, so a client always gets an answer).
 type routeTimeouts struct {
 	def        time.Duration
 	perService map[string]time.Duration
+	request    time.Duration
 }
+
+// minAttempt is the least time left for a retry to be worth sending.
+const minAttempt = 500 * time.Millisecond
 
 func (rt routeTimeouts) of(service string) time.Duration {
 	if d, ok := rt.perService[service]; ok {
@@ -65,8 +71,8 @@ func (rt routeTimeouts) of(service string) time.Duration {
 }
 
 // parseRouteTimeouts reads "orders=30s,catalog=5s".
-func parseRouteTimeouts(s string, def time.Duration) (routeTimeouts, error) {
-	rt := routeTimeouts{def: def, perService: map[string]time.Duration{}}
+func parseRouteTimeouts(s string, def, request time.Duration) (routeTimeouts, error) {
+	rt := routeTimeouts{def: def, perService: map[string]time.Duration{}, request: request}
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
@@ -112,19 +118,22 @@ func (g *gateway) target(name string) (*target, error) {
 	g.mu.RLock()
 	t := g.targets[name]
 	g.mu.RUnlock()
+	known, public := g.services.Lookup(name, consulx.TagPublic)
 	if t != nil {
+		// A routed service stays routed while it is gone from the catalog (503: known, none passing), but
+		// one that is there without the public tag is not routed any more.
+		if known && !public {
+			return nil, errUnknownService
+		}
 		return t, nil
 	}
-	if !serviceNameRe.MatchString(name) {
-		return nil, errUnknownService
-	}
-	if known, public := g.services.Lookup(name, consulx.TagPublic); !known || !public {
+	if !serviceNameRe.MatchString(name) || !known || !public {
 		return nil, errUnknownService
 	}
 	g.mu.Lock()
 	if t = g.targets[name]; t == nil {
 		t = &target{name: name, watcher: consulx.WatchService(g.ctx, g.consul, name, g.log, g.watch), lb: balancer.New(g.eject)}
-		t.watcher.OnChange(t.lb.Update)
+		t.watcher.OnChange(func(in []consulx.Instance) { t.lb.Update(publicOnly(in)) })
 		g.targets[name] = t
 	}
 	g.mu.Unlock()
@@ -133,6 +142,18 @@ func (g *gateway) target(name string) (*target, error) {
 	defer cancel()
 	_ = t.watcher.Ready(ctx)
 	return t, nil
+}
+
+// publicOnly keeps the instances that registered as public: one re-registered without the tag stops
+// receiving traffic at the next discovery update.
+func publicOnly(in []consulx.Instance) []consulx.Instance {
+	out := make([]consulx.Instance, 0, len(in))
+	for _, i := range in {
+		if slices.Contains(i.Tags, consulx.TagPublic) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // prime starts the watches of every public service Consul knows now, so the first requests do not wait.
@@ -153,6 +174,17 @@ func (g *gateway) targetList() []*target {
 		out = append(out, t)
 	}
 	return out
+}
+
+// setClientAddr tells the service who the client is: X-Forwarded-For is the client's own address as this
+// front saw it. Whatever the client sent in that header is dropped, so nobody can pose as another address
+// (auth's login limits apply per client address).
+func setClientAddr(h http.Header, r *http.Request) {
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		h.Set("X-Forwarded-For", ip)
+	} else {
+		h.Del("X-Forwarded-For")
+	}
 }
 
 // hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1).
@@ -187,12 +219,13 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // errBadGateway) without writing anything, or nil once the answer is written.
 func (g *gateway) forward(w http.ResponseWriter, r *http.Request, t *target, path string, body []byte) error {
 	start := time.Now()
-	retryable := balancer.Idempotent(r.Method, r.Header)
+	deadline := start.Add(g.timeouts.request)
 	g.budget.request()
 	var (
-		tried   []*balancer.Endpoint
-		lastErr error
-		retries int
+		tried     []*balancer.Endpoint
+		lastErr   error
+		retries   int
+		retryable bool
 	)
 	for attempt := 0; attempt < 2; attempt++ {
 		ep, err := t.lb.Pick(tried...)
@@ -202,8 +235,12 @@ func (g *gateway) forward(w http.ResponseWriter, r *http.Request, t *target, pat
 			}
 			break
 		}
+		if attempt == 0 {
+			// The service says, in its Consul meta, which of its routes may be sent twice.
+			retryable = ep.Retry.Allows(r.Method, path, r.Header)
+		}
 		tried = append(tried, ep)
-		resp, cancel, err := g.roundTrip(r, t.name, ep, path, body)
+		resp, cancel, err := g.roundTrip(r, t.name, ep, path, body, deadline, retryable)
 		if err == nil {
 			t.lb.Succeeded(ep)
 			g.respond(w, r, t.name, ep, resp, retries, start)
@@ -217,7 +254,8 @@ func (g *gateway) forward(w http.ResponseWriter, r *http.Request, t *target, pat
 			g.metrics.ejections.WithLabelValues(t.name, ep.ID).Inc()
 			g.log.Warn("instance failed; ejected", "service", t.name, "instance", ep.ID, "for", d, "error", err)
 		}
-		if r.Context().Err() != nil || !(retryable || balancer.NotSent(err)) || !g.budget.allowRetry() {
+		// A retry must fit in what is left of the client's time (FRONT_REQUEST_TIMEOUT).
+		if r.Context().Err() != nil || !(retryable || balancer.NotSent(err)) || time.Until(deadline) < minAttempt || !g.budget.allowRetry() {
 			break
 		}
 		retries++
@@ -242,8 +280,12 @@ func errString(err error) string {
 }
 
 // roundTrip makes one attempt; the caller calls cancel once done with the answer.
-func (g *gateway) roundTrip(r *http.Request, service string, ep *balancer.Endpoint, path string, body []byte) (*http.Response, context.CancelFunc, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), g.timeouts.of(service))
+func (g *gateway) roundTrip(r *http.Request, service string, ep *balancer.Endpoint, path string, body []byte, deadline time.Time, replayable bool) (*http.Response, context.CancelFunc, error) {
+	attempt := time.Now().Add(g.timeouts.of(service))
+	if attempt.After(deadline) {
+		attempt = deadline
+	}
+	ctx, cancel := context.WithDeadline(r.Context(), attempt)
 	out := &http.Request{
 		Method:     r.Method,
 		URL:        &url.URL{Scheme: "http", Host: ep.HostPort(), Path: path, RawQuery: r.URL.RawQuery},
@@ -258,15 +300,14 @@ func (g *gateway) roundTrip(r *http.Request, service string, ep *balancer.Endpoi
 	if len(body) > 0 {
 		out.ContentLength = int64(len(body))
 		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		// Without GetBody the transport never replays a request by itself: whether one may be sent twice is
+		// the service's call (its retry policy), not the transport's.
+		if replayable {
+			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		}
 	}
 	out.Header.Set(web.RequestIDHeader, web.RequestID(r.Context()))
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
-			ip = prior + ", " + ip
-		}
-		out.Header.Set("X-Forwarded-For", ip)
-	}
+	setClientAddr(out.Header, r)
 	out.Header.Set("X-Forwarded-Host", r.Host)
 	out.Header.Set("X-Forwarded-Proto", "http")
 	end := ep.Begin()

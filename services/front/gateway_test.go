@@ -195,7 +195,7 @@ func TestGateway(t *testing.T) {
 			Checks map[string]map[string]string `json:"checks"`
 		}
 		_ = json.Unmarshal(r.Body, &rep)
-		if r.Status != 200 || rep.Status != "warn" || !strings.Contains(rep.Checks["consul"]["error"], "last known") {
+		if r.Status != 200 || rep.Status != "warn" || !strings.Contains(rep.Checks["discovery"]["error"], "last known") {
 			t.Fatalf("ready with Consul down: got %d %s; want 200 warn naming the staleness", r.Status, r.Body)
 		}
 		if s := status(t, front); s.Consul.Connected || s.Consul.StalenessSeconds <= 0 {

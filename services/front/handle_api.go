@@ -10,9 +10,10 @@ import (
 	"shoplab/internal/web"
 )
 
-// blockedPrefix reports paths the front never routes: services' internal endpoints and their metrics.
+// blockedPrefix reports paths the front never routes: services' internal endpoints, their metrics and their
+// health endpoints (whose failures name internal details; operators read them in Consul).
 func blockedPrefix(path string) bool {
-	for _, p := range []string{"/internal", "/metrics"} {
+	for _, p := range []string{"/internal", "/metrics", "/health"} {
 		if path == p || strings.HasPrefix(path, p+"/") {
 			return true
 		}

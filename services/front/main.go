@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -25,13 +27,17 @@ func main() {
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
 	env := app.NewEnv(getenv)
-	timeouts, terr := parseRouteTimeouts(env.String("FRONT_ROUTE_TIMEOUTS", "orders=30s"), env.Duration("FRONT_UPSTREAM_TIMEOUT", 10*time.Second))
+	request := env.Duration("FRONT_REQUEST_TIMEOUT", 50*time.Second)
+	timeouts, terr := parseRouteTimeouts(env.String("FRONT_ROUTE_TIMEOUTS", "orders=30s"), env.Duration("FRONT_UPSTREAM_TIMEOUT", 10*time.Second), request)
 	secure := env.String("FRONT_COOKIE_SECURE", "false") == "true"
 	if err := env.Err(); err != nil {
 		return err
 	}
 	if terr != nil {
 		return terr
+	}
+	if request < time.Second {
+		return errors.New("FRONT_REQUEST_TIMEOUT must be at least 1s")
 	}
 	rt, err := app.Boot(ctx, "front", "127.0.0.1:8080", getenv, stderr, nil)
 	if err != nil {
@@ -49,9 +55,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 		}
 	}()
 	sess := &sessions{log: rt.Log.Named("session"), svc: svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{}), secure: secure}
-	ready := health.Check{Name: "consul", Run: func(context.Context) error { return consulReadiness(services.Health()) }}
-	handler := routes(rt.Log, gw, sess, rt.Metrics, ready)
-	return rt.Serve(app.Service{Handler: handler, Public: false, Ready: ready.Run})
+	ready := health.Check{Name: "discovery", Run: func(context.Context) error { return consulReadiness(services.Health()) }}
+	handler := routes(rt.Log, gw, sess, rt.Metrics, append(rt.Checks(), ready))
+	// The server gives every answer FRONT_REQUEST_TIMEOUT plus a margin to be written: a request the gateway
+	// retries still ends with an answer, never a cut connection.
+	return rt.Serve(app.Service{Handler: handler, Public: false, Ready: ready.Run,
+		Server: func(s *http.Server) { s.WriteTimeout = request + 10*time.Second }})
 }
 
 // consulReadiness: the front can serve once Consul has answered; while Consul is unreachable it keeps routing

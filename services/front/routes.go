@@ -14,13 +14,15 @@ import (
 
 // routes is the front's whole HTTP surface: the gateway, the browser session, the status page and the
 // storefront.
-func routes(log hclog.Logger, g *gateway, s *sessions, reg *metrics.Registry, ready health.Check) http.Handler {
+func routes(log hclog.Logger, g *gateway, s *sessions, reg *metrics.Registry, checks []health.Check) http.Handler {
 	r := mux.NewRouter()
 	r.NotFoundHandler = web.NotFoundHandler()
 	r.MethodNotAllowedHandler = web.MethodNotAllowedHandler()
 	r.Use(web.LabelRoutes(routeTemplate))
 
-	r.Handle("/api/{service}/{path:.*}", handleAPI(log, g, s, pathVar("service"), pathVar("path")))
+	// The gateway forwards the methods the services' APIs use; any other method is 405 here, never forwarded.
+	r.Handle("/api/{service}/{path:.*}", handleAPI(log, g, s, pathVar("service"), pathVar("path"))).
+		Methods(http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete)
 
 	r.Handle("/session", handleSession(log, s)).Methods(http.MethodGet)
 	r.Handle("/session", handleLogin(log, s)).Methods(http.MethodPost)
@@ -32,7 +34,7 @@ func routes(log hclog.Logger, g *gateway, s *sessions, reg *metrics.Registry, re
 	r.Handle("/", staticPage("index.html")).Methods(http.MethodGet)
 
 	r.Handle("/health/live", health.Live()).Methods(http.MethodGet)
-	r.Handle("/health/ready", health.Ready(2*time.Second, ready)).Methods(http.MethodGet)
+	r.Handle("/health/ready", health.Ready(2*time.Second, checks...)).Methods(http.MethodGet)
 	r.Handle("/metrics", reg.Handler()).Methods(http.MethodGet)
 
 	return web.Handler(securityHeaders(r), web.Options{Log: log, Observe: reg.ObserveHTTP})

@@ -92,6 +92,9 @@ func (s *sessions) clearCookies(w http.ResponseWriter) {
 // passRemote answers with another service's error as it gave it, or maps unavailability to 503.
 func passRemote(w http.ResponseWriter, r *http.Request, log hclog.Logger, err error) {
 	if re := svcclient.Remote(err); re != nil && re.Status < 500 {
+		if ra := re.Header.Get("Retry-After"); ra != "" {
+			w.Header().Set("Retry-After", ra)
+		}
 		web.WriteErrorStatus(w, r, re.Status, re.Code, re.Message)
 		return
 	}
@@ -132,7 +135,9 @@ func handleLogin(log hclog.Logger, s *sessions) http.Handler {
 			ExpiresAt time.Time   `json:"expires_at"`
 			User      sessionUser `json:"user"`
 		}
-		if _, err := s.svc.CallJSON(r.Context(), authService, http.MethodPost, "/v1/sessions", nil, req, &out); err != nil {
+		h := http.Header{}
+		setClientAddr(h, r)
+		if _, err := s.svc.CallJSON(r.Context(), authService, http.MethodPost, "/v1/sessions", h, req, &out); err != nil {
 			passRemote(w, r, log, err)
 			return
 		}

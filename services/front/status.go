@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -14,6 +15,9 @@ import (
 	"shoplab/internal/web"
 )
 
+// statusReport is the public status page's data: every service, its instances and their health, as Consul and
+// the gateway see them. It is public, so it names no address and repeats no check output or error text:
+// operators get those from the Consul UI or `shoplab status`.
 type statusReport struct {
 	GeneratedAt string          `json:"generated_at"`
 	Consul      statusConsul    `json:"consul"`
@@ -23,7 +27,6 @@ type statusReport struct {
 type statusConsul struct {
 	Connected        bool    `json:"connected"`
 	StalenessSeconds float64 `json:"staleness_seconds"`
-	Error            string  `json:"error,omitempty"`
 }
 
 type statusService struct {
@@ -31,14 +34,13 @@ type statusService struct {
 	Public    bool             `json:"public"`
 	Routed    bool             `json:"routed"` // the gateway has a watch on it
 	Source    string           `json:"source"` // "consul", or "last_known" when Consul could not be asked
+	Passing   int              `json:"passing"`
 	Instances []statusInstance `json:"instances"`
 }
 
 type statusInstance struct {
 	ID      string         `json:"id"`
 	Node    string         `json:"node"`
-	Address string         `json:"address"`
-	Port    int            `json:"port"`
 	Status  string         `json:"status"` // passing, warning or critical: the worst of its checks
 	Checks  []statusCheck  `json:"checks"`
 	Gateway *gatewayStatus `json:"gateway,omitempty"`
@@ -47,7 +49,6 @@ type statusInstance struct {
 type statusCheck struct {
 	Name   string `json:"name"`
 	Status string `json:"status"`
-	Output string `json:"output,omitempty"`
 }
 
 // gatewayStatus is the gateway's own view of an instance.
@@ -69,7 +70,7 @@ func gatewayView(e *balancer.Endpoint) *gatewayStatus {
 // the gateway's view. When Consul cannot be asked, routed services show the gateway's last known instances.
 func buildStatus(ctx context.Context, g *gateway) statusReport {
 	h := g.services.Health()
-	rep := statusReport{GeneratedAt: time.Now().UTC().Format(time.RFC3339), Consul: statusConsul{Connected: h.Connected, StalenessSeconds: h.Staleness.Seconds(), Error: h.LastError}}
+	rep := statusReport{GeneratedAt: time.Now().UTC().Format(time.RFC3339), Consul: statusConsul{Connected: h.Connected, StalenessSeconds: h.Staleness.Seconds()}}
 	routed := map[string]*target{}
 	for _, t := range g.targetList() {
 		routed[t.name] = t
@@ -96,17 +97,16 @@ func buildStatus(ctx context.Context, g *gateway) statusReport {
 		}
 		if err != nil {
 			rep.Consul.Connected = false
-			rep.Consul.Error = err.Error()
 			svc.Source = "last_known"
 			for _, e := range eps {
-				svc.Instances = append(svc.Instances, statusInstance{ID: e.ID, Node: e.Node, Address: e.Address, Port: e.Port,
+				svc.Instances = append(svc.Instances, statusInstance{ID: e.ID, Node: e.Node,
 					Status: "passing (last known)", Checks: []statusCheck{}, Gateway: gatewayView(e)})
 			}
 		}
 		for _, e := range entries {
-			in := statusInstance{ID: e.Service.ID, Node: e.Node.Node, Address: e.Service.Address, Port: e.Service.Port, Status: e.Checks.AggregatedStatus()}
+			in := statusInstance{ID: e.Service.ID, Node: e.Node.Node, Status: e.Checks.AggregatedStatus(), Checks: []statusCheck{}}
 			for _, c := range e.Checks {
-				in.Checks = append(in.Checks, statusCheck{Name: c.Name, Status: c.Status, Output: truncate(c.Output, 300)})
+				in.Checks = append(in.Checks, statusCheck{Name: c.Name, Status: c.Status})
 			}
 			if ep, ok := eps[in.ID]; ok {
 				in.Gateway = gatewayView(ep)
@@ -114,6 +114,11 @@ func buildStatus(ctx context.Context, g *gateway) statusReport {
 			svc.Instances = append(svc.Instances, in)
 		}
 		sort.Slice(svc.Instances, func(i, j int) bool { return svc.Instances[i].ID < svc.Instances[j].ID })
+		for _, in := range svc.Instances {
+			if strings.HasPrefix(in.Status, api.HealthPassing) {
+				svc.Passing++
+			}
+		}
 		rep.Services = append(rep.Services, svc)
 	}
 	return rep
@@ -126,13 +131,6 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 func handleStatusJSON(log hclog.Logger, g *gateway) http.Handler {

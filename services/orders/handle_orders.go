@@ -26,6 +26,7 @@ type orderItem struct {
 	Name           string `json:"name"`
 	Quantity       int    `json:"quantity"`
 	UnitPriceCents int64  `json:"unit_price_cents"`
+	CartVersion    int64  `json:"-"` // the cart line's version it was read from
 }
 
 type address struct {
@@ -256,7 +257,7 @@ func priceCart(ctx context.Context, carts cartSource, userID string, req checkou
 			return order{}, errMixedCurrency
 		}
 		o.Currency = p.Currency
-		o.Items = append(o.Items, orderItem{ProductID: p.ID, Name: p.Name, Quantity: l.Quantity, UnitPriceCents: p.PriceCents})
+		o.Items = append(o.Items, orderItem{ProductID: p.ID, Name: p.Name, Quantity: l.Quantity, UnitPriceCents: p.PriceCents, CartVersion: l.Version})
 		o.TotalCents += p.PriceCents * int64(l.Quantity)
 	}
 	slices.SortFunc(o.Items, func(a, b orderItem) int { return strings.Compare(a.ProductID, b.ProductID) })

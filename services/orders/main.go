@@ -13,6 +13,7 @@ import (
 
 	"shoplab/internal/app"
 	"shoplab/internal/authn"
+	"shoplab/internal/consulx"
 	"shoplab/internal/svcclient"
 )
 
@@ -30,6 +31,7 @@ func main() {
 type config struct {
 	recoveryEvery time.Duration // ORDERS_RECOVERY_INTERVAL, default 30s
 	recoveryAge   time.Duration // ORDERS_RECOVERY_AGE: a pending order untouched this long is recovered, default 1m
+	recoveryLease time.Duration // ORDERS_RECOVERY_LEASE: a replica's claim on a stuck order, doubling per failure, default 1m
 	callTimeout   time.Duration // ORDERS_CALL_TIMEOUT: per call to another service, default 5s
 }
 
@@ -38,10 +40,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	cfg := config{
 		recoveryEvery: env.Duration("ORDERS_RECOVERY_INTERVAL", 30*time.Second),
 		recoveryAge:   env.Duration("ORDERS_RECOVERY_AGE", time.Minute),
+		recoveryLease: env.Duration("ORDERS_RECOVERY_LEASE", time.Minute),
 		callTimeout:   env.Duration("ORDERS_CALL_TIMEOUT", 5*time.Second),
 	}
 	if err := env.Err(); err != nil {
 		return err
+	}
+	if cfg.recoveryEvery <= 0 || cfg.recoveryLease < 100*time.Millisecond {
+		return fmt.Errorf("ORDERS_RECOVERY_INTERVAL must be more than 0 and ORDERS_RECOVERY_LEASE at least 100ms")
 	}
 	rt, err := app.Boot(ctx, "orders", "127.0.0.1:8084", getenv, stderr, migrationFiles)
 	if err != nil {
@@ -60,10 +66,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	workerDone := make(chan struct{})
 	go func() {
 		defer close(workerDone)
-		runRecovery(workerCtx, rt.Log.Named("recovery"), store, s, cfg.recoveryEvery, cfg.recoveryAge)
+		runRecovery(workerCtx, rt.Log.Named("recovery"), store, s, recovery{every: cfg.recoveryEvery, age: cfg.recoveryAge, lease: cfg.recoveryLease})
 	}()
 	defer func() { stopWorker(); <-workerDone }()
 
-	handler := routes(rt.Log, store, s, deps, authn.NewRemote(services), rt.Metrics, rt.Ready)
-	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready})
+	handler := routes(rt.Log, store, s, deps, authn.NewRemote(rt.Ctx, services, rt.Config.JWKSRefresh, rt.Log), rt.Metrics, rt.Checks())
+	// Checkout repeats only under its Idempotency-Key; cancelling happens once however often it is asked.
+	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Keyed: []string{"POST /v1/orders"}, Routes: []string{"POST /v1/orders/*/cancel"}}
+	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready, Retry: retry})
 }

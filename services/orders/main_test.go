@@ -301,7 +301,7 @@ func onlyOrder(t *testing.T, f *fixture, u testkit.User) orderView {
 // the recovery worker ends the order (payment_failed: no charge can be made without the card) and gives the
 // stock back; a retry with the same key then gets that final answer and still charges nothing.
 func TestPaymentsUnreachable(t *testing.T) {
-	f := start(t, map[string]string{"ORDERS_RECOVERY_INTERVAL": "250ms", "ORDERS_RECOVERY_AGE": "1s"})
+	f := start(t, map[string]string{"ORDERS_RECOVERY_INTERVAL": "250ms", "ORDERS_RECOVERY_AGE": "1s", "ORDERS_RECOVERY_LEASE": "500ms"})
 	u := testkit.NewUser(t, f.stack.URL("auth"))
 	g0 := f.stock(t, grinder)
 	f.add(t, u, grinder, 2)

@@ -43,7 +43,7 @@ func loadItems(ctx context.Context, q querier, orders []order) error {
 		idx[o.ID], ids[i] = i, o.ID
 	}
 	rows, err := q.QueryContext(ctx, `
-		SELECT order_id, product_id, name, quantity, unit_price_cents FROM order_items
+		SELECT order_id, product_id, name, quantity, unit_price_cents, coalesce(cart_version, 0) FROM order_items
 		WHERE order_id = ANY($1) ORDER BY order_id, product_id`, pq.Array(ids))
 	if err != nil {
 		return fmt.Errorf("load order items: %w", err)
@@ -54,7 +54,7 @@ func loadItems(ctx context.Context, q querier, orders []order) error {
 			id string
 			it orderItem
 		)
-		if err := rows.Scan(&id, &it.ProductID, &it.Name, &it.Quantity, &it.UnitPriceCents); err != nil {
+		if err := rows.Scan(&id, &it.ProductID, &it.Name, &it.Quantity, &it.UnitPriceCents, &it.CartVersion); err != nil {
 			return fmt.Errorf("scan order item: %w", err)
 		}
 		orders[idx[id]].Items = append(orders[idx[id]].Items, it)
@@ -169,8 +169,9 @@ func (s *postgresStore) createOrder(ctx context.Context, o order, key string, ha
 	}
 	for _, it := range o.Items {
 		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO order_items (order_id, product_id, name, quantity, unit_price_cents) VALUES ($1, $2, $3, $4, $5)`,
-			o.ID, it.ProductID, it.Name, it.Quantity, it.UnitPriceCents); err != nil {
+			INSERT INTO order_items (order_id, product_id, name, quantity, unit_price_cents, cart_version)
+			VALUES ($1, $2, $3, $4, $5, nullif($6::bigint, 0))`,
+			o.ID, it.ProductID, it.Name, it.Quantity, it.UnitPriceCents, it.CartVersion); err != nil {
 			return false, fmt.Errorf("insert order item: %w", err)
 		}
 	}
@@ -214,8 +215,36 @@ func (s *postgresStore) Advance(ctx context.Context, id, from string, to transit
 	return orderByID(ctx, s.db, id)
 }
 
-func (s *postgresStore) StuckOrders(ctx context.Context, age time.Duration, limit int) ([]order, error) {
-	return s.queryOrders(ctx, `SELECT `+orderColumns+` FROM orders
-		WHERE status = 'pending' AND updated_at <= now() - make_interval(secs => $1)
-		ORDER BY updated_at LIMIT $2`, age.Seconds(), limit)
+// ClaimStuck claims up to limit unfinished orders untouched for at least age whose turn has come, oldest
+// first, and returns them. Claiming sets recover_after to now + lease·2^attempts (at most an hour): no other
+// replica picks the order meanwhile (FOR UPDATE SKIP LOCKED also keeps two claims apart), and an order that
+// keeps failing waits longer each time instead of holding up the others.
+func (s *postgresStore) ClaimStuck(ctx context.Context, age, lease time.Duration, limit int) ([]order, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		UPDATE orders SET recovery_attempts = recovery_attempts + 1,
+		       recover_after = now() + least(make_interval(secs => $2 * power(2, least(recovery_attempts, 12))), interval '1 hour')
+		WHERE id IN (
+			SELECT id FROM orders
+			WHERE step <> 'done' AND updated_at <= now() - make_interval(secs => $1)
+			  AND (recover_after IS NULL OR recover_after <= now())
+			ORDER BY updated_at LIMIT $3
+			FOR UPDATE SKIP LOCKED)
+		RETURNING id`, age.Seconds(), lease.Seconds(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim stuck orders: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("scan claimed order: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	return s.queryOrders(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = ANY($1) ORDER BY updated_at`, pq.Array(ids))
 }

@@ -26,6 +26,7 @@ type remote struct{ c *svcclient.Client }
 type cartLine struct {
 	ProductID string `json:"product_id"`
 	Quantity  int    `json:"quantity"`
+	Version   int64  `json:"version,omitempty"` // the line's version in cart when read
 }
 
 func (r *remote) Cart(ctx context.Context, userID string) ([]cartLine, error) {
@@ -39,9 +40,29 @@ func (r *remote) Cart(ctx context.Context, userID string) ([]cartLine, error) {
 	return c.Items, nil
 }
 
-func (r *remote) RemoveFromCart(ctx context.Context, userID string, productIDs []string) error {
-	_, err := r.c.CallJSON(ctx, cartService, http.MethodPost, "/internal/v1/carts/"+url.PathEscape(userID)+"/remove", nil,
-		map[string][]string{"product_ids": productIDs}, nil)
+// RemoveFromCart takes the order's lines out of the cart, each only in the version the order read; an order
+// placed before versions were recorded removes its products.
+func (r *remote) RemoveFromCart(ctx context.Context, userID string, items []orderItem) error {
+	type line struct {
+		ProductID string `json:"product_id"`
+		Version   int64  `json:"version"`
+	}
+	var (
+		lines []line
+		ids   []string
+	)
+	for _, it := range items {
+		if it.CartVersion > 0 {
+			lines = append(lines, line{it.ProductID, it.CartVersion})
+		} else {
+			ids = append(ids, it.ProductID)
+		}
+	}
+	var body any = map[string]any{"lines": lines}
+	if len(lines) == 0 {
+		body = map[string]any{"product_ids": ids}
+	}
+	_, err := r.c.CallJSON(ctx, cartService, http.MethodPost, "/internal/v1/carts/"+url.PathEscape(userID)+"/remove", nil, body, nil)
 	if err != nil {
 		return fmt.Errorf("empty cart: %w", err)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 )
 
 // routes is orders' whole HTTP API. Every call needs a bearer token; users see only their own orders.
-func routes(log hclog.Logger, store *postgresStore, s *saga, carts cartSource, verifier *authn.Verifier, reg *metrics.Registry, ready func(context.Context) error) http.Handler {
+func routes(log hclog.Logger, store *postgresStore, s *saga, carts cartSource, verifier *authn.Verifier, reg *metrics.Registry, checks []health.Check) http.Handler {
 	requireToken := authn.Require(verifier, log)
 
 	r := mux.NewRouter()
@@ -28,7 +27,7 @@ func routes(log hclog.Logger, store *postgresStore, s *saga, carts cartSource, v
 	r.Handle("/v1/orders/{id}", requireToken(handleGetOrder(log, store, pathVar("id")))).Methods(http.MethodGet)
 
 	r.Handle("/health/live", health.Live()).Methods(http.MethodGet)
-	r.Handle("/health/ready", health.Ready(2*time.Second, health.Check{Name: "database", Run: ready})).Methods(http.MethodGet)
+	r.Handle("/health/ready", health.Ready(2*time.Second, checks...)).Methods(http.MethodGet)
 	r.Handle("/metrics", reg.Handler()).Methods(http.MethodGet)
 
 	return web.Handler(r, web.Options{Log: log, Observe: reg.ObserveHTTP})

@@ -32,7 +32,7 @@ type dependencies interface {
 	Charge(ctx context.Context, o order, c card.Input) (chargeResult, error)
 	Void(ctx context.Context, orderID string) (chargeResult, error)
 	Refund(ctx context.Context, paymentID string) error
-	RemoveFromCart(ctx context.Context, userID string, productIDs []string) error
+	RemoveFromCart(ctx context.Context, userID string, items []orderItem) error
 }
 
 // sagaStore persists the saga's transitions.
@@ -156,11 +156,7 @@ func (s *saga) confirm(ctx context.Context, o order) (transition, error) {
 	if err != nil {
 		return transition{}, err
 	}
-	ids := make([]string, len(o.Items))
-	for i, it := range o.Items {
-		ids[i] = it.ProductID
-	}
-	if err := s.deps.RemoveFromCart(ctx, o.UserID, ids); err != nil {
+	if err := s.deps.RemoveFromCart(ctx, o.UserID, o.Items); err != nil {
 		return transition{}, err
 	}
 	return transition{step: stepDone, status: statusConfirmed}, nil

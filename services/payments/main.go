@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"shoplab/internal/app"
+	"shoplab/internal/consulx"
 )
 
 //go:embed migrations/*.sql
@@ -29,6 +30,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 		return err
 	}
 	defer rt.Close()
-	handler := routes(rt.Log, &postgresStore{db: rt.DB}, rt.Metrics, rt.Ready)
-	return rt.Serve(app.Service{Handler: handler, Public: false, Ready: rt.Ready})
+	handler := routes(rt.Log, &postgresStore{db: rt.DB}, rt.Metrics, rt.Checks())
+	// Charges repeat only under their Idempotency-Key; voids and refunds are idempotent per order and payment.
+	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Keyed: []string{"POST /v1/payments"},
+		Routes: []string{"POST /v1/payments/void", "POST /v1/payments/*/refund"}}
+	return rt.Serve(app.Service{Handler: handler, Public: false, Ready: rt.Ready, Retry: retry})
 }

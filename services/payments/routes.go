@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 )
 
 // routes is payments' whole HTTP API. The service registers as internal: only orders calls it.
-func routes(log hclog.Logger, store *postgresStore, reg *metrics.Registry, ready func(context.Context) error) http.Handler {
+func routes(log hclog.Logger, store *postgresStore, reg *metrics.Registry, checks []health.Check) http.Handler {
 	r := mux.NewRouter()
 	r.NotFoundHandler = web.NotFoundHandler()
 	r.MethodNotAllowedHandler = web.MethodNotAllowedHandler()
@@ -27,7 +26,7 @@ func routes(log hclog.Logger, store *postgresStore, reg *metrics.Registry, ready
 	r.Handle("/v1/payments/{id}/refund", handleRefund(log, store, pathVar("id"))).Methods(http.MethodPost)
 
 	r.Handle("/health/live", health.Live()).Methods(http.MethodGet)
-	r.Handle("/health/ready", health.Ready(2*time.Second, health.Check{Name: "database", Run: ready})).Methods(http.MethodGet)
+	r.Handle("/health/ready", health.Ready(2*time.Second, checks...)).Methods(http.MethodGet)
 	r.Handle("/metrics", reg.Handler()).Methods(http.MethodGet)
 
 	return web.Handler(r, web.Options{Log: log, Observe: reg.ObserveHTTP})

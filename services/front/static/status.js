@@ -21,16 +21,17 @@ async function refresh() {
     const c = s.consul;
     document.getElementById("consul").replaceChildren(c.connected
       ? el("div", { class: "success" }, "Consul is answering the gateway.")
-      : el("div", { class: "notice" }, "Consul is unreachable (" + c.staleness_seconds.toFixed(1) + " s): the gateway routes with the last known instances. " + (c.error || "")));
+      : el("div", { class: "notice" }, "Consul is unreachable (" + c.staleness_seconds.toFixed(1) + " s): the gateway routes with the last known instances."));
     const sections = s.services.map((svc) => el("section", {},
-      el("h2", {}, svc.name, " ", el("span", { class: "muted" }, svc.public ? "public" : "internal", svc.source === "last_known" ? " · last known" : "")),
+      el("h2", {}, svc.name, " ", el("span", { class: "muted" }, svc.public ? "public" : "internal",
+        " · " + svc.passing + " of " + svc.instances.length + " passing", svc.source === "last_known" ? " · last known" : "")),
       el("table", {},
-        el("thead", {}, el("tr", {}, ["Instance", "Node", "Address", "Status", "Checks", "Gateway"].map((t) => el("th", {}, t)))),
+        el("thead", {}, el("tr", {}, ["Instance", "Node", "Status", "Checks", "Gateway"].map((t) => el("th", {}, t)))),
         el("tbody", {}, svc.instances.length ? svc.instances.map((i) => el("tr", {},
-          el("td", {}, el("code", {}, i.id)), el("td", {}, i.node), el("td", {}, i.address + ":" + i.port), el("td", {}, badge(i.status)),
-          el("td", {}, i.checks.map((ch) => el("div", { title: ch.output || "" }, ch.name + ": " + ch.status))),
+          el("td", {}, el("code", {}, i.id)), el("td", {}, i.node), el("td", {}, badge(i.status)),
+          el("td", {}, i.checks.map((ch) => el("div", {}, ch.name + ": " + ch.status))),
           el("td", {}, i.gateway ? (i.gateway.requests + " requests, " + i.gateway.in_flight + " in flight" + (i.gateway.ejected_until ? ", ejected until " + new Date(i.gateway.ejected_until).toLocaleTimeString() : "")) : "—")))
-          : el("tr", {}, el("td", { colspan: "6" }, "no instances"))))));
+          : el("tr", {}, el("td", { colspan: "5" }, "no instances"))))));
     document.getElementById("services").replaceChildren(...sections);
   } catch (e) {
     document.getElementById("consul").replaceChildren(el("div", { class: "notice" }, "The front cannot be reached: " + e));

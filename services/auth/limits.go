@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// limit is "at most max attempts per window".
+type limit struct {
+	max    int
+	window time.Duration
+}
+
+func (l limit) String() string { return fmt.Sprintf("%d/%s", l.max, l.window) }
+
+// parseLimit reads "60/1m": at most 60 attempts a minute.
+func parseLimit(name, s string) (limit, error) {
+	n, w, ok := strings.Cut(strings.TrimSpace(s), "/")
+	max, err := strconv.Atoi(n)
+	win, werr := time.ParseDuration(w)
+	if !ok || err != nil || werr != nil || max < 1 || win < time.Second {
+		return limit{}, fmt.Errorf("%s=%q: want attempts/window such as 60/1m (at least 1 attempt, a window of 1s or more)", name, s)
+	}
+	return limit{max: max, window: win}, nil
+}
+
+// limitWindow is one key's attempts in its current window.
+type limitWindow struct {
+	hits  int
+	start time.Time
+}
+
+// limitStore keeps the counters where every auth replica sees them: auth's own database.
+type limitStore interface {
+	LimitState(ctx context.Context, keys []string) (map[string]limitWindow, time.Time, error)
+	Hit(ctx context.Context, key string, window time.Duration) error
+	ForgetLimits(ctx context.Context, olderThan time.Duration) (int64, error)
+}
+
+// limiter applies API.md's limits on login and registration: per client address (failed logins and
+// registrations count) and per account (failed logins, and registrations of its email once it exists). Past a limit every attempt is refused with
+// errRateLimited until the window ends — even one with the right password. Counters are fixed windows in a
+// table of auth's database, so they hold across replicas; concurrent attempts may pass the check together
+// before they are counted, which the cap on concurrent password hashing bounds.
+type limiter struct {
+	store   limitStore
+	address limit // AUTH_LIMIT_ADDRESS
+	account limit // AUTH_LIMIT_ACCOUNT
+	trusted []netip.Prefix
+}
+
+// rateLimitedError is a refused attempt and when to try again.
+type rateLimitedError struct{ retryAfter time.Duration }
+
+func (e *rateLimitedError) Error() string {
+	return fmt.Sprintf("too many attempts; try again in %d seconds", e.seconds())
+}
+
+func (e *rateLimitedError) seconds() int { return max(1, int(math.Ceil(e.retryAfter.Seconds()))) }
+
+type limitKey struct {
+	key string
+	limit
+}
+
+func (l *limiter) keys(addr, email string) []limitKey {
+	return []limitKey{{"addr:" + addr, l.address}, {"acct:" + email, l.account}}
+}
+
+// check refuses the attempt when the address or the account is over its limit.
+func (l *limiter) check(ctx context.Context, addr, email string) error {
+	keys := l.keys(addr, email)
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = k.key
+	}
+	state, now, err := l.store.LimitState(ctx, names)
+	if err != nil {
+		return err
+	}
+	var wait time.Duration
+	for _, k := range keys {
+		w, ok := state[k.key]
+		end := w.start.Add(k.window)
+		if ok && w.hits >= k.max && end.After(now) {
+			wait = max(wait, end.Sub(now))
+		}
+	}
+	if wait > 0 {
+		return &rateLimitedError{retryAfter: wait}
+	}
+	return nil
+}
+
+// hit counts one attempt against the address and the account.
+func (l *limiter) hit(ctx context.Context, addr, email string) error {
+	if err := l.hitAddress(ctx, addr); err != nil {
+		return err
+	}
+	return l.hitAccount(ctx, email)
+}
+
+func (l *limiter) hitAddress(ctx context.Context, addr string) error {
+	return l.store.Hit(ctx, "addr:"+addr, l.address.window)
+}
+
+func (l *limiter) hitAccount(ctx context.Context, email string) error {
+	return l.store.Hit(ctx, "acct:"+email, l.account.window)
+}
+
+// janitor deletes ended windows every interval until ctx ends, so the table stays small.
+func (l *limiter) janitor(ctx context.Context, log hclog.Logger, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := l.store.ForgetLimits(ctx, max(l.address.window, l.account.window))
+		if err != nil && ctx.Err() == nil {
+			log.Warn("cannot forget old rate-limit windows", "error", err)
+		} else if n > 0 {
+			log.Debug("forgot old rate-limit windows", "rows", n)
+		}
+	}
+}
+
+// parseTrusted reads AUTH_TRUSTED_PROXIES: the addresses (CIDR prefixes) of proxies whose X-Forwarded-For is
+// believed — the front, which sets it to the client's own address.
+func parseTrusted(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("AUTH_TRUSTED_PROXIES: %q is not a CIDR prefix such as 127.0.0.0/8", part)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// clientAddr is the address the limits apply to: the peer's own address, unless the peer is a trusted proxy
+// (the front), whose X-Forwarded-For names the client. Only the last entry is used: the one the trusted proxy
+// wrote. A value that is not an IP address is ignored.
+func (l *limiter) clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	peer = peer.Unmap()
+	if !l.trustedPeer(peer) {
+		return peer.String()
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 {
+		return peer.String()
+	}
+	parts := strings.Split(xff[len(xff)-1], ",")
+	if a, err := netip.ParseAddr(strings.TrimSpace(parts[len(parts)-1])); err == nil {
+		return a.Unmap().String()
+	}
+	return peer.String()
+}
+
+func (l *limiter) trustedPeer(a netip.Addr) bool {
+	for _, p := range l.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,15 @@
+ALTER TABLE order_items DROP COLUMN cart_version;
+DROP INDEX orders_status_created;
+DROP INDEX orders_created;
+DROP INDEX orders_unfinished;
+CREATE INDEX orders_pending ON orders (updated_at) WHERE status = 'pending';
+ALTER TABLE orders DROP COLUMN cancelled_by;
+ALTER TABLE orders DROP COLUMN cancelled_at;
+ALTER TABLE orders DROP CONSTRAINT orders_step_status_check;
+ALTER TABLE orders ADD CONSTRAINT orders_check CHECK ((status = 'pending') = (step <> 'done'));
+ALTER TABLE orders DROP CONSTRAINT orders_step_check;
+ALTER TABLE orders ADD CONSTRAINT orders_step_check CHECK (step IN ('created', 'reserved', 'charged', 'declined', 'done'));
+ALTER TABLE orders DROP CONSTRAINT orders_status_check;
+ALTER TABLE orders ADD CONSTRAINT orders_status_check CHECK (status IN ('pending', 'confirmed', 'payment_failed', 'rejected'));
+ALTER TABLE orders DROP COLUMN recover_after;
+ALTER TABLE orders DROP COLUMN recovery_attempts;
