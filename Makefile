@@ -15,7 +15,7 @@ BOX_SOURCE  ?= qemu.debian12
 VAGRANT_KEYS ?= $(firstword $(wildcard /usr/share/rubygems-integration/all/gems/vagrant-*/keys))
 PACKER_VARS ?=
 
-.PHONY: help build consul packer test fuzz lint run status smoke clean-data clean vm-binaries box lab-verify ui-token vm-test
+.PHONY: help build consul packer test fuzz lint run status smoke clean-data clean vm-binaries box lab-verify ui-token vm-test vm-admin admin
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -49,7 +49,7 @@ fuzz: ## run each go fuzz target for FUZZTIME executions (default 100000x)
 lint: ## gofmt, go vet and shellcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	go vet ./...
-	shellcheck -x $$(git ls-files '*.sh') .ci/run
+	shellcheck -x $$(git ls-files '*.sh') .ci/run provisioning/shoplab-admin
 
 REPLICAS ?=
 
@@ -78,6 +78,15 @@ box: packer vm-binaries ## bake the shoplab box with Packer and add it to Vagran
 	cd packer && PACKER_PLUGIN_PATH=$(CURDIR)/$(BIN)/packer-plugins $(CURDIR)/$(BIN)/packer build -force -only=$(BOX_SOURCE) \
 		-var binaries=$(CURDIR)/$(VMBIN) -var ssh_private_key_file=$(VAGRANT_KEYS)/vagrant -var ssh_public_key_file=$(VAGRANT_KEYS)/vagrant.pub $(PACKER_VARS) .
 	vagrant box add --force --name shoplab/debian12 packer/output/shoplab-$(if $(findstring virtualbox,$(BOX_SOURCE)),virtualbox,libvirt).box
+
+ADMIN ?=
+vm-admin: ## the operator's command in the VM lab: make vm-admin ADMIN="grant --email you@example.com" (also revoke, list, token)
+	@[ -n "$(ADMIN)" ] || { echo 'usage: make vm-admin ADMIN="grant --email you@example.com" (grant, revoke, list, token)' >&2; exit 2; }
+	vagrant ssh auth-1 -c "sudo shoplab-admin $(ADMIN)"
+
+admin: build ## the operator's command for make run: make admin ADMIN="grant --email you@example.com"
+	@[ -n "$(ADMIN)" ] || { echo 'usage: make admin ADMIN="grant --email you@example.com" (grant, revoke, list, token)' >&2; exit 2; }
+	$(BIN)/shoplab admin $(ADMIN)
 
 ui-token: ## print the read-only token that logs into the VM lab's Consul UI
 	@ruby -rjson -e 'puts JSON.parse(File.read(".lab/vm/secrets.json"))["ui_token"]["secret"]' 2>/dev/null || { echo "no VM lab secrets yet (.lab/vm/secrets.json): run vagrant up first" >&2; exit 1; }

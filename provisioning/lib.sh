@@ -247,6 +247,13 @@ render_service_env() {
   } >"$out"
 }
 
+# install_operator_tools puts the operator's commands in place: shoplab-admin on auth VMs.
+install_operator_tools() {
+  if [[ ${SHOPLAB_SERVICE:-} == auth ]]; then
+    install -m 0755 "$SHOPLAB_DIR/shoplab-admin" /usr/local/sbin/shoplab-admin
+  fi
+}
+
 start_service() {
   local tmp
   [[ -x $SHOPLAB_LIB/$SHOPLAB_SERVICE ]] || die "no $SHOPLAB_SERVICE binary: use the baked box (make box) or run make vm-binaries on the host"

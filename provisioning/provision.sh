@@ -28,6 +28,7 @@ service | front)
     setup_postgres
   fi
   start_service
+  install_operator_tools
   ;;
 *) die "unknown role $SHOPLAB_ROLE" ;;
 esac

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,6 +29,7 @@ func newShopper(front string, client *http.Client) *shopper {
 // answer is an HTTP answer read whole.
 type answer struct {
 	status int
+	header http.Header
 	body   []byte
 }
 
@@ -77,7 +80,7 @@ func (s *shopper) call(ctx context.Context, method, path string, body any, heade
 	if err != nil {
 		return answer{}, err
 	}
-	return answer{status: resp.StatusCode, body: b}, nil
+	return answer{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
 // expect calls and checks the status.
@@ -98,13 +101,40 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// register makes a fresh account and logs it in.
+// register makes a fresh account and logs it in. Registration is rate limited per client address (API.md):
+// a 429 is waited out (its Retry-After, at most twice), as a patient client would.
 func (s *shopper) register(ctx context.Context) (string, error) {
 	email := fmt.Sprintf("shopper-%s@example.com", randomHex(6))
-	if _, err := s.expect(ctx, 201, "POST", "/api/auth/v1/users", map[string]string{"email": email, "password": "correct horse battery", "name": "Smoke Shopper"}); err != nil {
-		return "", err
+	body := map[string]string{"email": email, "password": "correct horse battery", "name": "Smoke Shopper"}
+	for try := 0; ; try++ {
+		a, err := s.call(ctx, "POST", "/api/auth/v1/users", body)
+		if err == nil && a.status == 429 && try < 2 {
+			wait := retryAfter(a)
+			fmt.Fprintf(os.Stderr, "shoplab: registration is rate limited; waiting %s as Retry-After asks\n", wait)
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(wait):
+			}
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("POST /api/auth/v1/users: %w", err)
+		}
+		if a.status != 201 {
+			return "", fmt.Errorf("POST /api/auth/v1/users: got %d %.300s; want 201", a.status, a.body)
+		}
+		return email, s.login(ctx, email)
 	}
-	return email, s.login(ctx, email)
+}
+
+// retryAfter is an answer's Retry-After in seconds, between 1 s and 2 minutes.
+func retryAfter(a answer) time.Duration {
+	n, err := strconv.Atoi(a.header.Get("Retry-After"))
+	if err != nil {
+		n = 5
+	}
+	return time.Duration(min(max(n, 1), 120)) * time.Second
 }
 
 func (s *shopper) login(ctx context.Context, email string) error {

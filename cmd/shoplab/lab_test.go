@@ -129,6 +129,7 @@ func TestLabEndToEnd(t *testing.T) {
 		t.Fatalf("lab output: got\n%s\nwant the ready banner with the URLs", proc.TailFile(logPath, 20))
 	}
 	smokeOK(t, shoplab, s.Front)
+	operatorCommands(t, shoplab, state, bin, s.Front)
 
 	// A service dies; the lab brings it back and the shop keeps working.
 	oldPID := s.pid("catalog-1")
@@ -200,4 +201,59 @@ func rssKiB(pid int) int {
 		}
 	}
 	return 0
+}
+
+// operatorCommands: shoplab admin makes an account an admin in the running lab, lists it and mints its token;
+// the token works on the admin API through the front; shoplab load restocks a product running low with it;
+// revoking refuses the token at once.
+func operatorCommands(t *testing.T, shoplab, state, bin, front string) {
+	t.Helper()
+	admin := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(shoplab, append([]string{"admin"}, append(args, "--state", state, "--bin", bin)...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("shoplab admin %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	email := fmt.Sprintf("ops-%d@example.com", time.Now().UnixNano())
+	r := testkit.Call(t, "POST", front+"/api/auth/v1/users", fmt.Sprintf(`{"email":%q,"password":"operator password","name":"Ops"}`, email))
+	if r.Status != 201 {
+		t.Fatalf("register: got %d %s", r.Status, r.Body)
+	}
+	if out := admin("grant", "--email", email); !strings.Contains(out, "is an admin") {
+		t.Fatalf("grant: got %q", out)
+	}
+	if out := admin("list"); !strings.Contains(out, email) {
+		t.Fatalf("list: got %q; want %s", out, email)
+	}
+	token := strings.TrimSpace(admin("token", "--email", email))
+	bearer := []string{"Authorization", "Bearer " + token}
+	if r := testkit.Call(t, "GET", front+"/api/auth/v1/users/me", "", bearer...); r.Status != 200 || !strings.Contains(r.String(), `"roles":["admin"]`) {
+		t.Fatalf("me with the minted token: got %d %s; want 200 with roles [admin]", r.Status, r.Body)
+	}
+	// A product runs low; a short load with the token restocks it.
+	const kettle = "prd_01hx4kq2m3kettle000004"
+	var p struct {
+		Stock int `json:"stock"`
+	}
+	testkit.Call(t, "GET", front+"/api/catalog/v1/products/"+kettle, "").Decode(t, &p)
+	r = testkit.Call(t, "POST", front+"/api/catalog/v1/products/"+kettle+"/stock-adjustments",
+		fmt.Sprintf(`{"delta":%d,"reason":"test: run low"}`, 10-p.Stock), append(bearer, "Idempotency-Key", fmt.Sprint("low-", time.Now().UnixNano()))...)
+	if r.Status != 200 {
+		t.Fatalf("set the kettle's stock to 10: got %d %s", r.Status, r.Body)
+	}
+	out, err := exec.Command(shoplab, "load", "--front", front, "--duration", "3s", "--rate", "5", "--users", "2",
+		"--admin-token", token, "--restock-below", "50", "--restock-to", "300").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "restocked") {
+		t.Fatalf("shoplab load with --admin-token: %v\n%s", err, out)
+	}
+	testkit.Call(t, "GET", front+"/api/catalog/v1/products/"+kettle, "").Decode(t, &p)
+	if p.Stock < 290 {
+		t.Fatalf("kettle stock after the load: got %d; want it restocked to about 300\n%s", p.Stock, out)
+	}
+	if out := admin("revoke", "--email", email); !strings.Contains(out, "no longer an admin") {
+		t.Fatalf("revoke: got %q", out)
+	}
+	testkit.WantError(t, testkit.Call(t, "GET", front+"/api/auth/v1/users/me", "", bearer...), 401, "token_revoked")
 }

@@ -24,8 +24,14 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	maxInFlight := fs.Int("max-in-flight", 256, "journeys running at once at most; beyond it a start is dropped")
 	timeout := fs.Duration("timeout", 15*time.Second, "time allowed for each request")
 	maxErrors := fs.Float64("max-error-rate", 0.01, "exit non-zero when more than this share of requests fail")
+	adminToken := fs.String("admin-token", getenv("SHOPLAB_ADMIN_TOKEN"), "an admin's token: restock products running low during the run (shoplab admin token --email …)")
+	restockBelow := fs.Int("restock-below", 50, "with --admin-token: restock a product whose stock falls below this")
+	restockTo := fs.Int("restock-to", 500, "with --admin-token: restock up to this")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	if *restockBelow < 0 || *restockTo <= *restockBelow || *restockTo > 1_000_000 {
+		return usageError{"--restock-to must be above --restock-below and at most 1000000"}
 	}
 	switch {
 	case *duration <= 0 || *duration > time.Hour:
@@ -44,6 +50,16 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("prepare: %w", err)
 	}
 	fmt.Fprintf(stderr, "load: %.1f journeys/s for %s (browse 10 : cart 3 : checkout 1)\n", *rate, *duration)
+	var restocked sync.WaitGroup
+	if *adminToken != "" {
+		rctx, stopRestock := context.WithTimeout(ctx, *duration)
+		defer stopRestock()
+		r := &restocker{s: newShopper(*front, client), below: *restockBelow, to: *restockTo}
+		r.s.token = *adminToken
+		restocked.Add(1)
+		go func() { defer restocked.Done(); r.run(rctx, 2*time.Second, stderr) }()
+		defer func() { restocked.Wait(); r.report(stdout) }()
+	}
 	elapsed := l.drive(ctx, *duration, *rate, *maxInFlight, stderr)
 	return l.report(stdout, elapsed, *maxErrors)
 }
@@ -280,4 +296,60 @@ func (l *loader) report(out io.Writer, elapsed time.Duration, maxErrorRate float
 		return fmt.Errorf("%.1f%% of requests failed (more than --max-error-rate %.1f%%)", 100*rate, 100*maxErrorRate)
 	}
 	return nil
+}
+
+// restocker keeps a long run from selling out: with an admin's token, every interval it raises each product
+// that fell below a threshold back up, through the admin API (one Idempotency-Key per adjustment).
+type restocker struct {
+	s         *shopper
+	below, to int
+
+	times, units int
+	lastErr      string
+}
+
+func (r *restocker) run(ctx context.Context, every time.Duration, progress io.Writer) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		r.once(ctx, progress)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *restocker) once(ctx context.Context, progress io.Writer) {
+	a, err := r.s.expect(ctx, 200, "GET", "/api/catalog/v1/products?limit=100", nil)
+	var page struct {
+		Products []product `json:"products"`
+	}
+	if err == nil {
+		err = a.decode(&page)
+	}
+	for _, p := range page.Products {
+		if err != nil || ctx.Err() != nil {
+			break
+		}
+		if p.Stock >= r.below {
+			continue
+		}
+		delta := r.to - p.Stock
+		_, err = r.s.expect(ctx, 200, "POST", "/api/catalog/v1/products/"+p.ID+"/stock-adjustments",
+			map[string]any{"delta": delta, "reason": "shoplab load: restock"}, "Idempotency-Key", "load-restock-"+randomHex(12))
+		if err == nil {
+			r.times++
+			r.units += delta
+		}
+	}
+	if err != nil && ctx.Err() == nil && err.Error() != r.lastErr {
+		r.lastErr = err.Error()
+		fmt.Fprintf(progress, "\nload: restocking failed (is --admin-token an admin's live token?): %v\n", err)
+	}
+}
+
+func (r *restocker) report(out io.Writer) {
+	fmt.Fprintf(out, "restocked %d time(s), %d units in all (below %d, up to %d)\n", r.times, r.units, r.below, r.to)
 }

@@ -4,6 +4,7 @@
 //	shoplab status   a table of services, instances and check states from Consul
 //	shoplab smoke    walk the API.md journey through the front; exit non-zero at the first failure
 //	shoplab load     bounded load of weighted journeys, then latency percentiles per step
+//	shoplab admin    the operator's commands: grant or revoke the admin role, list admins, mint a token
 package main
 
 import (
@@ -43,6 +44,7 @@ commands:
   status   show every service's instances and their Consul checks
   smoke    walk the API.md journey through the front and stop at the first failure
   load     send bounded load of weighted journeys through the front and report latencies
+  admin    grant or revoke the admin role, list the admins, print an admin's token (the local lab)
 
 Run "shoplab <command> -h" for a command's flags.`
 
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSmoke(ctx, rest, getenv, stdout, stderr)
 	case "load":
 		return runLoad(ctx, rest, getenv, stdout, stderr)
+	case "admin":
+		return runAdmin(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -244,10 +244,12 @@ func (l *Lab) databases(ctx context.Context) (map[string]string, error) {
 	return dsns, nil
 }
 
+func kekPath(state string) string { return filepath.Join(state, "secrets", "auth-key-encryption.key") }
+
 // authKEK makes auth's key-encryption key once (32 random bytes, base64, mode 0600 in secrets/): every auth
 // instance of the lab seals and opens its signing keys with it. It returns the file's path.
 func (l *Lab) authKEK() (string, error) {
-	path := filepath.Join(l.cfg.State, "secrets", "auth-key-encryption.key")
+	path := kekPath(l.cfg.State)
 	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 		return path, nil
 	}
@@ -401,13 +403,15 @@ type state struct {
 	ConsulAddr   string     `json:"consul_addr"`
 	ConsulPID    int        `json:"consul_pid"`
 	PostgresPID  int        `json:"postgres_pid"`
+	PostgresPort int        `json:"postgres_port"`
 	ReadySeconds float64    `json:"ready_seconds"`
 	Instances    []Instance `json:"instances"`
 }
 
 func (l *Lab) writeState() error {
 	s := state{PID: os.Getpid(), Front: l.cfg.FrontURL(), ConsulUI: l.cfg.ConsulUIURL(), ConsulAddr: l.cfg.consulAddr(),
-		ConsulPID: l.consul.PID(), PostgresPID: l.pg.PID(), ReadySeconds: l.ready.Seconds(), Instances: l.Instances()}
+		ConsulPID: l.consul.PID(), PostgresPID: l.pg.PID(), PostgresPort: PostgresPort + l.cfg.PortOffset,
+		ReadySeconds: l.ready.Seconds(), Instances: l.Instances()}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
@@ -417,6 +421,30 @@ func (l *Lab) writeState() error {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(l.cfg.State, "lab.json"))
+}
+
+// OperatorEnv is the environment an operator's command for service needs against the running lab in state:
+// the service's own database (and, for auth, its key-encryption key). It fails when no lab is running.
+func OperatorEnv(state, service string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(state, "lab.json"))
+	if err != nil {
+		return nil, fmt.Errorf("no running lab in %s (start it with: make run): %w", state, err)
+	}
+	var st struct {
+		PostgresPort int `json:"postgres_port"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.PostgresPort == 0 {
+		return nil, fmt.Errorf("%s/lab.json does not name PostgreSQL's port; restart the lab (make run)", state)
+	}
+	pw, err := os.ReadFile(filepath.Join(state, "secrets", "postgres-"+service+".password"))
+	if err != nil {
+		return nil, fmt.Errorf("the lab has no database password for %s: %w", service, err)
+	}
+	env := []string{"DATABASE_URL=" + (&pgcluster.Cluster{Port: st.PostgresPort}).DSN(service, service, string(pw))}
+	if service == "auth" {
+		env = append(env, "AUTH_KEY_ENCRYPTION_KEY_FILE="+kekPath(state))
+	}
+	return env, nil
 }
 
 // Ready is how long Start took until every instance was passing.

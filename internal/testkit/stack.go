@@ -3,6 +3,8 @@ package testkit
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,3 +126,26 @@ func NewUser(t testing.TB, authURL string) User {
 
 // Bearer is the Authorization header pair for u.
 func (u User) Bearer() []string { return []string{"Authorization", "Bearer " + u.Token} }
+
+// NewAdmin registers an account through auth at the stack's first auth instance, gives it the admin role
+// with auth's own operator command (the auth binary against the stack's auth database, as an operator runs
+// it), and logs it in again so its token carries the role.
+func (s *Stack) NewAdmin(t testing.TB) User {
+	t.Helper()
+	u := NewUser(t, s.URL("auth"))
+	cmd := exec.Command(Binary(t, "services/auth"), "admin", "grant", "--email", u.Email)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.DSN["auth"], "AUTH_KEY_ENCRYPTION_KEY="+AuthTestKEK)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("auth admin grant: %v\n%s", err, out)
+	}
+	r := Call(t, http.MethodPost, s.URL("auth")+"/v1/sessions", JSON(t, map[string]string{"email": u.Email, "password": "a long password"}))
+	var sess struct {
+		Token string `json:"token"`
+	}
+	r.Decode(t, &sess)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("log in admin %s: got %d %s", u.Email, r.Status, r.Body)
+	}
+	u.Token = sess.Token
+	return u
+}

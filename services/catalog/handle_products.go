@@ -24,6 +24,7 @@ type product struct {
 	PriceCents  int64  `json:"price_cents"`
 	Currency    string `json:"currency"`
 	Stock       int    `json:"stock"`
+	Archived    bool   `json:"archived"`
 }
 
 // productQuery is a parsed GET /v1/products query.

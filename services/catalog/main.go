@@ -1,5 +1,6 @@
 // Command catalog is shoplab's product catalogue: products, categories, search and stock. It reserves,
-// commits and releases stock for orders, idempotently per order id, and never lets stock go negative.
+// commits, releases and returns stock for orders, idempotently per order id, and never lets stock go
+// negative; admins create, edit, archive and restock products (their tokens checked against auth's keys).
 package main
 
 import (
@@ -10,7 +11,9 @@ import (
 	"os"
 
 	"shoplab/internal/app"
+	"shoplab/internal/authn"
 	"shoplab/internal/consulx"
+	"shoplab/internal/svcclient"
 )
 
 //go:embed migrations/*.sql
@@ -29,7 +32,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 		return err
 	}
 	defer rt.Close()
-	handler := routes(rt.Log, &postgresStore{db: rt.DB}, rt.Metrics, rt.Checks())
+	services := svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{})
+	verifier := authn.NewRemote(rt.Ctx, services, rt.Config.JWKSRefresh, rt.Log) // the operators' calls need an admin's token
+	handler := routes(rt.Log, &postgresStore{db: rt.DB}, verifier, rt.Metrics, rt.Checks())
 	// Edits set fields and archiving is final, so both repeat safely; a stock adjustment repeats only under
 	// its Idempotency-Key; creating a product does not repeat (a second try would meet sku_taken).
 	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Routes: []string{"PATCH /v1/products/*", "DELETE /v1/products/*"},

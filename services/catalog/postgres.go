@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -15,11 +16,11 @@ type postgresStore struct {
 	db *sql.DB
 }
 
-const productColumns = `id, sku, name, description, category, price_cents, currency, stock`
+const productColumns = `id, sku, name, description, category, price_cents, currency, stock, archived_at IS NOT NULL`
 
 func scanProduct(row interface{ Scan(...any) error }) (product, error) {
 	var p product
-	err := row.Scan(&p.ID, &p.SKU, &p.Name, &p.Description, &p.Category, &p.PriceCents, &p.Currency, &p.Stock)
+	err := row.Scan(&p.ID, &p.SKU, &p.Name, &p.Description, &p.Category, &p.PriceCents, &p.Currency, &p.Stock, &p.Archived)
 	return p, err
 }
 
@@ -36,7 +37,7 @@ func (s *postgresStore) ListProducts(ctx context.Context, q productQuery) ([]pro
 	}
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT `+productColumns+` FROM products
-		WHERE ($1 = '' OR category = $1)
+		WHERE archived_at IS NULL AND ($1 = '' OR category = $1)
 		  AND ($2 = '' OR name ILIKE $3 ESCAPE '\' OR description ILIKE $3 ESCAPE '\')
 		  AND ($4 = '' OR (name, id) > ($5, $4))
 		ORDER BY name, id
@@ -69,7 +70,7 @@ func (s *postgresStore) Product(ctx context.Context, id string) (product, error)
 }
 
 func (s *postgresStore) ProductsByID(ctx context.Context, ids []string) ([]product, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = ANY($1) ORDER BY id`, pq.Array(ids))
+	rows, err := s.db.QueryContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = ANY($1) AND archived_at IS NULL ORDER BY id`, pq.Array(ids))
 	if err != nil {
 		return nil, fmt.Errorf("look up products: %w", err)
 	}
@@ -86,7 +87,7 @@ func (s *postgresStore) ProductsByID(ctx context.Context, ids []string) ([]produ
 }
 
 func (s *postgresStore) Categories(ctx context.Context) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT category FROM products ORDER BY category`)
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT category FROM products WHERE archived_at IS NULL ORDER BY category`)
 	if err != nil {
 		return nil, fmt.Errorf("list categories: %w", err)
 	}
@@ -125,7 +126,7 @@ func (s *postgresStore) Reserve(ctx context.Context, req reserveRequest) (reserv
 	}
 	for _, it := range req.Items {
 		res, err := tx.ExecContext(ctx,
-			`UPDATE products SET stock = stock - $1, updated_at = now() WHERE id = $2 AND stock >= $1`, it.Quantity, it.ProductID)
+			`UPDATE products SET stock = stock - $1, updated_at = now() WHERE id = $2 AND stock >= $1 AND archived_at IS NULL`, it.Quantity, it.ProductID)
 		if err != nil {
 			return reservation{}, false, fmt.Errorf("take stock of %s: %w", it.ProductID, err)
 		}
@@ -138,8 +139,8 @@ func (s *postgresStore) Reserve(ctx context.Context, req reserveRequest) (reserv
 			continue
 		}
 		var stock int
-		err = tx.QueryRowContext(ctx, `SELECT stock FROM products WHERE id = $1`, it.ProductID).Scan(&stock)
-		if errors.Is(err, sql.ErrNoRows) {
+		err = tx.QueryRowContext(ctx, `SELECT stock FROM products WHERE id = $1 AND archived_at IS NULL`, it.ProductID).Scan(&stock)
+		if errors.Is(err, sql.ErrNoRows) { // unknown or archived: it cannot be ordered
 			return reservation{}, false, &unknownProductError{productID: it.ProductID}
 		}
 		if err != nil {
@@ -188,8 +189,9 @@ func (s *postgresStore) Reservation(ctx context.Context, orderID string) (reserv
 	return loadReservation(ctx, s.db, orderID, false)
 }
 
-// Settle commits or releases an order's reservation under a row lock. Releasing gives the stock back;
-// releasing an order that was never reserved records the release, so a late reservation is refused.
+// Settle commits, releases or returns an order's reservation under a row lock, each once. Releasing (a
+// reservation that was never paid) and returning (a committed one whose order was cancelled) give the stock
+// back; releasing an order that was never reserved records the release, so a late reservation is refused.
 func (s *postgresStore) Settle(ctx context.Context, orderID, status string) (reservation, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -209,12 +211,15 @@ func (s *postgresStore) Settle(ctx context.Context, orderID, status string) (res
 	switch {
 	case r.Status == status:
 		return r, tx.Commit()
+	case status == "returned" && r.Status != "committed":
+		return reservation{}, errReservationNotCommitted
+	case status == "returned":
 	case r.Status == "released":
 		return reservation{}, errReservationReleased
-	case r.Status == "committed":
+	case r.Status == "committed", r.Status == "returned":
 		return reservation{}, errReservationCommitted
 	}
-	if status == "released" {
+	if status == "released" || status == "returned" {
 		for _, it := range r.Items {
 			if _, err := tx.ExecContext(ctx,
 				`UPDATE products SET stock = stock + $1, updated_at = now() WHERE id = $2`, it.Quantity, it.ProductID); err != nil {
@@ -227,4 +232,105 @@ func (s *postgresStore) Settle(ctx context.Context, orderID, status string) (res
 	}
 	r.Status = status
 	return r, tx.Commit()
+}
+
+// CreateProduct stores a new product; a taken sku is errSKUTaken.
+func (s *postgresStore) CreateProduct(ctx context.Context, p product) (product, error) {
+	got, err := scanProduct(s.db.QueryRowContext(ctx, `
+		INSERT INTO products (id, sku, name, description, category, price_cents, currency, stock)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+productColumns,
+		p.ID, p.SKU, p.Name, p.Description, p.Category, p.PriceCents, p.Currency, p.Stock))
+	var pe *pq.Error
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return product{}, errSKUTaken
+	}
+	if err != nil {
+		return product{}, fmt.Errorf("insert product %s: %w", p.SKU, err)
+	}
+	return got, nil
+}
+
+// UpdateProduct sets the fields of patch that are not nil. Orders already placed keep the prices they hold.
+func (s *postgresStore) UpdateProduct(ctx context.Context, id string, patch productPatch) (product, error) {
+	p, err := scanProduct(s.db.QueryRowContext(ctx, `
+		UPDATE products SET name = coalesce($2, name), description = coalesce($3, description),
+		       category = coalesce($4, category), price_cents = coalesce($5, price_cents), updated_at = now()
+		WHERE id = $1 RETURNING `+productColumns, id, patch.Name, patch.Description, patch.Category, patch.PriceCents))
+	if errors.Is(err, sql.ErrNoRows) {
+		return product{}, errNotFound
+	}
+	if err != nil {
+		return product{}, fmt.Errorf("update product %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// ArchiveProduct archives a product (again changes nothing).
+func (s *postgresStore) ArchiveProduct(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE products SET archived_at = coalesce(archived_at, now()), updated_at = now() WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("archive product %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound
+	}
+	return nil
+}
+
+// AdjustStock changes a product's stock by adj.Delta in one transaction and records who did it and why.
+// The adjustment row is inserted first: a concurrent request with the same key waits on its unique index
+// and then finds it, so one key applies once; a key seen before answers the product as it is now (or
+// errKeyReused when the request differs). Stock never goes below zero (insufficientStockError).
+func (s *postgresStore) AdjustStock(ctx context.Context, id string, adj stockAdjustment) (product, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return product{}, err
+	}
+	defer tx.Rollback()
+	var rowID int64
+	err = tx.QueryRowContext(ctx, `
+		INSERT INTO stock_adjustments (product_id, idempotency_key, request_hash, delta, reason, actor, stock_after)
+		VALUES ($1, $2, $3, $4, $5, $6, 0) ON CONFLICT (product_id, idempotency_key) DO NOTHING RETURNING id`,
+		id, adj.Key, adj.Hash, adj.Delta, adj.Reason, adj.Actor).Scan(&rowID)
+	var pe *pq.Error
+	switch {
+	case errors.As(err, &pe) && pe.Code == "23503": // no such product
+		return product{}, errNotFound
+	case errors.Is(err, sql.ErrNoRows): // the key was used before: a repeat
+		var hash []byte
+		if err := tx.QueryRowContext(ctx, `SELECT request_hash FROM stock_adjustments WHERE product_id = $1 AND idempotency_key = $2`,
+			id, adj.Key).Scan(&hash); err != nil {
+			return product{}, fmt.Errorf("load stock adjustment %s: %w", adj.Key, err)
+		}
+		if !bytes.Equal(hash, adj.Hash) {
+			return product{}, errKeyReused
+		}
+		p, err := scanProduct(tx.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
+		if err != nil {
+			return product{}, fmt.Errorf("load product %s: %w", id, err)
+		}
+		return p, tx.Commit()
+	case err != nil:
+		return product{}, fmt.Errorf("record stock adjustment: %w", err)
+	}
+	p, err := scanProduct(tx.QueryRowContext(ctx, `
+		UPDATE products SET stock = stock + $2, updated_at = now() WHERE id = $1 AND stock + $2 >= 0
+		RETURNING `+productColumns, id, adj.Delta))
+	if errors.Is(err, sql.ErrNoRows) {
+		var stock int
+		if err := tx.QueryRowContext(ctx, `SELECT stock FROM products WHERE id = $1`, id).Scan(&stock); err != nil {
+			return product{}, fmt.Errorf("read stock of %s: %w", id, err)
+		}
+		return product{}, &insufficientStockError{productID: id, available: stock, wanted: -adj.Delta}
+	}
+	if err != nil {
+		return product{}, fmt.Errorf("adjust stock of %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE stock_adjustments SET stock_after = $1 WHERE id = $2`, p.Stock, rowID); err != nil {
+		return product{}, fmt.Errorf("record stock after adjustment: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return product{}, fmt.Errorf("commit stock adjustment: %w", err)
+	}
+	return p, nil
 }

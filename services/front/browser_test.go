@@ -209,3 +209,117 @@ func TestBrowserJourney(t *testing.T) {
 	}
 	t.Logf("screenshots in %s", dir)
 }
+
+// TestBrowserAdminJourney: an admin creates and restocks a product in the Admin area; a customer buys it and
+// cancels the order from their history; the admin sees the order cancelled and the stock back.
+func TestBrowserAdminJourney(t *testing.T) {
+	ctx := newBrowserContext(t)
+	st := testkit.StartStack(t, "auth", "catalog", "cart", "payments", "orders")
+	front := startFront(t, st, nil)
+	admin := st.NewAdmin(t)
+	dir := artifacts(t, "browser-admin")
+	login := func(email, password, name string) action {
+		return chromedp.Steps(nav(front.URL, "#/login"),
+			fill(`[data-testid=login-email]`, email), fill(`[data-testid=login-password]`, password),
+			click(`[data-testid=login-submit]`), poll(`!!document.querySelector("[data-testid=user-name]")`),
+			pageReady("#/")) // a login from the login page ends on the product list
+	}
+	sku := fmt.Sprintf("TEA-%d", time.Now().UnixNano()%100000)
+
+	step(t, ctx, dir, "01-admin-login",
+		login(admin.Email, "a long password", ""),
+		visible(`[data-testid=nav-admin]`),
+		nav(front.URL, "#/admin"),
+		visible(`[data-testid=admin-create]`),
+	)
+	step(t, ctx, dir, "02-create-product",
+		fill(`[data-testid=admin-sku]`, sku),
+		fill(`[data-testid=admin-name]`, "Bamboo Matcha Whisk"),
+		fill(`[data-testid=admin-description]`, "Eighty prongs for a smooth, frothy bowl."),
+		fill(`[data-testid=admin-category]`, "tea"),
+		fill(`[data-testid=admin-price]`, "18.50"),
+		fill(`[data-testid=admin-stock]`, "5"),
+		click(`[data-testid=admin-create-submit]`),
+		waitText(`#flash`, "Product Bamboo Matcha Whisk created."),
+		poll(`[...document.querySelectorAll("[data-testid=admin-product]")].some(r => r.textContent.includes("Bamboo Matcha Whisk"))`),
+	)
+	productID := evalString(t, ctx, `[...document.querySelectorAll("[data-testid=admin-product]")].find(r => r.textContent.includes("Bamboo Matcha Whisk")).dataset.productId`)
+	row := fmt.Sprintf(`[data-testid=admin-product][data-product-id=%q]`, productID)
+	step(t, ctx, dir, "03-restock",
+		fill(row+` [data-testid=admin-restock-delta]`, "3"),
+		fill(row+` [data-testid=admin-restock-reason]`, "delivery"),
+		click(row+` [data-testid=admin-restock-submit]`),
+		waitText(`#flash`, "Bamboo Matcha Whisk: 8 in stock."),
+		waitText(row+` [data-testid=admin-stock]`, "8"),
+		click(`[data-testid=logout]`),
+		visible(`[data-testid=nav-login]`),
+	)
+
+	email := fmt.Sprintf("tea%d@example.com", time.Now().UnixNano())
+	step(t, ctx, dir, "04-customer-buys-it",
+		nav(front.URL, "#/register"),
+		fill(`[data-testid=register-name]`, "Sen Rikyu"),
+		fill(`[data-testid=register-email]`, email),
+		fill(`[data-testid=register-password]`, "the way of tea"),
+		click(`[data-testid=register-submit]`),
+		waitText(`[data-testid=user-name]`, "Sen Rikyu"),
+		pageReady("#/"), // registration ends on the product list
+		poll(`document.getElementById("nav-admin").hidden === true`),
+		nav(front.URL, "#/?q=Matcha"),
+		visible(fmt.Sprintf(`[data-product-id=%q] [data-testid=add-to-cart]`, productID)),
+		click(fmt.Sprintf(`[data-product-id=%q] [data-testid=add-to-cart]`, productID)),
+		waitText(`#cart-count`, "1"),
+		nav(front.URL, "#/checkout"),
+		fill(`[data-testid=checkout-line1]`, "1 Tea Lane"),
+		fill(`[data-testid=checkout-city]`, "Kyoto"),
+		fill(`[data-testid=checkout-postal_code]`, "600-8216"),
+		fill(`[data-testid=checkout-number]`, "4242 4242 4242 4242"),
+		click(`[data-testid=checkout-submit]`),
+		visible(`[data-testid=order-confirmation]`),
+		waitText(`[data-testid=order-total]`, "Total $18.50"),
+	)
+	attr, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`[data-testid=order]`), "data-order-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orderID := attr.Value
+	step(t, ctx, dir, "05-customer-cancels",
+		nav(front.URL, "#/orders"),
+		visible(`[data-testid=order-cancel]`),
+		click(`[data-testid=order-cancel]`),
+		poll(`document.querySelector("[data-testid=order-status]") && document.querySelector("[data-testid=order-status]").textContent === "cancelled"`),
+		poll(`!document.querySelector("[data-testid=order-cancel]")`),
+		click(`[data-testid=logout]`),
+		visible(`[data-testid=nav-login]`),
+	)
+	step(t, ctx, dir, "06-admin-sees-it",
+		login(admin.Email, "a long password", ""),
+		nav(front.URL, "#/admin"),
+		visible(fmt.Sprintf(`[data-testid=admin-order][data-order-id=%q]`, orderID)),
+		waitText(fmt.Sprintf(`[data-testid=admin-order][data-order-id=%q] [data-testid=admin-order-status]`, orderID), "cancelled"),
+		waitText(row+` [data-testid=admin-stock]`, "8"),
+		chromedp.SetValue(chromedp.CSS(`[data-testid=admin-order-filter]`), "cancelled"),
+		script(`document.querySelector("[data-testid=admin-order-filter]").dispatchEvent(new Event("change"))`),
+		poll(`document.querySelectorAll("[data-testid=admin-order]").length === 1`),
+	)
+	t.Logf("screenshots in %s", dir)
+}
+
+func evalString(t *testing.T, ctx context.Context, expr string) string {
+	t.Helper()
+	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ectx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return s
+}
+
+// script runs expr in the page for its effect.
+func script(expr string) action {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](expr+", true")(ctx, tg)
+		return err
+	})
+}

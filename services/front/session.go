@@ -112,9 +112,10 @@ type loginRequest struct {
 }
 
 type sessionUser struct {
-	ID    string `json:"id"`
-	Email string `json:"email"`
-	Name  string `json:"name"`
+	ID    string   `json:"id"`
+	Email string   `json:"email"`
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"` // the page shows the Admin area to admins (every admin call is checked by the services)
 }
 
 // handleLogin logs in through auth and keeps the token in the session cookie; the token itself never reaches

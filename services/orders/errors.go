@@ -12,10 +12,11 @@ import (
 )
 
 var (
-	errNotFound      = errors.New("not found")
-	errKeyReused     = errors.New("idempotency key reused with another request")
-	errCartEmpty     = errors.New("cart empty")
-	errMixedCurrency = errors.New("cart in several currencies")
+	errNotFound       = errors.New("not found")
+	errKeyReused      = errors.New("idempotency key reused with another request")
+	errCartEmpty      = errors.New("cart empty")
+	errMixedCurrency  = errors.New("cart in several currencies")
+	errNotCancellable = errors.New("order not cancellable")
 )
 
 type productGoneError struct{ productID string }
@@ -32,6 +33,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 		err = web.NotFound("order")
 	case errors.Is(err, errKeyReused):
 		err = web.Errorf(http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for a different checkout; use a new key")
+	case errors.Is(err, errNotCancellable):
+		err = web.Errorf(http.StatusConflict, "not_cancellable", "only a confirmed order can be cancelled; this one was never paid or is still being placed")
 	case errors.Is(err, errCartEmpty):
 		err = web.Errorf(http.StatusConflict, "cart_empty", "the cart is empty; add products before checking out")
 	case errors.Is(err, errMixedCurrency):

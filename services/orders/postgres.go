@@ -88,6 +88,38 @@ func (s *postgresStore) Order(ctx context.Context, userID, id string) (order, er
 	return o, nil
 }
 
+// OrderAnyUser returns order id whoever owns it (the caller checks who may see it).
+func (s *postgresStore) OrderAnyUser(ctx context.Context, id string) (order, error) {
+	return orderByID(ctx, s.db, id)
+}
+
+// StartCancel moves a confirmed order into its cancellation (compare and set: of concurrent calls one moves
+// it) and records who asked.
+func (s *postgresStore) StartCancel(ctx context.Context, id, by string) error {
+	if _, err := s.db.ExecContext(ctx, `
+		UPDATE orders SET step = 'cancelling', cancelled_by = $2, updated_at = now()
+		WHERE id = $1 AND step = 'done' AND status = 'confirmed'`, id, by); err != nil {
+		return fmt.Errorf("start cancelling order %s: %w", id, err)
+	}
+	return nil
+}
+
+// AllOrders lists every user's orders (but checkouts stock refused, which nobody sees), newest first, with
+// status (when not "") and after (the position after a previous page's last order) as filters.
+func (s *postgresStore) AllOrders(ctx context.Context, status string, after *orderCursor, limit int) ([]order, error) {
+	var (
+		at sql.NullTime
+		id string
+	)
+	if after != nil {
+		at, id = sql.NullTime{Time: after.CreatedAt, Valid: true}, after.ID
+	}
+	return s.queryOrders(ctx, `SELECT `+orderColumns+` FROM orders
+		WHERE status <> 'rejected' AND ($1 = '' OR status = $1)
+		  AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+		ORDER BY created_at DESC, id DESC LIMIT $4`, status, at, id, limit)
+}
+
 func (s *postgresStore) Orders(ctx context.Context, userID string, limit int) ([]order, error) {
 	return s.queryOrders(ctx, `SELECT `+orderColumns+` FROM orders
 		WHERE user_id = $1 AND status <> 'rejected' ORDER BY created_at DESC, id DESC LIMIT $2`, userID, limit)
@@ -208,6 +240,7 @@ func (s *postgresStore) Advance(ctx context.Context, id, from string, to transit
 		UPDATE orders SET step = $1, status = $2,
 		       payment_id = coalesce(nullif($3, ''), payment_id),
 		       failure_reason = coalesce(nullif($4, ''), failure_reason),
+		       cancelled_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE cancelled_at END,
 		       updated_at = now()
 		WHERE id = $5 AND step = $6`, to.step, to.status, to.paymentID, to.reason, id, from); err != nil {
 		return order{}, fmt.Errorf("advance order %s to %s: %w", id, to.step, err)

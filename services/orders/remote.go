@@ -130,6 +130,14 @@ func (r *remote) Commit(ctx context.Context, orderID string) error {
 	return nil
 }
 
+// ReturnStock gives a cancelled order's committed stock back to catalog (once, however often asked).
+func (r *remote) ReturnStock(ctx context.Context, orderID string) error {
+	if err := r.settle(ctx, orderID, "return"); err != nil {
+		return fmt.Errorf("return stock: %w", err)
+	}
+	return nil
+}
+
 func (r *remote) Release(ctx context.Context, orderID string) error {
 	if err := r.settle(ctx, orderID, "release"); err != nil {
 		return fmt.Errorf("release stock: %w", err)

@@ -17,11 +17,15 @@ const (
 	stepCharged  = "charged"
 	stepDeclined = "declined"
 	stepDone     = "done"
+	// Cancelling a confirmed order: refund, then give the stock back.
+	stepCancelling = "cancelling"
+	stepRefunded   = "refunded"
 
 	statusPending       = "pending"
 	statusConfirmed     = "confirmed"
 	statusPaymentFailed = "payment_failed"
 	statusRejected      = "rejected"
+	statusCancelled     = "cancelled"
 )
 
 // dependencies is what the saga asks of other services.
@@ -32,6 +36,7 @@ type dependencies interface {
 	Charge(ctx context.Context, o order, c card.Input) (chargeResult, error)
 	Void(ctx context.Context, orderID string) (chargeResult, error)
 	Refund(ctx context.Context, paymentID string) error
+	ReturnStock(ctx context.Context, orderID string) error
 	RemoveFromCart(ctx context.Context, userID string, items []orderItem) error
 }
 
@@ -57,8 +62,12 @@ type saga struct {
 }
 
 // testHookAfterCharge, when set by a test, runs after the charge is recorded and before confirmation: a test
-// makes it abort the request to simulate a crash between the two.
-var testHookAfterCharge func(orderID string)
+// makes it abort the request to simulate a crash between the two. testHookAfterRefund does the same between a
+// cancellation's refund and its stock return.
+var (
+	testHookAfterCharge func(orderID string)
+	testHookAfterRefund func(orderID string)
+)
 
 // drive runs o's saga as far as it can. With a card it may charge; without (recovery) it closes the order to
 // charges instead. It returns the order as far as it got; an error means a dependency failed and the order is
@@ -82,6 +91,14 @@ func (s *saga) drive(ctx context.Context, o order, c *card.Input) (order, error)
 			if err = s.deps.Release(ctx, o.ID); err == nil {
 				next = transition{step: stepDone, status: statusPaymentFailed, reason: o.FailureReason}
 			}
+		case stepCancelling: // refunds are idempotent per payment: a repeat refunds nothing more
+			if err = s.deps.Refund(ctx, o.PaymentID); err == nil {
+				next = transition{step: stepRefunded, status: statusConfirmed}
+			}
+		case stepRefunded: // a committed reservation is returned once
+			if err = s.deps.ReturnStock(ctx, o.ID); err == nil {
+				next = transition{step: stepDone, status: statusCancelled}
+			}
 		default:
 			return o, fmt.Errorf("order %s: unknown step %q", o.ID, o.Step)
 		}
@@ -98,6 +115,9 @@ func (s *saga) drive(ctx context.Context, o order, c *card.Input) (order, error)
 		}
 		if from == stepReserved && o.Step == stepCharged && c != nil && testHookAfterCharge != nil {
 			testHookAfterCharge(o.ID)
+		}
+		if from == stepCancelling && o.Step == stepRefunded && testHookAfterRefund != nil {
+			testHookAfterRefund(o.ID)
 		}
 	}
 	return o, fmt.Errorf("order %s: saga did not settle", o.ID)

@@ -97,7 +97,12 @@ async function loadSession() {
   await refreshCartCount();
 }
 
+function isAdmin() {
+  return !!(state.user && Array.isArray(state.user.roles) && state.user.roles.includes("admin"));
+}
+
 function renderAccount() {
+  document.getElementById("nav-admin").hidden = !isAdmin();
   const el = document.getElementById("account");
   if (state.user) {
     el.replaceChildren(h("span", { class: "muted", testid: "user-name" }, state.user.name), " ",
@@ -303,13 +308,27 @@ async function placeOrder(form, submit, errorBox) {
   errorBox.hidden = false;
 }
 
-function orderView(o) {
+// cancelOrder asks orders to cancel (refund and restock); calling it again is harmless.
+async function cancelOrder(id, button) {
+  button.disabled = true;
+  const res = await api("POST", "orders/v1/orders/" + encodeURIComponent(id) + "/cancel");
+  button.disabled = false;
+  if (res.status === 401) { needLogin(); return false; }
+  if (res.status !== 200) { flash(errorMessage(res), "error"); return false; }
+  flash("Order " + id + " is cancelled: the payment was refunded.");
+  return true;
+}
+
+function orderView(o, onChange) {
+  const cancel = o.status === "confirmed" && onChange
+    ? h("button", { class: "secondary", testid: "order-cancel", onclick: async (e) => { if (await cancelOrder(o.id, e.target)) onChange(); } }, "Cancel order")
+    : null;
   return h("article", { class: "card", testid: "order", "data-order-id": o.id },
     h("h2", {}, "Order ", h("code", {}, o.id)),
     h("div", {}, h("span", { class: "status " + o.status, testid: "order-status" }, o.status.replace("_", " ")), " ",
       h("span", { class: "muted" }, new Date(o.created_at).toLocaleString())),
     h("ul", {}, o.items.map((it) => h("li", {}, it.quantity + " × " + it.name + " — " + money(it.unit_price_cents * it.quantity, o.currency)))),
-    h("div", { class: "price", testid: "order-total" }, "Total " + money(o.total_cents, o.currency)));
+    h("div", { class: "price", testid: "order-total" }, "Total " + money(o.total_cents, o.currency)), cancel);
 }
 
 async function orderPage(render, id) {
@@ -319,7 +338,7 @@ async function orderPage(render, id) {
   const thanks = sessionStorage.getItem("just_ordered") === id && res.data.status === "confirmed";
   sessionStorage.removeItem("just_ordered");
   render(thanks ? h("div", { class: "success", testid: "order-confirmation" }, "Thank you! Your order is confirmed.") : null,
-    orderView(res.data), h("p", {}, h("a", { href: "#/orders" }, "All your orders")));
+    orderView(res.data, () => orderPage(renderer(), id)), h("p", {}, h("a", { href: "#/orders" }, "All your orders")));
 }
 
 async function ordersPage(render) {
@@ -329,7 +348,105 @@ async function ordersPage(render) {
   if (res.status !== 200) { render(h("h1", {}, "Your orders"), h("div", { class: "notice" }, errorMessage(res))); return; }
   const orders = res.data.orders;
   render(h("h1", {}, "Your orders"),
-    orders.length ? h("div", { class: "grid", testid: "order-list" }, orders.map(orderView)) : h("p", { testid: "no-orders" }, "No orders yet."));
+    orders.length ? h("div", { class: "grid", testid: "order-list" }, orders.map((o) => orderView(o, () => ordersPage(renderer()))))
+      : h("p", { testid: "no-orders" }, "No orders yet."));
+}
+
+// ---- the operators' area: shown only to admins; every call is checked by the services themselves ----
+
+async function adminPage(render) {
+  if (!state.user) { needLogin(); return; }
+  if (!isAdmin()) { render(h("h1", {}, "Admin"), h("div", { class: "notice" }, "This area is for the shop's operators.")); return; }
+  const products = h("section", { class: "admin-section", testid: "admin-products" });
+  const orders = h("section", { class: "admin-section", testid: "admin-orders" });
+  render(h("h1", {}, "Admin"), products, orders);
+  await Promise.all([adminProducts(products), adminOrders(orders, "")]);
+}
+
+function cents(input) {
+  const v = parseFloat(input.value);
+  return Number.isFinite(v) ? Math.round(v * 100) : NaN;
+}
+
+async function adminProducts(section) {
+  const res = await api("GET", "catalog/v1/products?limit=100");
+  if (res.status !== 200) { section.replaceChildren(h("h2", {}, "Products"), h("div", { class: "notice" }, errorMessage(res))); return; }
+  const reload = () => adminProducts(section);
+  const f = (label, name, attrs) => h("label", {}, label, h("input", Object.assign({ name, testid: "admin-" + name }, attrs || {})));
+  const create = h("form", { class: "grid-form", testid: "admin-create", onsubmit: async (e) => {
+    e.preventDefault();
+    const el = create.elements;
+    const body = { sku: el.sku.value.trim(), name: el.name.value.trim(), description: el.description.value.trim(), category: el.category.value.trim(),
+      price_cents: cents(el.price), currency: el.currency.value.trim().toUpperCase(), stock: parseInt(el.stock.value, 10) };
+    const r = await api("POST", "catalog/v1/products", body);
+    if (r.status !== 201) { flash(errorMessage(r), "error"); return; }
+    flash("Product " + r.data.name + " created.");
+    reload();
+  } },
+    f("SKU", "sku", { required: true, maxlength: "64" }), f("Name", "name", { required: true }), f("Description", "description"),
+    f("Category", "category", { required: true }), f("Price", "price", { type: "number", step: "0.01", min: "0.01", required: true }),
+    f("Currency", "currency", { value: "USD", maxlength: "3", required: true }), f("Stock", "stock", { type: "number", min: "0", value: "0", required: true }),
+    h("label", {}, "\u00a0", h("button", { type: "submit", testid: "admin-create-submit" }, "Create product")));
+  const rows = res.data.products.map((p) => {
+    const price = h("input", { type: "number", step: "0.01", min: "0.01", value: (p.price_cents / 100).toFixed(2), testid: "admin-price-edit", "aria-label": "Price of " + p.name });
+    const delta = h("input", { type: "number", value: "10", testid: "admin-restock-delta", "aria-label": "Stock change for " + p.name });
+    const reason = h("input", { class: "wide", value: "restock", testid: "admin-restock-reason", "aria-label": "Reason" });
+    return h("tr", { testid: "admin-product", "data-product-id": p.id },
+      h("td", {}, p.name, h("div", { class: "muted" }, p.sku + " · " + p.category)),
+      h("td", { class: "num", testid: "admin-stock" }, String(p.stock)),
+      h("td", { class: "actions" },
+        h("form", { class: "inline", onsubmit: async (e) => {
+          e.preventDefault();
+          const r = await api("PATCH", "catalog/v1/products/" + encodeURIComponent(p.id), { price_cents: cents(price) });
+          if (r.status !== 200) { flash(errorMessage(r), "error"); return; }
+          flash(p.name + " now costs " + money(r.data.price_cents, r.data.currency) + ".");
+          reload();
+        } }, price, h("button", { type: "submit", class: "secondary", testid: "admin-price-save" }, "Set price")),
+        h("form", { class: "inline", onsubmit: async (e) => {
+          e.preventDefault();
+          // One key per click: a retried request applies once.
+          const r = await api("POST", "catalog/v1/products/" + encodeURIComponent(p.id) + "/stock-adjustments",
+            { delta: parseInt(delta.value, 10), reason: reason.value.trim() }, { "Idempotency-Key": randomKey() });
+          if (r.status !== 200) { flash(errorMessage(r), "error"); return; }
+          flash(p.name + ": " + r.data.stock + " in stock.");
+          reload();
+        } }, delta, reason, h("button", { type: "submit", class: "secondary", testid: "admin-restock-submit" }, "Adjust stock")),
+        h("button", { class: "secondary", testid: "admin-archive", onclick: async () => {
+          const r = await api("DELETE", "catalog/v1/products/" + encodeURIComponent(p.id));
+          if (r.status !== 204) { flash(errorMessage(r), "error"); return; }
+          flash(p.name + " is archived.");
+          reload();
+        } }, "Archive")));
+  });
+  section.replaceChildren(h("h2", {}, "Products"), create,
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Product"), h("th", { class: "num" }, "Stock"), h("th", {}, "Change"))), h("tbody", {}, rows)));
+}
+
+async function adminOrders(section, status, cursor, tbody) {
+  const q = "orders/v1/admin/orders?limit=20" + (status ? "&status=" + encodeURIComponent(status) : "") + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+  const res = await api("GET", q);
+  if (res.status !== 200) { section.replaceChildren(h("h2", {}, "Orders"), h("div", { class: "notice" }, errorMessage(res))); return; }
+  const reload = () => adminOrders(section, status);
+  const rows = res.data.orders.map((o) => h("tr", { testid: "admin-order", "data-order-id": o.id },
+    h("td", {}, h("code", {}, o.id), h("div", { class: "muted" }, "user " + o.user_id)),
+    h("td", {}, new Date(o.created_at).toLocaleString()),
+    h("td", {}, h("span", { class: "status " + o.status, testid: "admin-order-status" }, o.status.replace("_", " "))),
+    h("td", { class: "num" }, money(o.total_cents, o.currency)),
+    h("td", {}, o.status === "confirmed" ? h("button", { class: "secondary", testid: "admin-order-cancel",
+      onclick: async (e) => { if (await cancelOrder(o.id, e.target)) reload(); } }, "Cancel and refund") : null)));
+  if (tbody) { tbody.append(...rows); } else {
+    tbody = h("tbody", {}, rows);
+    const filter = h("select", { testid: "admin-order-filter", "aria-label": "Status", onchange: () => adminOrders(section, filter.value) },
+      [["", "All statuses"], ["pending", "pending"], ["confirmed", "confirmed"], ["payment_failed", "payment failed"], ["cancelled", "cancelled"]]
+        .map(([v, t]) => h("option", { value: v, selected: v === status }, t)));
+    section.replaceChildren(h("h2", {}, "Orders"), h("div", { class: "toolbar" }, filter),
+      h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Order"), h("th", {}, "Placed"), h("th", {}, "Status"), h("th", { class: "num" }, "Total"), h("th", {}))), tbody));
+  }
+  const old = section.querySelector("[data-testid=admin-orders-more]");
+  if (old) old.remove();
+  if (res.data.next_cursor) {
+    section.append(h("p", { testid: "admin-orders-more" }, h("button", { class: "secondary", onclick: () => adminOrders(section, status, res.data.next_cursor, tbody) }, "Load more")));
+  }
 }
 
 function loginPage(render) {
@@ -391,6 +508,7 @@ async function route() {
       case "checkout": await checkoutPage(render); break;
       case "order": await orderPage(render, parts[1]); break;
       case "orders": await ordersPage(render); break;
+      case "admin": await adminPage(render); break;
       case "login": loginPage(render); break;
       case "register": registerPage(render); break;
       default: render(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to the shop")));

@@ -1,0 +1,10 @@
+ALTER TABLE reservations DROP CONSTRAINT reservations_status_check;
+ALTER TABLE reservations ADD CONSTRAINT reservations_status_check CHECK (status IN ('reserved', 'committed', 'released'));
+DROP TABLE stock_adjustments;
+ALTER TABLE products DROP CONSTRAINT products_price_cents_check;
+ALTER TABLE products ADD CONSTRAINT products_price_cents_check CHECK (price_cents >= 0);
+DROP INDEX products_category_name_id;
+DROP INDEX products_name_id;
+CREATE INDEX products_name_id ON products (name, id);
+CREATE INDEX products_category_name_id ON products (category, name, id);
+ALTER TABLE products DROP COLUMN archived_at;
