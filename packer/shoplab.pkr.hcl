@@ -176,6 +176,12 @@ build {
     destination = "/tmp/shoplab/bin"
   }
 
+  # Vagrant's public key for the vagrant user (bake.sh then locks every password login).
+  provisioner "file" {
+    source      = var.ssh_public_key_file
+    destination = "/tmp/shoplab/vagrant.pub"
+  }
+
   provisioner "shell" {
     execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} bash {{ .Path }}"
     inline          = ["bash /tmp/shoplab/provisioning/bake.sh"]

@@ -11,6 +11,19 @@ install_consul
 install_services
 # Installing PostgreSQL made a cluster that starts on boot; provisioning enables it only where a service has data.
 systemctl disable postgresql.service >/dev/null 2>&1 || true
+# Log in with keys only: the vagrant user keeps Vagrant's key (given to it for the bake; Vagrant swaps in a
+# fresh key on first boot) and its passwordless sudo, but no password login any more.
+if [[ -s $SHOPLAB_STAGE/vagrant.pub ]]; then
+  install -d -m 0700 -o vagrant -g vagrant /home/vagrant/.ssh
+  grep -qxF "$(cat "$SHOPLAB_STAGE/vagrant.pub")" /home/vagrant/.ssh/authorized_keys 2>/dev/null ||
+    cat "$SHOPLAB_STAGE/vagrant.pub" >>/home/vagrant/.ssh/authorized_keys
+  chown vagrant:vagrant /home/vagrant/.ssh/authorized_keys
+  chmod 0600 /home/vagrant/.ssh/authorized_keys
+fi
+passwd -l vagrant >/dev/null
+passwd -l root >/dev/null
+install -d -m 0755 /etc/ssh/sshd_config.d
+printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n' >/etc/ssh/sshd_config.d/10-shoplab-keys-only.conf
 # Every VM made from this image must get its own machine id (and so its own DHCP lease).
 truncate -s 0 /etc/machine-id
 rm -f /var/lib/dbus/machine-id

@@ -138,6 +138,25 @@ module Shoplab
     lines.join("\n")
   end
 
+  # intentions is the service mesh's intentions as the first server writes them: one service-intentions
+  # config entry per line (JSON) — every call denied, and each service's callers (its "calls" in the topology)
+  # allowed. The same entries as the local lab writes (consulx.DesiredIntentions).
+  def intentions(root, env = ENV)
+    callers = Hash.new { |h, k| h[k] = [] }
+    load_services(root, env).each do |svc|
+      (svc["calls"] || []).each { |dst| callers[dst] << svc["name"] }
+    end
+    entries = [{ "Kind" => "service-intentions", "Name" => "*",
+                 "Sources" => [{ "Name" => "*", "Action" => "deny", "Description" => "shoplab topology: deny by default" }] }]
+    callers.keys.sort.each do |dst|
+      entries << { "Kind" => "service-intentions", "Name" => dst,
+                   "Sources" => callers[dst].sort.map do |src|
+                     { "Name" => src, "Action" => "allow", "Description" => "shoplab topology: #{src} calls #{dst}" }
+                   end }
+    end
+    entries.map { |e| JSON.generate(e) }.join("\n")
+  end
+
   # box is the box to use: SHOPLAB_BOX, else the Packer-built box once it has been added, else a public
   # Debian 12 box (its provisioning installs everything from the internet; slower).
   def box(env = ENV)
@@ -152,7 +171,8 @@ if $PROGRAM_NAME == __FILE__
   root = File.expand_path("..", __dir__)
   begin
     vms = Shoplab.plan(root)
-    puts JSON.pretty_generate("network" => "#{Shoplab::NETWORK}/21", "vms" => vms.map(&:to_h))
+    intentions = Shoplab.intentions(root).split("\n").map { |l| JSON.parse(l) }
+    puts JSON.pretty_generate("network" => "#{Shoplab::NETWORK}/21", "vms" => vms.map(&:to_h), "intentions" => intentions)
   rescue Shoplab::PlanError => e
     warn "shoplab: #{e.message}"
     exit 1

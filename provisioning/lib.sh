@@ -9,7 +9,7 @@ SHOPLAB_NETWORK=192.168.56.0/21
 SHOPLAB_SERVICES=(auth catalog cart orders payments front)
 
 # Debian packages every VM needs. A baked box has them; otherwise they are installed (needs the internet).
-SHOPLAB_PACKAGES=(postgresql systemd-resolved bind9-dnsutils ca-certificates)
+SHOPLAB_PACKAGES=(postgresql systemd-resolved bind9-dnsutils ca-certificates curl)
 
 log() { printf 'shoplab: %s\n' "$*" >&2; }
 die() {
@@ -97,6 +97,11 @@ ports {
   dns = 8600
 }
 
+# The service mesh: Consul's CA issues every service its leaf certificate (the services are Connect-native).
+connect {
+  enabled = true
+}
+
 acl {
   enabled                  = true
   default_policy           = "deny"
@@ -149,38 +154,64 @@ configure_consul() {
   systemctl restart consul.service
 }
 
-# acl_rules prints the ACL rules of a token kind: an agent may write its own node, a service its own service,
-# and both read the catalogue; the DNS token reads nodes and services; the UI token (for people, and for
-# make lab-verify) reads everything and changes nothing.
+# acl_rules prints the ACL rules of a token kind: an agent may write its own node, a service its own service
+# (which is also what its mesh leaf certificate and the intention checks of calls to it need) and read the
+# intentions that name it, and both read the catalogue; the DNS token reads nodes and services; the UI token
+# (for people, and for make lab-verify) reads everything, intentions included, and changes nothing. Nobody
+# but the operator's management token writes intentions.
 acl_rules() {
   local kind=$1 name=$2
   case $kind in
   agent) printf 'node "%s" { policy = "write" }\nservice_prefix "" { policy = "read" }\n' "$name" ;;
-  service) printf 'service "%s" { policy = "write" }\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n' "$name" ;;
+  service) printf 'service "%s" {\n  policy     = "write"\n  intentions = "read"\n}\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n' "$name" ;;
   dns) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' ;;
-  ui) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\nagent_prefix "" { policy = "read" }\nkey_prefix "" { policy = "read" }\noperator = "read"\n' ;;
+  ui) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" {\n  policy     = "read"\n  intentions = "read"\n}\nagent_prefix "" { policy = "read" }\nkey_prefix "" { policy = "read" }\noperator = "read"\n' ;;
   *) die "unknown token kind $kind" ;;
   esac
 }
 
+# consul_api METHOD PATH reads a JSON body on stdin and sends it to the local agent's HTTP API with the
+# management token. The token goes in a header file and the body on stdin: no secret is ever a process
+# argument (ps shows those to everyone).
+consul_api() {
+  local method=$1 path=$2 headers status
+  headers=$(mktemp)
+  chmod 0600 "$headers"
+  printf 'X-Consul-Token: %s\n' "$CONSUL_MANAGEMENT_TOKEN" >"$headers"
+  status=0
+  curl -sf -o /dev/null -X "$method" -H @"$headers" --data-binary @- "http://127.0.0.1:8500$path" || status=$?
+  rm -f "$headers"
+  return "$status"
+}
+
 # consul_acl_setup creates the lab's policies and tokens from SHOPLAB_ACL_SPEC ("kind name accessor secret"
-# per line) with the management token. Tokens are created with the ids the host chose, and only if missing,
-# so re-provisioning never bootstraps twice.
+# per line) with the management token, and writes the mesh's intentions from SHOPLAB_INTENTIONS (one
+# service-intentions config entry per line, JSON). Tokens are created with the ids the host chose, and only if
+# missing, so re-provisioning never bootstraps twice; the intentions are written again (the topology wins).
 consul_acl_setup() {
-  export CONSUL_HTTP_ADDR=127.0.0.1:8500 CONSUL_HTTP_TOKEN=$CONSUL_MANAGEMENT_TOKEN
+  export CONSUL_HTTP_ADDR=127.0.0.1:8500 CONSUL_HTTP_TOKEN=$CONSUL_MANAGEMENT_TOKEN # the environment, not argv
   wait_for "consul leader" 300 consul operator raft list-peers
-  local kind name accessor secret policy
+  local kind name accessor secret policy entry
   while read -r kind name accessor secret; do
     [[ -n $kind ]] || continue
     policy="shoplab-$kind-$name"
     if ! consul acl policy read -name "$policy" >/dev/null 2>&1; then
       consul acl policy create -name "$policy" -rules "$(acl_rules "$kind" "$name")" >/dev/null
+    else
+      consul acl policy update -name "$policy" -rules "$(acl_rules "$kind" "$name")" >/dev/null
     fi
     if ! consul acl token read -accessor-id "$accessor" >/dev/null 2>&1; then
-      consul acl token create -accessor "$accessor" -secret "$secret" -policy-name "$policy" -description "shoplab $kind $name" >/dev/null
+      printf '{"AccessorID":"%s","SecretID":"%s","Description":"shoplab %s %s","Policies":[{"Name":"%s"}]}' \
+        "$accessor" "$secret" "$kind" "$name" "$policy" | consul_api PUT /v1/acl/token ||
+        die "creating the ACL token of $kind $name failed"
       log "created the ACL token of $kind $name"
     fi
   done <<<"$SHOPLAB_ACL_SPEC"
+  while read -r entry; do
+    [[ -n $entry ]] || continue
+    printf '%s' "$entry" | consul config write - >/dev/null || die "writing intentions failed: $entry"
+  done <<<"${SHOPLAB_INTENTIONS:-}"
+  [[ -z ${SHOPLAB_INTENTIONS:-} ]] || log "intentions written: $(consul config list -kind service-intentions | tr '\n' ' ')"
   unset CONSUL_HTTP_TOKEN
 }
 
@@ -215,17 +246,21 @@ setup_postgres() {
   systemctl enable postgresql.service
   systemctl restart postgresql.service
   wait_for "postgresql" 120 runuser -u postgres -- pg_isready -q
-  runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -v svc="$svc" -v pw="$DB_PASSWORD" <<'SQL'
+  # The password reaches psql on stdin (\set), never as an argument.
+  {
+    printf '\\set svc %s\n\\set pw %s\n' "$svc" "$DB_PASSWORD"
+    cat <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN', :'svc') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'svc') \gexec
 ALTER ROLE :"svc" LOGIN PASSWORD :'pw';
 SELECT format('CREATE DATABASE %I OWNER %I', :'svc', :'svc') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'svc') \gexec
 REVOKE ALL ON DATABASE :"svc" FROM PUBLIC;
 SQL
+  } | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1
 }
 
 # render_service_env writes the environment of the service to $1: SHOPLAB_SERVICE, SHOPLAB_NODE, SHOPLAB_IP,
 # SHOPLAB_PORT, CONSUL_SERVICE_TOKEN, for services with data DB_HOST and DB_PASSWORD, and for auth
-# AUTH_KEY_ENCRYPTION_KEY (seals its signing keys) and AUTH_TRUSTED_PROXIES (the front VMs' addresses).
+# AUTH_KEY_ENCRYPTION_KEY (seals its signing keys).
 render_service_env() {
   : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_PORT:?}" "${CONSUL_SERVICE_TOKEN:?}"
   local out=$1 listen=$SHOPLAB_IP:$SHOPLAB_PORT
@@ -233,12 +268,14 @@ render_service_env() {
   [[ $SHOPLAB_SERVICE == front ]] && listen=0.0.0.0:$SHOPLAB_PORT
   {
     printf 'LISTEN_ADDR=%s\nADVERTISE_ADDR=%s\nSERVICE_ID=%s\n' "$listen" "$SHOPLAB_IP" "$SHOPLAB_NODE"
+    # A mesh service takes mutual TLS on its port; its health and metrics are plain on port + 1000.
+    [[ $SHOPLAB_SERVICE == front ]] || printf 'OPS_LISTEN_ADDR=%s:%d\n' "$SHOPLAB_IP" $((SHOPLAB_PORT + 1000))
     printf 'CONSUL_HTTP_ADDR=127.0.0.1:8500\nCONSUL_HTTP_TOKEN=%s\n' "$CONSUL_SERVICE_TOKEN"
     # VMs under software emulation are slow: generous, explicit margins.
     printf 'CHECK_INTERVAL=5s\nCHECK_TIMEOUT=4s\nDB_WAIT=5m\nLOG_LEVEL=info\n'
     if [[ $SHOPLAB_SERVICE == auth ]]; then
       : "${AUTH_KEY_ENCRYPTION_KEY:?}"
-      printf 'AUTH_KEY_ENCRYPTION_KEY=%s\nAUTH_TRUSTED_PROXIES=%s\n' "$AUTH_KEY_ENCRYPTION_KEY" "${AUTH_TRUSTED_PROXIES:-}"
+      printf 'AUTH_KEY_ENCRYPTION_KEY=%s\n' "$AUTH_KEY_ENCRYPTION_KEY"
     fi
     if [[ -n ${DB_HOST:-} ]]; then
       printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable\n" \
@@ -261,9 +298,15 @@ start_service() {
   render_service_env "$tmp"
   install -m 0600 "$tmp" "/etc/shoplab/$SHOPLAB_SERVICE.env"
   rm -f "$tmp"
-  # The service registers with its own token; wait until the first server has created it.
+  # The service registers with its own token; wait until the first server has created it. The token goes
+  # in through a file (never an argument).
+  local token_file
+  token_file=$(mktemp)
+  chmod 0600 "$token_file"
+  printf '%s' "$CONSUL_SERVICE_TOKEN" >"$token_file"
   wait_for "the ACL token of $SHOPLAB_SERVICE" 600 \
-    env CONSUL_HTTP_ADDR=127.0.0.1:8500 CONSUL_HTTP_TOKEN="$CONSUL_SERVICE_TOKEN" consul acl token read -self
+    env CONSUL_HTTP_ADDR=127.0.0.1:8500 CONSUL_HTTP_TOKEN_FILE="$token_file" consul acl token read -self
+  rm -f "$token_file"
   systemctl daemon-reload
   systemctl enable "shoplab@$SHOPLAB_SERVICE.service"
   systemctl restart "shoplab@$SHOPLAB_SERVICE.service"

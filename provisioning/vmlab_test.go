@@ -11,10 +11,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/consul/api"
+
 	"shoplab/internal/consulagent"
+	"shoplab/internal/consulx"
 	"shoplab/internal/proc"
 	"shoplab/internal/testkit"
 	"shoplab/internal/topology"
@@ -290,18 +295,17 @@ func TestServiceEnv(t *testing.T) {
 		}
 	}
 	auth := []string{"SHOPLAB_SERVICE=auth", "SHOPLAB_NODE=auth-1", "SHOPLAB_IP=192.168.56.100", "SHOPLAB_PORT=8081",
-		"CONSUL_SERVICE_TOKEN=tok", "DB_HOST=192.168.56.100", "DB_PASSWORD=pw", "AUTH_KEY_ENCRYPTION_KEY=a2V5",
-		"AUTH_TRUSTED_PROXIES=192.168.56.150/32"}
+		"CONSUL_SERVICE_TOKEN=tok", "DB_HOST=192.168.56.100", "DB_PASSWORD=pw", "AUTH_KEY_ENCRYPTION_KEY=a2V5"}
 	if out, err := shellFunc(t, auth, "render_service_env "+file); err != nil {
 		t.Fatalf("render: %v\n%s", err, out)
 	}
 	b, _ = os.ReadFile(file)
-	for _, want := range []string{"AUTH_KEY_ENCRYPTION_KEY=a2V5\n", "AUTH_TRUSTED_PROXIES=192.168.56.150/32\n"} {
+	for _, want := range []string{"AUTH_KEY_ENCRYPTION_KEY=a2V5\n"} {
 		if !strings.Contains(string(b), want) {
 			t.Fatalf("auth env file: want %q in\n%s", want, b)
 		}
 	}
-	if out, err := shellFunc(t, auth[:len(auth)-2], "render_service_env "+file); err == nil {
+	if out, err := shellFunc(t, auth[:len(auth)-1], "render_service_env "+file); err == nil {
 		t.Fatalf("auth env without AUTH_KEY_ENCRYPTION_KEY: got success; want a refusal\n%s", out)
 	}
 	front := []string{"SHOPLAB_SERVICE=front", "SHOPLAB_NODE=front-1", "SHOPLAB_IP=192.168.56.150", "SHOPLAB_PORT=8080", "CONSUL_SERVICE_TOKEN=tok"}
@@ -353,6 +357,82 @@ func TestSystemdUnits(t *testing.T) {
 	for _, want := range []string{"Type=notify", "User=consul", "-config-dir=/etc/consul.d/"} {
 		if !strings.Contains(string(c), want) {
 			t.Fatalf("consul.service: want %q", want)
+		}
+	}
+}
+
+// TestIntentionsMatchTheLocalLab: the intentions the VM lab's first server writes (lab.rb, from the topology)
+// are the ones the local lab writes (consulx.DesiredIntentions): the same entries, sources and actions.
+func TestIntentionsMatchTheLocalLab(t *testing.T) {
+	need(t, "ruby", "install it with: sudo apt-get install -y vagrant (it brings Ruby)")
+	out, err := run(t, root(t), nil, "ruby", "provisioning/lab.rb")
+	if err != nil {
+		t.Fatalf("ruby provisioning/lab.rb: %v\n%s", err, out)
+	}
+	var p struct {
+		Intentions []api.ServiceIntentionsConfigEntry `json:"intentions"`
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	topo, err := topology.Load(filepath.Join(root(t), "provisioning", "topology.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := func(name string, srcs []*api.SourceIntention) []string {
+		var out []string
+		for _, s := range srcs {
+			out = append(out, fmt.Sprintf("%s → %s %s (%s)", s.Name, name, s.Action, s.Description))
+		}
+		return out
+	}
+	var got, want []string
+	for _, e := range p.Intentions {
+		if e.Kind != api.ServiceIntentions {
+			t.Fatalf("entry kind %q; want service-intentions", e.Kind)
+		}
+		got = append(got, flat(e.Name, e.Sources)...)
+	}
+	for _, e := range consulx.DesiredIntentions(topo.Calls()) {
+		want = append(want, flat(e.Name, e.Sources)...)
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("VM lab intentions:\n%s\nwant the local lab's:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !slices.Contains(want, "* → * deny (shoplab topology: deny by default)") || !slices.Contains(want, "orders → payments allow (shoplab topology: orders calls payments)") {
+		t.Fatalf("intentions: want default deny and orders → payments; got\n%s", strings.Join(want, "\n"))
+	}
+}
+
+// TestNoSecretOnACommandLine: provisioning never puts a token or password into a process's arguments, where
+// ps shows it to every user of the VM: tokens travel in files, headers files and the environment, the database
+// password on psql's stdin. (make vm-test also reads /proc/*/cmdline on a provisioned VM.)
+func TestNoSecretOnACommandLine(t *testing.T) {
+	forbidden := []struct{ re, why string }{
+		{`-secret[ =]`, "consul acl token create -secret"},
+		{`-token[ =]`, "a token flag"},
+		{`CONSUL_HTTP_TOKEN="?\$`, "CONSUL_HTTP_TOKEN=… on a command line (env VAR=…)"},
+		{`-v pw=`, "a psql variable with the password"},
+		{`X-Consul-Token: \$\{?\w+\}?"? http`, "a token header as a curl argument"},
+		{`--password[ =]`, "a password flag"},
+	}
+	files, _ := filepath.Glob(filepath.Join(root(t), "provisioning", "*.sh"))
+	files = append(files, filepath.Join(root(t), "provisioning", "shoplab-admin"), filepath.Join(root(t), "Vagrantfile"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			trimmed := strings.TrimSpace(line)
+			if strings.HasPrefix(trimmed, "#") || strings.HasPrefix(trimmed, "printf") || strings.HasPrefix(trimmed, "export ") {
+				continue // comments, and printf and export (shell builtins: no process, no argv)
+			}
+			for _, fb := range forbidden {
+				if regexp.MustCompile(fb.re).MatchString(line) {
+					t.Errorf("%s:%d: %s — a secret in a process's arguments: %s", filepath.Base(f), i+1, fb.why, trimmed)
+				}
+			}
 		}
 	}
 }

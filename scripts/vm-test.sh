@@ -31,7 +31,7 @@ die() {
 # Everything this machine needs; a missing piece is a clear failure, never a silent skip.
 [[ $(id -u) -eq 0 ]] || die "must run as root (debootstrap, network namespaces, libvirtd)"
 missing=()
-for tool in debootstrap qemu-img qemu-system-x86_64 virsh libvirtd virtlogd vagrant ip ruby dnsmasq; do
+for tool in debootstrap qemu-img qemu-system-x86_64 virsh libvirtd virtlogd vagrant ip ruby dnsmasq curl; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 ((${#missing[@]} == 0)) || die "missing: ${missing[*]}; install them with: apt-get install -y --no-install-recommends debootstrap qemu-utils qemu-system-x86 libvirt-daemon-system libvirt-clients dnsmasq-base vagrant vagrant-libvirt"
@@ -182,8 +182,49 @@ wait_all_passing() {
   cat "$work/status.txt" >&2
 }
 
+# check_mesh: from the test's namespace (not from a VM) the payments VM's API port refuses a plain call and a
+# call without a mesh certificate; its health stays plain on the operations port.
+check_mesh() {
+  local pay=192.168.56.120 out code
+  out=$(in_ns curl -s -m 10 -o /dev/null -w '%{http_code}' "http://$pay:8085/v1/payments?order_id=x") || true
+  [[ $out == 400 ]] || die "plain HTTP to payments' API port: got '$out'; want the TLS server's 400"
+  code=0
+  in_ns curl -s -m 10 -k -o /dev/null "https://$pay:8085/v1/payments?order_id=x" 2>"$work/mesh-curl.err" || code=$?
+  ((code != 0)) || die "a call to payments without a mesh certificate succeeded"
+  out=$(in_ns curl -s -m 10 -o /dev/null -w '%{http_code}' "http://$pay:9085/health/ready") || true
+  [[ $out == 200 ]] || die "payments' health on its operations port: got '$out'; want 200"
+  log "mesh: payments refused a plain call (400 from its TLS port) and a call without a certificate (curl exit $code); health 200 on :9085"
+}
+
+# check_operator: the operator's command on the auth VM works.
+check_operator() {
+  in_ns vagrant ssh auth-1 -c 'sudo shoplab-admin list' >"$work/admin-list.txt" 2>&1 || { cat "$work/admin-list.txt" >&2; die "shoplab-admin list on auth-1"; }
+  grep -q '^EMAIL' "$work/admin-list.txt" || die "shoplab-admin list: got $(cat "$work/admin-list.txt")"
+  log "shoplab-admin list on auth-1 works"
+}
+
+# check_no_secret_in_argv: no process of a provisioned VM shows a lab secret in its command line.
+check_no_secret_in_argv() {
+  local vm secrets leaked
+  secrets=$(ruby -rjson -e 's = JSON.parse(File.read(ARGV[0]))
+    out = [s["gossip_key"], s["management_token"], s["auth_kek"], s["dns_token"]["secret"], s["ui_token"]["secret"]]
+    out += s["agents"].values.map { |t| t["secret"] } + s["services"].values.map { |t| t["secret"] } + s["databases"].values
+    puts out.compact' "$SHOPLAB_LAB_DIR/vm/secrets.json")
+  for vm in consul-1 auth-1 orders-1; do
+    # Every argument of every process, one per line.
+    in_ns vagrant ssh "$vm" -c 'sudo cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\0" "\n"' >"$work/cmdline-$vm.txt" 2>/dev/null ||
+      die "read the command lines of $vm"
+    leaked=$(grep -cFf <(printf '%s\n' "$secrets") "$work/cmdline-$vm.txt" || true)
+    [[ $leaked == 0 ]] || die "$vm: $leaked process command line(s) show a lab secret (see $work/cmdline-$vm.txt)"
+  done
+  log "no lab secret in any process's command line on consul-1, auth-1, orders-1"
+}
+
 phase_checks() {
   wait_all_passing
+  check_mesh
+  check_operator
+  check_no_secret_in_argv
   local addrs
   addrs=$(in_ns vagrant ssh catalog-1 -c 'dig +short catalog.service.consul' 2>/dev/null | tr -d '\r' | sort | tr '\n' ' ')
   [[ $addrs == "192.168.56.110 192.168.56.111 " ]] || die "Consul DNS in catalog-1: got '$addrs'; want both catalog VMs"

@@ -53,7 +53,7 @@ func freeOffset(t *testing.T) int {
 	t.Helper()
 	for off := 20000; off < 40000; off += 137 {
 		ok := true
-		for _, p := range []int{8080, 8081, 8082, 8083, 8084, 8085, 8500, 5499} {
+		for _, p := range []int{8080, 8081, 8082, 8083, 8084, 8085, 9081, 9082, 9083, 9084, 9085, 8500, 5499} {
 			if !proc.PortFree(fmt.Sprintf("127.0.0.1:%d", p+off)) {
 				ok = false
 				break

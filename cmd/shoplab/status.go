@@ -62,6 +62,9 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := listIntentions(ctx, client, stdout); err != nil {
+		return err
+	}
 	if *members {
 		dead, err := listMembers(client, stdout)
 		if err != nil {
@@ -105,4 +108,21 @@ func listMembers(client *api.Client, out io.Writer) (int, error) {
 		fmt.Fprintf(tw, "%s\t%s:%d\t%s\t%s\n", m.Name, m.Addr, m.Port, status, m.Tags["role"])
 	}
 	return dead, tw.Flush()
+}
+
+// listIntentions prints the service mesh's intentions: who may call whom.
+func listIntentions(ctx context.Context, client *api.Client, out io.Writer) error {
+	ins, err := consulx.ListIntentions(ctx, client)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nINTENTION\tACTION\tDESCRIPTION")
+	for _, in := range ins {
+		fmt.Fprintf(tw, "%s → %s\t%s\t%s\n", in.Source, in.Destination, in.Action, in.Description)
+	}
+	if len(ins) == 0 {
+		fmt.Fprintln(tw, "(none: every call is allowed or denied by the ACL default policy)\t\t")
+	}
+	return tw.Flush()
 }

@@ -4,6 +4,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 
 	"shoplab/internal/consulx"
 	"shoplab/internal/health"
+	"shoplab/internal/mesh"
 	"shoplab/internal/metrics"
 	"shoplab/internal/pgdb"
 	"shoplab/internal/web"
@@ -47,6 +49,8 @@ type Config struct {
 	ShutdownGrace   time.Duration
 	DBWait          time.Duration
 	JWKSRefresh     time.Duration // how often a verifying service fetches auth's signing keys again
+	OpsListen       string        // where a mesh service serves /health and /metrics in plain HTTP
+	MeshAuthzTTL    time.Duration // how long an intention decision is cached per caller
 }
 
 // Load reads the shared configuration of service from getenv.
@@ -71,6 +75,8 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 		ShutdownGrace:   env.Duration("SHUTDOWN_GRACE", 200*time.Millisecond),
 		DBWait:          env.Duration("DB_WAIT", time.Minute),
 		JWKSRefresh:     env.Duration("JWKS_REFRESH", time.Minute),
+		OpsListen:       env.String("OPS_LISTEN_ADDR", ""),
+		MeshAuthzTTL:    env.Duration("MESH_AUTHZ_TTL", 500*time.Millisecond),
 	}
 	if f := env.String("LOG_FORMAT", "text"); f != "text" && f != "json" {
 		env.fail("LOG_FORMAT", f, "text or json")
@@ -153,6 +159,10 @@ func (c Config) ConsulClient() (*api.Client, error) { return consulx.NewClient(c
 type Service struct {
 	Handler http.Handler
 	Public  bool
+	// Mesh serves the API over mutual TLS with the service's mesh identity (Connect-native): only mesh services
+	// that an intention allows get in. /health and /metrics are then served in plain HTTP on the operations
+	// listener (OPS_LISTEN_ADDR) instead, where Consul's check and an operator's scraper reach them.
+	Mesh bool
 	// Ready is the service's own readiness (its database); the registrar asks it before registering, so an
 	// instance that is ready is passing in Consul at once.
 	Ready func(ctx context.Context) error
@@ -193,20 +203,43 @@ func (r *registration) check(context.Context) error {
 	return nil
 }
 
-// Serve listens, starts registering the instance in Consul (in the background: a service started while its
+// serve listens, starts registering the instance in Consul (in the background: a service started while its
 // agent is down serves at once and registers when the agent answers) and serves until ctx ends; then it
 // deregisters, waits ShutdownGrace so watchers drop the instance, drains for up to ShutdownTimeout and returns.
-func Serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, s Service) error {
-	return serve(ctx, c, log, consul, s, &registration{})
-}
-
-func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, s Service, state *registration) error {
+// A mesh service takes mutual TLS on LISTEN_ADDR and serves its health and metrics on OPS_LISTEN_ADDR.
+func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, s Service, state *registration, id *mesh.Identity) error {
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s (LISTEN_ADDR): %w", c.Listen, err)
 	}
 	defer ln.Close()
 	addr := ln.Addr().(*net.TCPAddr)
+	handler := s.Handler
+	var (
+		ops     *http.Server
+		opsLn   net.Listener
+		opsPort int
+	)
+	if s.Mesh {
+		if opsLn, err = net.Listen("tcp", opsListenAddr(c.OpsListen, addr)); err != nil {
+			return fmt.Errorf("listen on %s (OPS_LISTEN_ADDR): %w", c.OpsListen, err)
+		}
+		defer opsLn.Close()
+		opsPort = opsLn.Addr().(*net.TCPAddr).Port
+		authz, err := mesh.NewAuthorizer(c.Consul, c.Service, c.MeshAuthzTTL, log)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, id.ServerTLS(authz))
+		handler = authz.Require(apiOnly(s.Handler))
+		ops = web.NewServer(opsOnly(s.Handler), log.Named("ops"))
+		go func() {
+			if err := ops.Serve(opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("operations listener stopped", "error", err)
+			}
+		}()
+		defer ops.Close()
+	}
 	if s.Listening != nil {
 		s.Listening(addr)
 	}
@@ -214,38 +247,53 @@ func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, 
 	if err != nil {
 		return err
 	}
-	id := c.InstanceID
-	if id == "" {
+	instanceID := c.InstanceID
+	if instanceID == "" {
 		host, _ := os.Hostname()
-		id = fmt.Sprintf("%s-%s-%d", c.Service, host, addr.Port)
+		instanceID = fmt.Sprintf("%s-%s-%d", c.Service, host, addr.Port)
 	}
-	log = log.With("instance", id)
+	log = log.With("instance", instanceID)
 
 	meta := map[string]string{}
 	maps.Copy(meta, s.Retry.Meta())
 	maps.Copy(meta, s.Meta)
+	if s.Mesh {
+		meta[MetaOpsPort] = strconv.Itoa(opsPort)
+	}
 	reg := consulx.Registration{
-		Name: c.Service, ID: id, Address: advertise, Port: addr.Port, Public: s.Public, Meta: meta,
+		Name: c.Service, ID: instanceID, Address: advertise, Port: addr.Port, Public: s.Public, Meta: meta,
+		Native: s.Mesh, CheckPort: opsPort,
 		CheckInterval: c.CheckInterval, CheckTimeout: c.CheckTimeout, DeregisterAfter: c.DeregisterAfter,
 	}
-	ready := s.Ready
-	if ready != nil {
-		ready = func(ctx context.Context) error {
-			rctx, cancel := context.WithTimeout(ctx, c.CheckTimeout+time.Second)
-			defer cancel()
-			return s.Ready(rctx)
+	// An instance registers passing only when it can serve: its own readiness, and for a mesh service its
+	// certificate.
+	ready := func(ctx context.Context) error {
+		if s.Mesh {
+			if err := id.Ready(ctx); err != nil {
+				return err
+			}
 		}
+		if s.Ready == nil {
+			return nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, c.CheckTimeout+time.Second)
+		defer cancel()
+		return s.Ready(rctx)
 	}
 	registrar, err := consulx.StartRegistration(consul, reg, log, ready)
 	if err != nil {
 		return err
 	}
 	state.set(registrar)
-	srv := web.NewServer(s.Handler, log)
+	srv := web.NewServer(handler, log)
 	if s.Server != nil {
 		s.Server(srv)
 	}
-	log.Info("serving", "listen", addr.String(), "advertise", advertise)
+	if s.Mesh {
+		log.Info("serving", "listen", addr.String(), "mtls", true, "ops", opsLn.Addr().String(), "advertise", advertise)
+	} else {
+		log.Info("serving", "listen", addr.String(), "advertise", advertise)
+	}
 	return web.Serve(ctx, log, srv, ln, c.ShutdownTimeout, func(ctx context.Context) {
 		if err := registrar.Deregister(ctx); err != nil {
 			log.Warn("deregistration failed; the check will turn critical and Consul will drop the instance", "error", err)
@@ -253,6 +301,47 @@ func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, 
 		if c.ShutdownGrace > 0 {
 			time.Sleep(c.ShutdownGrace)
 		}
+	})
+}
+
+// MetaOpsPort is the service meta key naming a mesh instance's plain operations port (health, metrics): an
+// operator's scraper reads it from Consul.
+const MetaOpsPort = "ops_port"
+
+// opsListenAddr is OPS_LISTEN_ADDR, or by default the API's own host with a port the system picks.
+func opsListenAddr(configured string, api *net.TCPAddr) string {
+	if configured != "" {
+		return configured
+	}
+	return net.JoinHostPort(api.IP.String(), "0")
+}
+
+// isOps reports the operations paths: health and metrics.
+func isOps(path string) bool {
+	return strings.HasPrefix(path, "/health/") || path == "/metrics"
+}
+
+// apiOnly keeps the operations paths off the mutual-TLS port.
+func apiOnly(h http.Handler) http.Handler {
+	notFound := web.Handler(web.NotFoundHandler(), web.Options{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isOps(r.URL.Path) {
+			notFound.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// opsOnly serves the operations paths alone.
+func opsOnly(h http.Handler) http.Handler {
+	notFound := web.Handler(web.NotFoundHandler(), web.Options{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isOps(r.URL.Path) {
+			notFound.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 
@@ -302,6 +391,7 @@ type Runtime struct {
 	DB      *sql.DB                         // nil for a service without a database
 	Ready   func(ctx context.Context) error // the database's readiness; nil without one
 	Consul  *api.Client
+	Mesh    *mesh.Identity // the service's mesh identity: its leaf and the CA roots, kept current
 	stop    context.CancelFunc
 	reg     *registration
 }
@@ -313,7 +403,7 @@ func (rt *Runtime) Checks() []health.Check {
 	if rt.Ready != nil {
 		out = append(out, health.Check{Name: "database", Run: rt.Ready})
 	}
-	return append(out, health.Check{Name: "consul", Run: rt.reg.check})
+	return append(out, health.Check{Name: "consul", Run: rt.reg.check}, health.Check{Name: "mesh", Run: rt.Mesh.Ready})
 }
 
 // Boot does what every service does first: it stops on SIGINT/SIGTERM, reads the shared configuration, sets
@@ -336,12 +426,13 @@ func Boot(ctx context.Context, service, defaultListen string, getenv func(string
 		rt.Close()
 		return nil, err
 	}
+	rt.Mesh = mesh.Start(rt.Ctx, rt.Consul, service, rt.Log)
 	return rt, nil
 }
 
-// Serve registers s in Consul and serves it until the runtime's context ends (see Serve).
+// Serve registers s in Consul and serves it until the runtime's context ends (see serve).
 func (rt *Runtime) Serve(s Service) error {
-	return serve(rt.Ctx, rt.Config, rt.Log, rt.Consul, s, rt.reg)
+	return serve(rt.Ctx, rt.Config, rt.Log, rt.Consul, s, rt.reg, rt.Mesh)
 }
 
 // Close closes the database and stops listening for signals.

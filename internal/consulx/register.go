@@ -27,6 +27,8 @@ const (
 type ClientConfig struct {
 	Address string // CONSUL_HTTP_ADDR: host:port, or http(s)://host:port
 	Token   string // CONSUL_HTTP_TOKEN
+	// Timeout bounds every call of the client (0: none, as blocking queries need; their own wait bounds them).
+	Timeout time.Duration
 }
 
 // NewClient returns a Consul API client with pooled connections. Address and Token, when set, win over the
@@ -41,6 +43,9 @@ func NewClient(cc ClientConfig) (*api.Client, error) {
 	}
 	// Blocking queries hold a connection open for WaitTime; the transport must allow several at once.
 	cfg.Transport.MaxIdleConnsPerHost = 16
+	if cc.Timeout > 0 {
+		cfg.HttpClient = &http.Client{Transport: cfg.Transport, Timeout: cc.Timeout}
+	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("consul client for %s: %w", cc.Address, err)
@@ -58,6 +63,11 @@ type Registration struct {
 	Tags    []string
 	Meta    map[string]string
 
+	// Native registers a Connect-native instance: Port serves mutual TLS with the service's mesh identity.
+	Native bool
+	// CheckPort is where Consul's HTTP check reaches the plain health endpoints (default Port). A
+	// Connect-native instance keeps them on a plain operations port, so a check never needs an intention.
+	CheckPort       int
 	CheckPath       string        // default /health/ready
 	CheckInterval   time.Duration // default 2s
 	CheckTimeout    time.Duration // default 1s
@@ -68,6 +78,9 @@ type Registration struct {
 }
 
 func (r Registration) withDefaults() Registration {
+	if r.CheckPort == 0 {
+		r.CheckPort = r.Port
+	}
 	if r.CheckPath == "" {
 		r.CheckPath = "/health/ready"
 	}
@@ -94,7 +107,7 @@ func (r Registration) Validate() error {
 		return fmt.Errorf("registration: advertise address %q is not an IP address", r.Address)
 	case net.ParseIP(r.Address).IsUnspecified():
 		return fmt.Errorf("registration: advertise address %s is unspecified; set the address other nodes reach this one at", r.Address)
-	case r.Port <= 0 || r.Port > 65535:
+	case r.Port <= 0 || r.Port > 65535 || r.CheckPort < 0 || r.CheckPort > 65535:
 		return fmt.Errorf("registration: port %d out of range", r.Port)
 	}
 	return nil
@@ -118,8 +131,13 @@ func (r Registration) agentRegistration() *api.AgentServiceRegistration {
 	if r.InitialPassing {
 		status = api.HealthPassing
 	}
-	hostPort := net.JoinHostPort(r.Address, strconv.Itoa(r.Port))
+	hostPort := net.JoinHostPort(r.Address, strconv.Itoa(r.CheckPort))
+	var connect *api.AgentServiceConnect
+	if r.Native {
+		connect = &api.AgentServiceConnect{Native: true}
+	}
 	return &api.AgentServiceRegistration{
+		Connect: connect,
 		ID:      r.ID,
 		Name:    r.Name,
 		Address: r.Address,
@@ -237,6 +255,7 @@ func (r *Registrar) keep() {
 	defer close(r.done)
 	every := 5 * r.reg.CheckInterval
 	backoff := 250 * time.Millisecond
+	r.awaitReady(2 * time.Second)
 	for {
 		wait := every
 		if !r.isRegistered() {
@@ -263,6 +282,22 @@ func (r *Registrar) keep() {
 			r.registered, r.lastErr = false, errors.New("the agent forgot this instance")
 			r.mu.Unlock()
 			r.log.Info("the agent forgot this instance; registering again", "id", r.reg.ID)
+		}
+	}
+}
+
+// awaitReady gives an instance that is about to become ready (its certificate on the way, say) up to wait to
+// get there, so it registers passing rather than waiting a check interval for Consul to find out.
+func (r *Registrar) awaitReady(wait time.Duration) {
+	if r.ready == nil || r.isRegistered() {
+		return
+	}
+	deadline := time.Now().Add(wait)
+	for r.ready(context.Background()) != nil && time.Now().Before(deadline) {
+		select {
+		case <-r.stop:
+			return
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

@@ -24,6 +24,7 @@ type Instance struct {
 	Tags    []string
 	Meta    map[string]string
 	Retry   RetryPolicy // what the instance says may be retried (from its meta)
+	Native  bool        // Connect-native: its port takes mutual TLS from mesh services only
 }
 
 // HostPort is the instance's address as host:port.
@@ -192,6 +193,7 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 		out = append(out, Instance{
 			ID: e.Service.ID, Service: e.Service.Service, Node: e.Node.Node, Address: addr, Port: e.Service.Port,
 			Tags: e.Service.Tags, Meta: e.Service.Meta, Retry: RetryPolicyFromMeta(e.Service.Meta),
+			Native: e.Service.Connect != nil && e.Service.Connect.Native,
 		})
 	}
 	slices.SortFunc(out, func(a, b Instance) int {
@@ -208,7 +210,7 @@ func toInstances(entries []*api.ServiceEntry) []Instance {
 
 func sameInstances(a, b []Instance) bool {
 	return slices.EqualFunc(a, b, func(x, y Instance) bool {
-		return x.ID == y.ID && x.Address == y.Address && x.Port == y.Port && x.Node == y.Node &&
+		return x.ID == y.ID && x.Address == y.Address && x.Port == y.Port && x.Node == y.Node && x.Native == y.Native &&
 			slices.Equal(x.Tags, y.Tags) && maps.Equal(x.Meta, y.Meta)
 	})
 }
@@ -329,3 +331,37 @@ func (l *ServiceList) Ready(ctx context.Context) error {
 
 // Health reports the list's connection to Consul.
 func (l *ServiceList) Health() Health { return l.state.health() }
+
+// Answered reports, without waiting, whether Consul has answered once.
+func (l *ServiceList) Answered() bool {
+	select {
+	case <-l.state.firstDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// Follower is a blocking-query loop of the caller's own (Follow): what it reports about its connection.
+type Follower struct{ state *loopState }
+
+// Follow runs query as a blocking-query loop — with the index handling, backoff and spacing of the
+// service watches — until ctx ends. query asks Consul with opts, keeps what it got, and returns the index.
+func Follow(ctx context.Context, o WatchOptions, log hclog.Logger, query func(ctx context.Context, opts *api.QueryOptions) (uint64, error)) *Follower {
+	f := &Follower{state: newLoopState()}
+	go runBlocking(ctx, o.withDefaults(), f.state, log, query)
+	return f
+}
+
+// Ready waits until Consul has answered once, or ctx ends.
+func (f *Follower) Ready(ctx context.Context) error {
+	select {
+	case <-f.state.firstDone:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// Health reports the loop's connection to Consul.
+func (f *Follower) Health() Health { return f.state.health() }

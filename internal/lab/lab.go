@@ -30,6 +30,9 @@ import (
 const (
 	ConsulPort   = 8500
 	PostgresPort = 5499 // not 5432, so a system PostgreSQL does not collide
+	// OpsPortStep puts an instance's operations listener (health, metrics; the API takes mutual TLS) at its
+	// port + 1000: catalog-1 at 9082.
+	OpsPortStep = 1000
 )
 
 // Config describes a lab.
@@ -61,6 +64,7 @@ type Lab struct {
 type instance struct {
 	topology.Instance
 	port     int
+	opsPort  int // plain /health and /metrics of a mesh service
 	env      []string
 	logPath  string
 	proc     *proc.Process
@@ -119,6 +123,15 @@ func (l *Lab) start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("consul: %w (log: %s)", err, filepath.Join(cfg.State, "logs", "consul.log"))
 	}
+	// The mesh's intentions, as the topology declares them: every call denied but those it lists.
+	consul, err := consulx.NewClient(consulx.ClientConfig{Address: cfg.consulAddr()})
+	if err != nil {
+		return err
+	}
+	if err := consulx.ApplyIntentions(ctx, consul, cfg.Topology.Calls()); err != nil {
+		return fmt.Errorf("consul: %w", err)
+	}
+	l.say("service mesh: intentions written (default deny; the calls of %s allowed)", "provisioning/topology.yml")
 	l.say("starting PostgreSQL on 127.0.0.1:%d (data in %s)", PostgresPort+cfg.PortOffset, filepath.Join(cfg.State, "postgres"))
 	l.pg, err = pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(cfg.State, "postgres"), Port: PostgresPort + cfg.PortOffset})
 	if err != nil {
@@ -133,9 +146,11 @@ func (l *Lab) start(ctx context.Context) (err error) {
 		return err
 	}
 	for _, in := range cfg.Topology.Instances() {
-		i := &instance{Instance: in, port: in.LocalPort() + cfg.PortOffset, logPath: filepath.Join(cfg.State, "logs", in.ID()+".log")}
+		i := &instance{Instance: in, port: in.LocalPort() + cfg.PortOffset, opsPort: in.LocalPort() + OpsPortStep + cfg.PortOffset,
+			logPath: filepath.Join(cfg.State, "logs", in.ID()+".log")}
 		i.env = append(os.Environ(),
 			"LISTEN_ADDR=127.0.0.1:"+strconv.Itoa(i.port),
+			"OPS_LISTEN_ADDR=127.0.0.1:"+strconv.Itoa(i.opsPort),
 			"SERVICE_ID="+in.ID(),
 			"CONSUL_HTTP_ADDR="+cfg.consulAddr(),
 			"DATABASE_URL="+dsns[in.Service.Name],
@@ -187,6 +202,9 @@ func (l *Lab) preflight() error {
 	ports := map[int]string{ConsulPort + l.cfg.PortOffset: "Consul", PostgresPort + l.cfg.PortOffset: "PostgreSQL"}
 	for _, in := range l.cfg.Topology.Instances() {
 		ports[in.LocalPort()+l.cfg.PortOffset] = in.ID()
+		if in.Service.Name != "front" {
+			ports[in.LocalPort()+OpsPortStep+l.cfg.PortOffset] = in.ID() + " (operations)"
+		}
 	}
 	for p, who := range ports {
 		if !proc.PortFree(fmt.Sprintf("127.0.0.1:%d", p)) {
@@ -287,15 +305,22 @@ func (l *Lab) startInstance(i *instance) error {
 	l.mu.Lock()
 	i.proc = p
 	l.mu.Unlock()
-	// Fail fast if it dies while starting.
+	// Fail fast if it dies while starting. A mesh service answers /health/live on its operations port, the
+	// front on its own.
 	client := &http.Client{Timeout: time.Second}
 	return proc.WaitFor(p, 30*time.Second, 20*time.Millisecond, func() error {
-		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/health/live", i.port))
-		if err != nil {
-			return err
+		var err error
+		for _, port := range []int{i.opsPort, i.port} {
+			var resp *http.Response
+			if resp, err = client.Get(fmt.Sprintf("http://127.0.0.1:%d/health/live", port)); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
+				err = fmt.Errorf("/health/live on %d: %s", port, resp.Status)
+			}
 		}
-		resp.Body.Close()
-		return nil
+		return err
 	})
 }
 

@@ -6,6 +6,7 @@ package svcclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"shoplab/internal/balancer"
 	"shoplab/internal/consulx"
+	"shoplab/internal/mesh"
 	"shoplab/internal/web"
 )
 
@@ -53,13 +55,15 @@ type Options struct {
 	Watch          consulx.WatchOptions
 }
 
-// Client calls services found in Consul.
+// Client calls services found in Consul: over mutual TLS with the caller's mesh identity to a Connect-native
+// instance (its certificate checked against the service called), in plain HTTP to any other.
 type Client struct {
-	ctx    context.Context
-	consul *api.Client
-	log    hclog.Logger
-	http   *http.Client
-	opts   Options
+	ctx      context.Context
+	consul   *api.Client
+	identity *mesh.Identity
+	log      hclog.Logger
+	plain    *http.Transport
+	opts     Options
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -68,24 +72,30 @@ type Client struct {
 type target struct {
 	watcher *consulx.Watcher
 	lb      *balancer.Balancer
+	mtls    *http.Transport // verifies that the peer is this service
 }
 
-// New returns a client whose watches live until ctx ends.
-func New(ctx context.Context, consul *api.Client, log hclog.Logger, o Options) *Client {
+// New returns a client whose watches live until ctx ends; identity is the caller's in the mesh.
+func New(ctx context.Context, consul *api.Client, identity *mesh.Identity, log hclog.Logger, o Options) *Client {
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 2 * time.Second
 	}
-	tr := &http.Transport{
+	return &Client{ctx: ctx, consul: consul, identity: identity, log: log.Named("client"), plain: o.transport(nil), opts: o, targets: map[string]*target{}}
+}
+
+func (o Options) transport(tlsConfig *tls.Config) *http.Transport {
+	return &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   o.ConnectTimeout,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: o.Timeout,
 	}
-	return &Client{ctx: ctx, consul: consul, log: log.Named("client"), http: &http.Client{Transport: tr}, opts: o, targets: map[string]*target{}}
 }
 
 func (c *Client) target(service string) *target {
@@ -94,7 +104,8 @@ func (c *Client) target(service string) *target {
 	if t, ok := c.targets[service]; ok {
 		return t
 	}
-	t := &target{watcher: consulx.WatchService(c.ctx, c.consul, service, c.log, c.opts.Watch), lb: balancer.New(balancer.Options{})}
+	t := &target{watcher: consulx.WatchService(c.ctx, c.consul, service, c.log, c.opts.Watch), lb: balancer.New(balancer.Options{}),
+		mtls: c.opts.transport(c.identity.ClientTLS(service))}
 	t.watcher.OnChange(t.lb.Update)
 	c.targets[service] = t
 	return t
@@ -134,7 +145,16 @@ func (c *Client) Do(ctx context.Context, service string, req Request) (*http.Res
 			break
 		}
 		tried = append(tried, ep)
-		resp, err := c.send(ctx, ep, req)
+		resp, err := c.send(ctx, t, ep, req)
+		if err == nil && resp.Header.Get(mesh.DeniedHeader) != "" {
+			resp.Body.Close()
+			err = errDenied
+		}
+		if errors.Is(err, errDenied) || mesh.IsRefused(err) {
+			// An intention is about the service, not one instance: no ejection, no retry elsewhere.
+			c.log.Warn("call refused by the mesh", "service", service, "caller", c.identity.Service(), "error", err)
+			return nil, &UnavailableError{Service: service, Err: fmt.Errorf("%w (%v)", errDenied, err)}
+		}
 		if err == nil {
 			t.lb.Succeeded(ep)
 			return resp, nil
@@ -151,11 +171,18 @@ func (c *Client) Do(ctx context.Context, service string, req Request) (*http.Res
 	return nil, &UnavailableError{Service: service, Err: lastErr}
 }
 
-func (c *Client) send(ctx context.Context, ep *balancer.Endpoint, req Request) (*http.Response, error) {
+// errDenied means the mesh refused the call: no intention allows this caller.
+var errDenied = errors.New("refused by the service mesh: no intention allows this call")
+
+func (c *Client) send(ctx context.Context, t *target, ep *balancer.Endpoint, req Request) (*http.Response, error) {
 	end := ep.Begin()
 	defer end()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
-	hr, err := http.NewRequestWithContext(ctx, req.Method, "http://"+ep.HostPort()+req.Path, bytes.NewReader(req.Body))
+	scheme, tr := "http://", c.plain
+	if ep.Native {
+		scheme, tr = "https://", t.mtls
+	}
+	hr, err := http.NewRequestWithContext(ctx, req.Method, scheme+ep.HostPort()+req.Path, bytes.NewReader(req.Body))
 	if err != nil {
 		cancel()
 		return nil, err
@@ -166,7 +193,7 @@ func (c *Client) send(ctx context.Context, ep *balancer.Endpoint, req Request) (
 	if id := web.RequestID(ctx); id != "" {
 		hr.Header.Set(web.RequestIDHeader, id)
 	}
-	resp, err := c.http.Do(hr)
+	resp, err := tr.RoundTrip(hr)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -31,7 +31,8 @@ func (r Resp) String() string { return string(r.Body) }
 var client = &http.Client{Timeout: 30 * time.Second}
 
 // Call sends method url with body; headers come in pairs ("Authorization", "Bearer x"). A non-empty body is
-// sent as application/json unless a Content-Type pair is given.
+// sent as application/json unless a Content-Type pair is given. A mesh service (an https URL testkit started)
+// is called over mutual TLS as TestIdentity.
 func Call(t testing.TB, method, url, body string, headers ...string) Resp {
 	t.Helper()
 	var rd io.Reader
@@ -52,7 +53,7 @@ func Call(t testing.TB, method, url, body string, headers ...string) Resp {
 		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := client.Do(req)
+	resp, err := clientFor(t, req.URL.Host).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -25,13 +25,17 @@ type RunFunc func(ctx context.Context, args []string, getenv func(string) string
 type Service struct {
 	Name string
 	Addr string // host:port it listens on
-	URL  string // http://Addr
-	Env  map[string]string
-	logs *LogBuffer
-	stop func() error
-	kill func() error
-	once sync.Once
-	err  error
+	// URL is its API: https://Addr for a mesh service (Call then presents TestIdentity's certificate),
+	// http://Addr for the front.
+	URL string
+	// OpsURL serves /health and /metrics in plain HTTP: the operations listener of a mesh service, else URL.
+	OpsURL string
+	Env    map[string]string
+	logs   *LogBuffer
+	stop   func() error
+	kill   func() error
+	once   sync.Once
+	err    error
 }
 
 // Kill stops a binary service with SIGKILL: no deregistration, no drain, its connections reset — a crash.
@@ -77,14 +81,39 @@ func envWithListen(t testing.TB, env map[string]string) map[string]string {
 	for k, v := range env {
 		out[k] = v
 	}
-	if out["LISTEN_ADDR"] == "" {
-		port, err := proc.FreePort()
-		if err != nil {
-			t.Fatal(err)
+	for _, k := range []string{"LISTEN_ADDR", "OPS_LISTEN_ADDR"} {
+		if out[k] == "" {
+			port, err := proc.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[k] = fmt.Sprintf("127.0.0.1:%d", port)
 		}
-		out["LISTEN_ADDR"] = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	return out
+}
+
+func newService(name string, env map[string]string) *Service {
+	return &Service{Name: name, Addr: env["LISTEN_ADDR"], URL: "http://" + env["LISTEN_ADDR"], OpsURL: "http://" + env["OPS_LISTEN_ADDR"],
+		Env: env, logs: &LogBuffer{}}
+}
+
+// settle decides, once the service is live, how tests reach it: a service live on its operations listener
+// is a mesh service, reached over mutual TLS once its API port presents its certificate.
+func (s *Service) settle(t testing.TB, onOps bool, deadline time.Time) {
+	t.Helper()
+	if !onOps {
+		s.OpsURL = s.URL
+		return
+	}
+	for !servesTLS(s.Addr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: its API port %s presents no mesh certificate within 60s\n%s", s.Name, s.Addr, tail(s.Logs(), 40))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.URL = "https://" + s.Addr
+	rememberMesh(s.Addr, s.Env["CONSUL_HTTP_ADDR"])
 }
 
 // Run starts run in-process with env (LISTEN_ADDR gets a free loopback port unless set) and waits until its
@@ -93,7 +122,7 @@ func Run(t testing.TB, name string, run RunFunc, env map[string]string) *Service
 	t.Helper()
 	env = envWithListen(t, env)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Service{Name: name, Addr: env["LISTEN_ADDR"], URL: "http://" + env["LISTEN_ADDR"], Env: env, logs: &LogBuffer{}}
+	s := newService(name, env)
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, s.logs)
@@ -119,16 +148,22 @@ func Run(t testing.TB, name string, run RunFunc, env map[string]string) *Service
 	return s
 }
 
+// waitLive waits until the service answers /health/live, on its operations listener (a mesh service) or its
+// only port (the front), and then settles how tests reach it.
 func waitLive(t testing.TB, s *Service, done chan error) {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := client.Get(s.URL + "/health/live")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
+		var err error
+		for _, base := range []string{s.OpsURL, s.URL} {
+			var resp *http.Response
+			if resp, err = client.Get(base + "/health/live"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					s.settle(t, base == s.OpsURL, deadline)
+					return
+				}
 			}
 		}
 		select {
@@ -202,7 +237,7 @@ func Start(t testing.TB, name, path string, env map[string]string) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Service{Name: name, Addr: env["LISTEN_ADDR"], URL: "http://" + env["LISTEN_ADDR"], Env: env, logs: &LogBuffer{}}
+	s := newService(name, env)
 	s.stop = func() error {
 		err := p.Stop(syscall.SIGTERM, 30*time.Second)
 		_, _ = s.logs.Write([]byte(proc.TailFile(logPath, 400)))

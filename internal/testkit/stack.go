@@ -24,7 +24,7 @@ const AuthTestKEK = "c2hvcGxhYi10ZXN0LWtlay0xMjM0NTY3ODkwYWJjZGU="
 // AuthEnv is what auth needs in tests beside its database and Consul: a cheap bcrypt cost and the test
 // key-encryption key.
 func AuthEnv() map[string]string {
-	return map[string]string{"AUTH_BCRYPT_COST": "4", "AUTH_KEY_ENCRYPTION_KEY": AuthTestKEK}
+	return map[string]string{"AUTH_BCRYPT_COST": "4", "AUTH_KEY_ENCRYPTION_KEY": AuthTestKEK, "AUTH_TRUSTED_CALLERS": "front," + TestIdentity}
 }
 
 // serviceEnv is what every stack service gets besides its database and Consul address.
@@ -36,6 +36,7 @@ var serviceEnv = map[string]map[string]string{
 func StartStack(t testing.TB, names ...string) *Stack {
 	t.Helper()
 	s := &Stack{Consul: NewConsul(t), Services: map[string][]*Service{}, DSN: map[string]string{}}
+	s.ApplyIntentions(t) // the mesh as the labs have it: default deny, the topology's calls allowed
 	for _, n := range names {
 		s.Add(t, n, nil)
 	}

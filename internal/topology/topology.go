@@ -16,11 +16,12 @@ import (
 
 // Service is one service of the shop.
 type Service struct {
-	Name     string `yaml:"name"`
-	Port     int    `yaml:"port"`
-	Replicas int    `yaml:"replicas"`
-	Public   bool   `yaml:"public"`
-	Database bool   `yaml:"database"`
+	Name     string   `yaml:"name"`
+	Port     int      `yaml:"port"`
+	Replicas int      `yaml:"replicas"`
+	Public   bool     `yaml:"public"`
+	Database bool     `yaml:"database"`
+	Calls    []string `yaml:"calls"` // the services it calls: the mesh's intentions allow exactly these
 }
 
 // Topology is the whole file.
@@ -84,7 +85,30 @@ func (t *Topology) Validate() error {
 	if !names["front"] {
 		return errors.New("topology: the front is missing")
 	}
+	for _, s := range t.Services {
+		seen := map[string]bool{}
+		for _, c := range s.Calls {
+			switch {
+			case !names[c]:
+				return fmt.Errorf("topology: %s calls %s, which is not a service of the topology", s.Name, c)
+			case c == s.Name || c == "front":
+				return fmt.Errorf("topology: %s calls %s: a service never calls itself or the front", s.Name, c)
+			case seen[c]:
+				return fmt.Errorf("topology: %s calls %s twice", s.Name, c)
+			}
+			seen[c] = true
+		}
+	}
 	return nil
+}
+
+// Calls maps every service to the services it calls.
+func (t *Topology) Calls() map[string][]string {
+	out := map[string][]string{}
+	for _, s := range t.Services {
+		out[s.Name] = append([]string(nil), s.Calls...)
+	}
+	return out
 }
 
 // Service returns the named service.

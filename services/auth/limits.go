@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"shoplab/internal/mesh"
 )
 
 // limit is "at most max attempts per window".
@@ -53,9 +56,9 @@ type limitStore interface {
 // before they are counted, which the cap on concurrent password hashing bounds.
 type limiter struct {
 	store   limitStore
-	address limit // AUTH_LIMIT_ADDRESS
-	account limit // AUTH_LIMIT_ACCOUNT
-	trusted []netip.Prefix
+	address limit           // AUTH_LIMIT_ADDRESS
+	account limit           // AUTH_LIMIT_ACCOUNT
+	trusted map[string]bool // mesh services whose X-Forwarded-For is believed
 }
 
 // rateLimitedError is a refused attempt and when to try again.
@@ -136,27 +139,28 @@ func (l *limiter) janitor(ctx context.Context, log hclog.Logger, every time.Dura
 	}
 }
 
-// parseTrusted reads AUTH_TRUSTED_PROXIES: the addresses (CIDR prefixes) of proxies whose X-Forwarded-For is
-// believed — the front, which sets it to the client's own address.
-func parseTrusted(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
+// parseTrusted reads AUTH_TRUSTED_CALLERS: the mesh services whose X-Forwarded-For is believed — the front,
+// which sets it to the address of the client it serves.
+func parseTrusted(s string) (map[string]bool, error) {
+	out := map[string]bool{}
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		if part == "" {
 			continue
 		}
-		p, err := netip.ParsePrefix(part)
-		if err != nil {
-			return nil, fmt.Errorf("AUTH_TRUSTED_PROXIES: %q is not a CIDR prefix such as 127.0.0.0/8", part)
+		if !serviceNameRe.MatchString(part) {
+			return nil, fmt.Errorf("AUTH_TRUSTED_CALLERS: %q is not a service name", part)
 		}
-		out = append(out, p.Masked())
+		out[part] = true
 	}
 	return out, nil
 }
 
-// clientAddr is the address the limits apply to: the peer's own address, unless the peer is a trusted proxy
-// (the front), whose X-Forwarded-For names the client. Only the last entry is used: the one the trusted proxy
-// wrote. A value that is not an IP address is ignored.
+var serviceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// clientAddr is the address the limits apply to: the peer's own address, unless the peer is a trusted mesh
+// service (the front, proven by its certificate), whose X-Forwarded-For names the client. Only the last entry
+// is used: the one the front wrote. A value that is not an IP address is ignored.
 func (l *limiter) clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -167,7 +171,7 @@ func (l *limiter) clientAddr(r *http.Request) string {
 		return host
 	}
 	peer = peer.Unmap()
-	if !l.trustedPeer(peer) {
+	if !l.trusted[mesh.Caller(r)] {
 		return peer.String()
 	}
 	xff := r.Header.Values("X-Forwarded-For")
@@ -179,13 +183,4 @@ func (l *limiter) clientAddr(r *http.Request) string {
 		return a.Unmap().String()
 	}
 	return peer.String()
-}
-
-func (l *limiter) trustedPeer(a netip.Addr) bool {
-	for _, p := range l.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

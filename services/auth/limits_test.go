@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"shoplab/internal/mesh"
 	"shoplab/internal/testkit"
 )
 
@@ -77,24 +78,25 @@ func TestLoginLimitPerAddress(t *testing.T) {
 		t.Fatalf("users after limited registration: got %d, %v; want 1", users, err)
 	}
 
-	lim := &limiter{}
-	trusted, _ := parseTrusted("127.0.0.0/8")
-	lim.trusted = trusted
-	for _, tc := range []struct{ remote, xff, want string }{
-		{"127.0.0.1:5000", "192.0.2.1", "192.0.2.1"},
-		{"127.0.0.1:5000", "", "127.0.0.1"},
-		{"127.0.0.1:5000", "10.9.9.9, 192.0.2.1", "192.0.2.1"},
-		{"127.0.0.1:5000", "not-an-ip", "127.0.0.1"},
-		{"198.51.100.4:5000", "192.0.2.1", "198.51.100.4"}, // not a trusted proxy: its header is ignored
-		{"[::ffff:127.0.0.1]:5000", "192.0.2.2", "192.0.2.2"},
+	trusted, _ := parseTrusted("front")
+	lim := &limiter{trusted: trusted}
+	for _, tc := range []struct{ caller, remote, xff, want string }{
+		{"front", "127.0.0.1:5000", "192.0.2.1", "192.0.2.1"},
+		{"front", "127.0.0.1:5000", "", "127.0.0.1"},
+		{"front", "127.0.0.1:5000", "10.9.9.9, 192.0.2.1", "192.0.2.1"},
+		{"front", "127.0.0.1:5000", "not-an-ip", "127.0.0.1"},
+		{"cart", "198.51.100.4:5000", "192.0.2.1", "198.51.100.4"}, // not the front: its header is ignored
+		{"", "198.51.100.4:5000", "192.0.2.1", "198.51.100.4"},
+		{"front", "[::ffff:127.0.0.1]:5000", "192.0.2.2", "192.0.2.2"},
 	} {
 		req := httptest.NewRequest("POST", "/v1/sessions", nil)
+		req = req.WithContext(mesh.WithCaller(req.Context(), tc.caller))
 		req.RemoteAddr = tc.remote
 		if tc.xff != "" {
 			req.Header.Set("X-Forwarded-For", tc.xff)
 		}
 		if got := lim.clientAddr(req); got != tc.want {
-			t.Errorf("clientAddr(%s, XFF %q): got %s; want %s", tc.remote, tc.xff, got, tc.want)
+			t.Errorf("clientAddr(caller %q, %s, XFF %q): got %s; want %s", tc.caller, tc.remote, tc.xff, got, tc.want)
 		}
 	}
 }

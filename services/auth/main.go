@@ -41,7 +41,7 @@ type config struct {
 	hashWait        time.Duration // AUTH_HASH_WAIT: how long a request waits for a hashing slot, default 250ms
 	limitAddress    limit         // AUTH_LIMIT_ADDRESS, default 60/1m
 	limitAccount    limit         // AUTH_LIMIT_ACCOUNT, default 5/15m
-	trusted         string        // AUTH_TRUSTED_PROXIES, default loopback
+	trusted         string        // AUTH_TRUSTED_CALLERS: mesh services whose X-Forwarded-For is believed, default front
 	keyRotation     time.Duration // AUTH_KEY_ROTATION, default 24h
 	keyRetireGrace  time.Duration // AUTH_KEY_RETIRE_GRACE: kept published beyond the token TTL, default 1m
 	kek             []byte        // AUTH_KEY_ENCRYPTION_KEY or AUTH_KEY_ENCRYPTION_KEY_FILE
@@ -54,7 +54,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bcryptCost:      env.Int("AUTH_BCRYPT_COST", bcrypt.DefaultCost, bcrypt.MinCost, bcrypt.MaxCost),
 		hashConcurrency: env.Int("AUTH_HASH_CONCURRENCY", max(2, runtime.GOMAXPROCS(0)), 1, 256),
 		hashWait:        env.Duration("AUTH_HASH_WAIT", 250*time.Millisecond),
-		trusted:         env.String("AUTH_TRUSTED_PROXIES", "127.0.0.0/8,::1/128"),
+		trusted:         env.String("AUTH_TRUSTED_CALLERS", "front"),
 		keyRotation:     env.Duration("AUTH_KEY_ROTATION", 24*time.Hour),
 		keyRetireGrace:  env.Duration("AUTH_KEY_RETIRE_GRACE", time.Minute),
 	}
@@ -127,5 +127,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	handler := routes(rt.Log, store, verifier, newIssuer(keys, cfg.tokenTTL), pw, lim, rt.Metrics, rt.Checks())
 	// Logins and registrations are never sent twice; logout is idempotent.
 	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Routes: []string{"DELETE /v1/sessions/current"}}
-	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready, Retry: retry})
+	return rt.Serve(app.Service{Handler: handler, Public: true, Mesh: true, Ready: rt.Ready, Retry: retry})
 }

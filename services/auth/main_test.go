@@ -346,13 +346,13 @@ func TestSigningKeySurvivesRestart(t *testing.T) {
 
 func TestHealthAndMetrics(t *testing.T) {
 	a := startAuth(t, nil)
-	r := testkit.Call(t, "GET", a.URL+"/health/ready", "")
+	r := testkit.Call(t, "GET", a.OpsURL+"/health/ready", "")
 	if r.Status != 200 || !strings.Contains(r.String(), `"database":{"status":"pass"}`) {
 		t.Fatalf("ready: got %d %s; want 200 with the database check passing", r.Status, r.Body)
 	}
 	register(t, a.URL, "mary@example.com", "analytical engine", "Mary")
 	testkit.Call(t, "POST", a.URL+"/v1/users", `{`)
-	m := testkit.Call(t, "GET", a.URL+"/metrics", "").String()
+	m := testkit.Call(t, "GET", a.OpsURL+"/metrics", "").String()
 	for _, want := range []string{
 		`shoplab_http_requests_total{code="201",route="POST /v1/users"} 1`,
 		`shoplab_http_requests_total{code="400",route="POST /v1/users"} 1`,

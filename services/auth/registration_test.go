@@ -73,7 +73,7 @@ func TestRegistrationFollowsReadiness(t *testing.T) {
 	proxy.Cut()
 	took = waitStatus(t, consul.Client, "auth", api.HealthCritical, 5*time.Second)
 	t.Logf("critical %s after the database was cut off", took)
-	r := testkit.Call(t, "GET", svc.URL+"/health/ready", "")
+	r := testkit.Call(t, "GET", svc.OpsURL+"/health/ready", "")
 	if r.Status != 503 {
 		t.Fatalf("/health/ready without database: got %d %s; want 503", r.Status, r.Body)
 	}

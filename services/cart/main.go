@@ -32,10 +32,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 		return err
 	}
 	defer rt.Close()
-	services := svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{})
+	services := svcclient.New(rt.Ctx, rt.Consul, rt.Mesh, rt.Log, svcclient.Options{})
 	services.Watch(catalogService)
 	handler := routes(rt.Log, &postgresStore{db: rt.DB}, &catalogClient{c: services}, authn.NewRemote(rt.Ctx, services, rt.Config.JWKSRefresh, rt.Log), rt.Metrics, rt.Checks())
 	// Every cart call sets, reads or deletes: all are idempotent.
 	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD", "PUT", "DELETE"}}
-	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready, Retry: retry})
+	return rt.Serve(app.Service{Handler: handler, Public: true, Mesh: true, Ready: rt.Ready, Retry: retry})
 }

@@ -32,12 +32,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 		return err
 	}
 	defer rt.Close()
-	services := svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{})
+	services := svcclient.New(rt.Ctx, rt.Consul, rt.Mesh, rt.Log, svcclient.Options{})
 	verifier := authn.NewRemote(rt.Ctx, services, rt.Config.JWKSRefresh, rt.Log) // the operators' calls need an admin's token
 	handler := routes(rt.Log, &postgresStore{db: rt.DB}, verifier, rt.Metrics, rt.Checks())
 	// Edits set fields and archiving is final, so both repeat safely; a stock adjustment repeats only under
 	// its Idempotency-Key; creating a product does not repeat (a second try would meet sku_taken).
 	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Routes: []string{"PATCH /v1/products/*", "DELETE /v1/products/*"},
 		Keyed: []string{"POST /v1/products/*/stock-adjustments"}}
-	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready, Retry: retry})
+	return rt.Serve(app.Service{Handler: handler, Public: true, Mesh: true, Ready: rt.Ready, Retry: retry})
 }

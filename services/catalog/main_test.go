@@ -3,7 +3,6 @@ package main
 import (
 	"database/sql"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -316,7 +315,7 @@ func TestConcurrentReservations(t *testing.T) {
 			defer wg.Done()
 			<-start
 			body := testkit.JSON(t, reserveRequest{OrderID: fmt.Sprintf("race_%d", i), Items: []reservationItem{{kettle, 1}}})
-			resp, err := http.Post(c.URL+"/internal/v1/reservations", "application/json", strings.NewReader(body))
+			resp, err := testkit.HTTPClient(t, c.URL).Post(c.URL+"/internal/v1/reservations", "application/json", strings.NewReader(body))
 			if err != nil {
 				t.Error(err)
 				return

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	"shoplab/internal/balancer"
 	"shoplab/internal/consulx"
+	"shoplab/internal/mesh"
 	"shoplab/internal/web"
 )
 
@@ -30,11 +32,12 @@ type gateway struct {
 	ctx      context.Context
 	log      hclog.Logger
 	consul   *api.Client
+	identity *mesh.Identity // the front's own, presented to Connect-native services
 	services *consulx.ServiceList
 	watch    consulx.WatchOptions
 	eject    balancer.Options
 
-	transport *http.Transport
+	transport *http.Transport // plain HTTP, to instances that are not Connect-native
 	timeouts  routeTimeouts
 	budget    *retryBudget
 	metrics   *gatewayMetrics
@@ -50,6 +53,7 @@ type target struct {
 	name    string
 	watcher *consulx.Watcher
 	lb      *balancer.Balancer
+	mtls    *http.Transport // mutual TLS with the front's identity; the peer must be this service
 }
 
 // routeTimeouts is the time allowed for one attempt at an upstream request, per service, and for the whole
@@ -88,18 +92,24 @@ func parseRouteTimeouts(s string, def, request time.Duration) (routeTimeouts, er
 	return rt, nil
 }
 
-func newGateway(ctx context.Context, log hclog.Logger, consul *api.Client, services *consulx.ServiceList, timeouts routeTimeouts, m *gatewayMetrics) *gateway {
+func newGateway(ctx context.Context, log hclog.Logger, consul *api.Client, identity *mesh.Identity, services *consulx.ServiceList, timeouts routeTimeouts, m *gatewayMetrics) *gateway {
 	return &gateway{
-		ctx: ctx, log: log.Named("gateway"), consul: consul, services: services, timeouts: timeouts, metrics: m,
-		transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        1024,
-			MaxIdleConnsPerHost: 512,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-		budget:  newRetryBudget(0.2, 10),
-		targets: map[string]*target{},
+		ctx: ctx, log: log.Named("gateway"), consul: consul, identity: identity, services: services, timeouts: timeouts, metrics: m,
+		transport: upstreamTransport(nil),
+		budget:    newRetryBudget(0.2, 10),
+		targets:   map[string]*target{},
+	}
+}
+
+func upstreamTransport(tlsConfig *tls.Config) *http.Transport {
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsConfig,
+		TLSHandshakeTimeout: 2 * time.Second,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
 	}
 }
 
@@ -110,6 +120,7 @@ var (
 	errNoInstance      = errors.New("no passing instance")
 	errUpstreamTimeout = errors.New("upstream timeout")
 	errBadGateway      = errors.New("upstream failed")
+	errMeshDenied      = errors.New("refused by an intention")
 )
 
 // target returns the routed service name, creating its watch on first use. Only services tagged public in
@@ -118,6 +129,12 @@ func (g *gateway) target(name string) (*target, error) {
 	g.mu.RLock()
 	t := g.targets[name]
 	g.mu.RUnlock()
+	if t == nil && !g.services.Answered() {
+		// Just started: wait (briefly) for Consul's first list rather than call a known service unknown.
+		ctx, cancel := context.WithTimeout(g.ctx, 2*time.Second)
+		_ = g.services.Ready(ctx)
+		cancel()
+	}
 	known, public := g.services.Lookup(name, consulx.TagPublic)
 	if t != nil {
 		// A routed service stays routed while it is gone from the catalog (503: known, none passing), but
@@ -132,7 +149,8 @@ func (g *gateway) target(name string) (*target, error) {
 	}
 	g.mu.Lock()
 	if t = g.targets[name]; t == nil {
-		t = &target{name: name, watcher: consulx.WatchService(g.ctx, g.consul, name, g.log, g.watch), lb: balancer.New(g.eject)}
+		t = &target{name: name, watcher: consulx.WatchService(g.ctx, g.consul, name, g.log, g.watch), lb: balancer.New(g.eject),
+			mtls: upstreamTransport(g.identity.ClientTLS(name))}
 		t.watcher.OnChange(func(in []consulx.Instance) { t.lb.Update(publicOnly(in)) })
 		g.targets[name] = t
 	}
@@ -240,7 +258,18 @@ func (g *gateway) forward(w http.ResponseWriter, r *http.Request, t *target, pat
 			retryable = ep.Retry.Allows(r.Method, path, r.Header)
 		}
 		tried = append(tried, ep)
-		resp, cancel, err := g.roundTrip(r, t.name, ep, path, body, deadline, retryable)
+		resp, cancel, err := g.roundTrip(r, t, ep, path, body, deadline, retryable)
+		if err == nil && resp.Header.Get(mesh.DeniedHeader) != "" {
+			resp.Body.Close()
+			err = errMeshDenied
+		}
+		if errors.Is(err, errMeshDenied) || mesh.IsRefused(err) {
+			// The service refuses the front itself (an intention): no instance is at fault, none is retried.
+			cancel()
+			g.log.Warn("call refused by the mesh", "service", t.name, "instance", ep.ID, "error", err)
+			web.LogFields(r, "service", t.name, "error", "mesh: "+err.Error())
+			return errMeshDenied
+		}
 		if err == nil {
 			t.lb.Succeeded(ep)
 			g.respond(w, r, t.name, ep, resp, retries, start)
@@ -280,15 +309,19 @@ func errString(err error) string {
 }
 
 // roundTrip makes one attempt; the caller calls cancel once done with the answer.
-func (g *gateway) roundTrip(r *http.Request, service string, ep *balancer.Endpoint, path string, body []byte, deadline time.Time, replayable bool) (*http.Response, context.CancelFunc, error) {
-	attempt := time.Now().Add(g.timeouts.of(service))
+func (g *gateway) roundTrip(r *http.Request, t *target, ep *balancer.Endpoint, path string, body []byte, deadline time.Time, replayable bool) (*http.Response, context.CancelFunc, error) {
+	attempt := time.Now().Add(g.timeouts.of(t.name))
 	if attempt.After(deadline) {
 		attempt = deadline
 	}
 	ctx, cancel := context.WithDeadline(r.Context(), attempt)
+	scheme, tr := "http", g.transport
+	if ep.Native {
+		scheme, tr = "https", t.mtls
+	}
 	out := &http.Request{
 		Method:     r.Method,
-		URL:        &url.URL{Scheme: "http", Host: ep.HostPort(), Path: path, RawQuery: r.URL.RawQuery},
+		URL:        &url.URL{Scheme: scheme, Host: ep.HostPort(), Path: path, RawQuery: r.URL.RawQuery},
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
@@ -311,7 +344,7 @@ func (g *gateway) roundTrip(r *http.Request, service string, ep *balancer.Endpoi
 	out.Header.Set("X-Forwarded-Host", r.Host)
 	out.Header.Set("X-Forwarded-Proto", "http")
 	end := ep.Begin()
-	resp, err := g.transport.RoundTrip(out)
+	resp, err := tr.RoundTrip(out)
 	if err != nil {
 		end()
 		return nil, cancel, err

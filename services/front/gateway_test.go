@@ -61,7 +61,10 @@ type loop struct {
 	done       sync.WaitGroup
 }
 
-func startLoop(url string, workers, max int) *loop {
+func startLoop(url string, workers, max int) *loop { return startLoopWith(url, workers, max) }
+
+// startLoopWith is startLoop with request headers (pairs).
+func startLoopWith(url string, workers, max int, headers ...string) *loop {
 	l := &loop{stop: make(chan struct{})}
 	var sent atomic.Int64
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -75,7 +78,11 @@ func startLoop(url string, workers, max int) *loop {
 					return
 				default:
 				}
-				resp, err := client.Get(url)
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				for i := 0; i+1 < len(headers); i += 2 {
+					req.Header.Set(headers[i], headers[i+1])
+				}
+				resp, err := client.Do(req)
 				if err == nil {
 					resp.Body.Close()
 				}

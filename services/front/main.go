@@ -45,7 +45,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	}
 	defer rt.Close()
 	services := consulx.WatchServiceList(rt.Ctx, rt.Consul, rt.Log, consulx.WatchOptions{})
-	gw := newGateway(rt.Ctx, rt.Log, rt.Consul, services, timeouts, newGatewayMetrics(rt.Metrics))
+	gw := newGateway(rt.Ctx, rt.Log, rt.Consul, rt.Mesh, services, timeouts, newGatewayMetrics(rt.Metrics))
 	rt.Metrics.MustRegister(gatewayState{gw})
 	go func() {
 		wctx, cancel := context.WithTimeout(rt.Ctx, 30*time.Second)
@@ -54,7 +54,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 			gw.prime()
 		}
 	}()
-	sess := &sessions{log: rt.Log.Named("session"), svc: svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{}), secure: secure}
+	sess := &sessions{log: rt.Log.Named("session"), svc: svcclient.New(rt.Ctx, rt.Consul, rt.Mesh, rt.Log, svcclient.Options{}), secure: secure}
 	ready := health.Check{Name: "discovery", Run: func(context.Context) error { return consulReadiness(services.Health()) }}
 	handler := routes(rt.Log, gw, sess, rt.Metrics, append(rt.Checks(), ready))
 	// The server gives every answer FRONT_REQUEST_TIMEOUT plus a margin to be written: a request the gateway

@@ -130,7 +130,7 @@ func TestCrashDuringCancel(t *testing.T) {
 	t.Cleanup(func() { testHookAfterRefund = nil })
 	req, _ := http.NewRequest("POST", f.orders.URL+"/v1/orders/"+o.ID+"/cancel", nil)
 	req.Header.Set("Authorization", "Bearer "+u.Token)
-	if resp, err := http.DefaultClient.Do(req); err == nil {
+	if resp, err := testkit.HTTPClient(t, req.URL.String()).Do(req); err == nil {
 		resp.Body.Close()
 		t.Fatalf("cancel with a crash after the refund: got %d; want the connection dropped", resp.StatusCode)
 	}

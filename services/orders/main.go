@@ -54,7 +54,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 		return err
 	}
 	defer rt.Close()
-	services := svcclient.New(rt.Ctx, rt.Consul, rt.Log, svcclient.Options{Timeout: cfg.callTimeout})
+	services := svcclient.New(rt.Ctx, rt.Consul, rt.Mesh, rt.Log, svcclient.Options{Timeout: cfg.callTimeout})
 	for _, s := range []string{catalogService, cartService, paymentsService} {
 		services.Watch(s)
 	}
@@ -73,5 +73,5 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	handler := routes(rt.Log, store, s, deps, authn.NewRemote(rt.Ctx, services, rt.Config.JWKSRefresh, rt.Log), rt.Metrics, rt.Checks())
 	// Checkout repeats only under its Idempotency-Key; cancelling happens once however often it is asked.
 	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Keyed: []string{"POST /v1/orders"}, Routes: []string{"POST /v1/orders/*/cancel"}}
-	return rt.Serve(app.Service{Handler: handler, Public: true, Ready: rt.Ready, Retry: retry})
+	return rt.Serve(app.Service{Handler: handler, Public: true, Mesh: true, Ready: rt.Ready, Retry: retry})
 }

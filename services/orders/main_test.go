@@ -171,7 +171,7 @@ func TestConcurrentSameKey(t *testing.T) {
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Authorization", "Bearer "+u.Token)
 			req.Header.Set("Idempotency-Key", "one-key")
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := testkit.HTTPClient(t, req.URL.String()).Do(req)
 			if err != nil {
 				t.Error(err)
 				return
@@ -362,7 +362,7 @@ func TestCrashAfterCharge(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+u.Token)
 	req.Header.Set("Idempotency-Key", "crash")
-	if resp, err := http.DefaultClient.Do(req); err == nil {
+	if resp, err := testkit.HTTPClient(t, req.URL.String()).Do(req); err == nil {
 		resp.Body.Close()
 		t.Fatalf("checkout with a crash after the charge: got %d; want the connection dropped", resp.StatusCode)
 	}

@@ -121,7 +121,7 @@ func TestLateRecoveryKeepsNewCartLines(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+u.Token)
 	req.Header.Set("Idempotency-Key", "late")
-	if resp, err := http.DefaultClient.Do(req); err == nil {
+	if resp, err := testkit.HTTPClient(t, req.URL.String()).Do(req); err == nil {
 		resp.Body.Close()
 		t.Fatalf("checkout with a crash after the charge: got %d; want the connection dropped", resp.StatusCode)
 	}

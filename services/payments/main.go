@@ -34,5 +34,5 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	// Charges repeat only under their Idempotency-Key; voids and refunds are idempotent per order and payment.
 	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Keyed: []string{"POST /v1/payments"},
 		Routes: []string{"POST /v1/payments/void", "POST /v1/payments/*/refund"}}
-	return rt.Serve(app.Service{Handler: handler, Public: false, Ready: rt.Ready, Retry: retry})
+	return rt.Serve(app.Service{Handler: handler, Public: false, Mesh: true, Ready: rt.Ready, Retry: retry})
 }

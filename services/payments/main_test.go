@@ -124,7 +124,7 @@ func TestIdempotency(t *testing.T) {
 			req, _ := http.NewRequest("POST", p.URL+"/v1/payments", strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Idempotency-Key", "same-key")
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := testkit.HTTPClient(t, req.URL.String()).Do(req)
 			if err != nil {
 				t.Error(err)
 				return

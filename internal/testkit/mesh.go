@@ -1,0 +1,128 @@
+package testkit
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"shoplab/internal/consulx"
+	"shoplab/internal/mesh"
+	"shoplab/internal/proc"
+	"shoplab/internal/topology"
+)
+
+// TestIdentity is the mesh identity tests call services with. The intentions a stack writes allow it to call
+// every service, as an operator's tool would be allowed; it is never a real service.
+const TestIdentity = "shoplab-test"
+
+var (
+	meshMu      sync.Mutex
+	meshClients = map[string]*http.Client{} // by Consul address
+	addrConsul  = map[string]string{}       // a mesh service's address → its Consul agent's address
+)
+
+// rememberMesh records that addr serves mutual TLS for services of the agent at consulAddr, so Call reaches
+// it with a certificate from that agent's CA.
+func rememberMesh(addr, consulAddr string) {
+	meshMu.Lock()
+	addrConsul[addr] = consulAddr
+	meshMu.Unlock()
+}
+
+// MeshClient is an HTTP client that calls the mesh services of the agent at consulAddr as TestIdentity: its
+// leaf from that agent's CA, the server's chain checked against that CA's roots.
+func MeshClient(t testing.TB, consulAddr string) *http.Client {
+	t.Helper()
+	meshMu.Lock()
+	defer meshMu.Unlock()
+	if c, ok := meshClients[consulAddr]; ok {
+		return c
+	}
+	client, err := consulx.NewClient(consulx.ClientConfig{Address: consulAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mesh.Start(context.Background(), client, TestIdentity, hclog.NewNullLogger())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := id.Wait(ctx); err != nil {
+		t.Fatalf("test identity in the mesh of %s: %v", consulAddr, err)
+	}
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: id.ClientTLS(""), MaxIdleConnsPerHost: 64}}
+	meshClients[consulAddr] = c
+	return c
+}
+
+// MeshTLS is the TLS configuration MeshClient dials with: TestIdentity's current leaf, any service's
+// certificate of that agent's CA accepted.
+func MeshTLS(t testing.TB, consulAddr string) *tls.Config {
+	t.Helper()
+	return MeshClient(t, consulAddr).Transport.(*http.Transport).TLSClientConfig
+}
+
+// HTTPClient is the client that reaches rawURL as Call does: over mutual TLS as TestIdentity for a mesh
+// service testkit started, plainly otherwise.
+func HTTPClient(t testing.TB, rawURL string) *http.Client {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clientFor(t, u.Host)
+}
+
+// clientFor is the client that reaches the host:port of url: a mesh client for a mesh service, else plain.
+func clientFor(t testing.TB, host string) *http.Client {
+	meshMu.Lock()
+	consulAddr, ok := addrConsul[host]
+	meshMu.Unlock()
+	if !ok {
+		return client
+	}
+	return MeshClient(t, consulAddr)
+}
+
+// servesTLS reports whether addr answers a TLS handshake with a certificate (a mesh service's API port).
+func servesTLS(addr string) bool {
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a probe, no data is sent
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	return len(conn.ConnectionState().PeerCertificates) > 0
+}
+
+// ApplyIntentions writes, into the stack's agent, the intentions of the topology file — default deny, and the
+// calls it declares — plus an allow for TestIdentity to every service.
+func (s *Stack) ApplyIntentions(t testing.TB) {
+	t.Helper()
+	calls, err := topologyCalls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := consulx.ApplyIntentions(context.Background(), s.Consul.Client, calls, TestIdentity); err != nil {
+		t.Fatalf("intentions: %v", err)
+	}
+}
+
+// topologyCalls reads the calls of provisioning/topology.yml.
+func topologyCalls() (map[string][]string, error) {
+	root, err := proc.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	topo, err := topology.Load(filepath.Join(root, "provisioning", "topology.yml"))
+	if err != nil {
+		return nil, err
+	}
+	return topo.Calls(), nil
+}
