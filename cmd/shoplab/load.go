@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -27,8 +28,17 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	adminToken := fs.String("admin-token", getenv("SHOPLAB_ADMIN_TOKEN"), "an admin's token: restock products running low during the run (shoplab admin token --email …)")
 	restockBelow := fs.Int("restock-below", 50, "with --admin-token: restock a product whose stock falls below this")
 	restockTo := fs.Int("restock-to", 500, "with --admin-token: restock up to this")
+	scenario := fs.String("scenario", "mixed", "mixed: journeys started at --rate (browse 10 : cart 3 : checkout 1); "+
+		"checkout: --shoppers each set one cart line and place an order, again and again, as fast as the shop answers")
+	shoppers := fs.Int("shoppers", 16, "checkout scenario: shoppers at once (1 to 512)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	if *scenario != "mixed" && *scenario != "checkout" {
+		return usageError{"--scenario must be mixed or checkout"}
+	}
+	if *shoppers < 1 || *shoppers > 512 {
+		return usageError{"--shoppers must be from 1 to 512"}
 	}
 	if *restockBelow < 0 || *restockTo <= *restockBelow || *restockTo > 1_000_000 {
 		return usageError{"--restock-to must be above --restock-below and at most 1000000"}
@@ -45,11 +55,20 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024}}
 	l := &loader{front: *front, client: client, stats: map[string]*stepStats{}}
-	fmt.Fprintf(stderr, "load: preparing %d accounts per journey kind against %s…\n", *users, *front)
-	if err := l.prepare(ctx, *users); err != nil {
+	accounts := *users
+	if *scenario == "checkout" {
+		accounts = max(*users, *shoppers)
+	}
+	fmt.Fprintf(stderr, "load: preparing %d accounts per journey kind against %s…\n", accounts, *front)
+	if err := l.prepare(ctx, accounts); err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
-	fmt.Fprintf(stderr, "load: %.1f journeys/s for %s (browse 10 : cart 3 : checkout 1)\n", *rate, *duration)
+	watchHints(stderr, *front)
+	if *scenario == "checkout" {
+		fmt.Fprintf(stderr, "load: %d shoppers checking out for %s (set a cart line, place an order, again)\n", *shoppers, *duration)
+	} else {
+		fmt.Fprintf(stderr, "load: %.1f journeys/s for %s (browse 10 : cart 3 : checkout 1)\n", *rate, *duration)
+	}
 	var restocked sync.WaitGroup
 	if *adminToken != "" {
 		rctx, stopRestock := context.WithTimeout(ctx, *duration)
@@ -59,6 +78,10 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		restocked.Add(1)
 		go func() { defer restocked.Done(); r.run(rctx, 2*time.Second, stderr) }()
 		defer func() { restocked.Wait(); r.report(stdout) }()
+	}
+	if *scenario == "checkout" {
+		elapsed := l.checkouts(ctx, *duration, *shoppers, stderr)
+		return l.report(stdout, elapsed, *maxErrors)
 	}
 	elapsed := l.drive(ctx, *duration, *rate, *maxInFlight, stderr)
 	return l.report(stdout, elapsed, *maxErrors)
@@ -174,6 +197,59 @@ func (l *loader) cart(ctx context.Context) {
 	if l.timed(ctx, s, "cart: set item", 200, "PUT", "/api/cart/v1/cart/items/"+p.ID, map[string]int{"quantity": 1 + rand.IntN(3)}) == nil {
 		_ = l.timed(ctx, s, "cart: view cart", 200, "GET", "/api/cart/v1/cart", nil)
 	}
+}
+
+// checkouts runs the checkout scenario: shoppers loops of one cart line and one order each (closed loop: each
+// shopper starts its next checkout when the last answered), for duration; it reports checkouts per second.
+func (l *loader) checkouts(ctx context.Context, duration time.Duration, shoppers int, progress io.Writer) time.Duration {
+	ctx, cancel := context.WithTimeout(ctx, duration)
+	defer cancel()
+	work := context.WithoutCancel(ctx) // a checkout under way finishes
+	var (
+		wg     sync.WaitGroup
+		placed atomic.Int64
+	)
+	start := time.Now()
+	for range shoppers {
+		s := take(ctx, l.buyers)
+		if s == nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { l.buyers <- s }()
+			for i := 0; ctx.Err() == nil && i < 1_000_000; i++ {
+				l.started.Add(1)
+				p := l.catalog[rand.IntN(len(l.catalog))]
+				if l.timed(work, s, "checkout: set item", 200, "PUT", "/api/cart/v1/cart/items/"+p.ID, map[string]int{"quantity": 1}) != nil {
+					continue
+				}
+				if l.timed(work, s, "checkout: place order", 201, "POST", "/api/orders/v1/orders", checkoutBody("4242424242424242"), "Idempotency-Key", "load-"+randomHex(12)) == nil {
+					placed.Add(1)
+				}
+			}
+		}()
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			elapsed := time.Since(start)
+			fmt.Fprintf(progress, "\ncheckouts: %d placed in %.1fs = %.1f/s with %d shoppers\n", placed.Load(), elapsed.Seconds(), float64(placed.Load())/elapsed.Seconds(), shoppers)
+			return elapsed
+		case <-t.C:
+			fmt.Fprintf(progress, "\r  %4.0fs/%-4.0fs  checkouts %-7d failed requests %-5d   ", time.Since(start).Seconds(), duration.Seconds(), placed.Load(), l.failed.Load())
+		}
+	}
+}
+
+// watchHints says where to watch the shop while the load runs.
+func watchHints(out io.Writer, front string) {
+	fmt.Fprintf(out, "load: watch it on %s/status (live plots) and, when Prometheus runs, http://127.0.0.1:9090\n", strings.TrimRight(front, "/"))
 }
 
 func (l *loader) checkout(ctx context.Context) {

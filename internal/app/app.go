@@ -5,7 +5,6 @@ package app
 import (
 	"context"
 	"crypto/tls"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -171,6 +170,8 @@ type Service struct {
 	Retry consulx.RetryPolicy
 	// Server adjusts the http.Server (timeouts) before serving, if set.
 	Server func(*http.Server)
+	// Engine, if set, serves the API instead of an http.Server made from Handler (the front's gateway).
+	Engine web.Engine
 	// Listening, if set, is called with the bound address once the listener is open (tests use it).
 	Listening func(addr net.Addr)
 }
@@ -285,9 +286,13 @@ func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, 
 		return err
 	}
 	state.set(registrar)
-	srv := web.NewServer(handler, log)
-	if s.Server != nil {
-		s.Server(srv)
+	var srv web.Engine = s.Engine
+	if srv == nil {
+		hs := web.NewServer(handler, log)
+		if s.Server != nil {
+			s.Server(hs)
+		}
+		srv = hs
 	}
 	if s.Mesh {
 		log.Info("serving", "listen", addr.String(), "mtls", true, "ops", opsLn.Addr().String(), "advertise", advertise)
@@ -362,7 +367,7 @@ func advertiseAddr(configured string, bound *net.TCPAddr) (string, error) {
 // OpenDatabase opens DATABASE_URL (waiting up to DB_WAIT for it to answer), applies the migrations in the
 // "migrations" directory of fsys, exports the pool's statistics to reg, and returns the pool with the
 // readiness check "database answers and its schema is current".
-func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, reg *metrics.Registry) (*sql.DB, func(context.Context) error, error) {
+func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, reg *metrics.Registry) (*pgdb.DB, func(context.Context) error, error) {
 	db, err := pgdb.Open(ctx, c.DatabaseURL, c.DBWait, log)
 	if err != nil {
 		return nil, nil, err
@@ -378,7 +383,7 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 		return nil, nil, err
 	}
 	reg.WatchDB(db, c.Service)
-	return db, func(ctx context.Context) error { return schema.Check(ctx, db) }, nil
+	return pgdb.Wrap(db), func(ctx context.Context) error { return schema.Check(ctx, db) }, nil
 }
 
 // Runtime is what a booted service has: a context that ends on SIGINT or SIGTERM, its configuration, logger,
@@ -388,7 +393,7 @@ type Runtime struct {
 	Config  Config
 	Log     hclog.Logger
 	Metrics *metrics.Registry
-	DB      *sql.DB                         // nil for a service without a database
+	DB      *pgdb.DB                        // nil for a service without a database
 	Ready   func(ctx context.Context) error // the database's readiness; nil without one
 	Consul  *api.Client
 	Mesh    *mesh.Identity // the service's mesh identity: its leaf and the CA roots, kept current

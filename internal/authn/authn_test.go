@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -163,5 +164,88 @@ func TestRefreshDropsRetiredKeys(t *testing.T) {
 	}
 	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrBadSig) {
 		t.Fatalf("old key after it was retired: got %v; want ErrBadSig", err)
+	}
+}
+
+// TestFollowedRevocations: while the feed answers, sessions are checked against its set alone (auth is not
+// asked); a session the feed reports is refused; when the feed stops answering, each session is asked about
+// again once MaxStale has passed.
+func TestFollowedRevocations(t *testing.T) {
+	k := newTestKey(t, "k")
+	var asked atomic.Int32
+	v := NewVerifier(func(context.Context) (jose.JSONWebKeySet, error) {
+		return jose.JSONWebKeySet{Keys: []jose.JSONWebKey{k.jwk()}}, nil
+	}, func(context.Context, string) (string, bool, error) {
+		asked.Add(1)
+		return "usr_1", true, nil
+	}, Options{})
+
+	var (
+		mu      sync.Mutex
+		revoked []Revocation
+		down    bool
+	)
+	gen := 0 // counts revocations, as auth's generations do
+	feed := func(ctx context.Context, q FeedQuestion) (FeedAnswer, error) {
+		asOf := time.Now()
+		mu.Lock()
+		d, g, out := down, strconv.Itoa(gen), []Revocation{}
+		for _, r := range revoked {
+			if r.RevokedAt.After(q.Since) {
+				out = append(out, r)
+			}
+		}
+		mu.Unlock()
+		if d {
+			return FeedAnswer{}, errors.New("auth unreachable")
+		}
+		if q.Ack == g {
+			select { // long poll: nothing new since the last answer
+			case <-time.After(q.Wait):
+			case <-ctx.Done():
+			}
+		}
+		return FeedAnswer{Revocations: out, AsOf: asOf, Generation: g}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.Follow(ctx, feed, FeedOptions{Wait: 50 * time.Millisecond, MaxStale: 300 * time.Millisecond}, nil)
+	for !v.feedFresh() {
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	good, gone := k.sign(t, "usr_1", "ses_good", nil), k.sign(t, "usr_1", "ses_gone", nil)
+	for range 50 {
+		if _, err := v.Verify(context.Background(), good); err != nil {
+			t.Fatalf("verify with a current feed: %v", err)
+		}
+	}
+	if n := asked.Load(); n != 0 {
+		t.Fatalf("session checks with a current feed: got %d; want 0", n)
+	}
+	mu.Lock()
+	revoked = append(revoked, Revocation{SessionID: "ses_gone", ExpiresAt: time.Now().Add(time.Hour), RevokedAt: time.Now()})
+	gen++
+	mu.Unlock()
+	deadline := time.Now().Add(time.Second)
+	for {
+		if _, err := v.Verify(context.Background(), gone); errors.Is(err, ErrRevoked) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a session the feed reports revoked: still accepted after 1s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	time.Sleep(400 * time.Millisecond) // past MaxStale
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatalf("verify with a stale feed: %v", err)
+	}
+	if n := asked.Load(); n != 1 {
+		t.Fatalf("session checks with a stale feed: got %d; want 1 (auth asked again)", n)
 	}
 }

@@ -32,10 +32,18 @@ func (e *Endpoint) Requests() uint64 { return e.requests.Load() }
 
 // Begin counts a request as in flight; call the returned function when it ends.
 func (e *Endpoint) Begin() (end func()) {
+	e.Acquire()
+	return e.Release
+}
+
+// Acquire counts a request as in flight (without Begin's closure, for hot paths); Release ends it.
+func (e *Endpoint) Acquire() {
 	e.inflight.Add(1)
 	e.requests.Add(1)
-	return func() { e.inflight.Add(-1) }
 }
+
+// Release ends a request counted by Acquire.
+func (e *Endpoint) Release() { e.inflight.Add(-1) }
 
 func (e *Endpoint) ejected(now int64) bool { return e.ejectedUntil.Load() > now }
 

@@ -55,8 +55,11 @@ func RetryPolicyFromMeta(meta map[string]string) RetryPolicy {
 	return p
 }
 
+// Header is what Allows reads of a request's headers (http.Header has it).
+type Header interface{ Get(key string) string }
+
 // Allows reports whether a request may be sent again.
-func (p RetryPolicy) Allows(method, path string, h http.Header) bool {
+func (p RetryPolicy) Allows(method, path string, h Header) bool {
 	for _, m := range p.Methods {
 		if m == method {
 			return true

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,4 +59,28 @@ func (r *Registry) WatchDB(db *sql.DB, name string) {
 // Handler serves the registry in the Prometheus text format.
 func (r *Registry) Handler() http.Handler {
 	return promhttp.HandlerFor(r.Registry, promhttp.HandlerOpts{Registry: r.Registry})
+}
+
+// Route is the request metrics of one route template, with its label values resolved once: a hot path
+// observes without hashing label values per request.
+type Route struct {
+	reg      *Registry
+	route    string
+	duration prometheus.Observer
+	codes    sync.Map // status code → prometheus.Counter
+}
+
+// Route returns the metrics of route (a template such as "GET /api/{service}/{path:.*}", never a raw path).
+func (r *Registry) Route(route string) *Route {
+	return &Route{reg: r, route: route, duration: r.duration.WithLabelValues(route)}
+}
+
+// Observe records one finished request.
+func (o *Route) Observe(status int, took time.Duration) {
+	c, ok := o.codes.Load(status)
+	if !ok {
+		c, _ = o.codes.LoadOrStore(status, o.reg.requests.WithLabelValues(o.route, strconv.Itoa(status)))
+	}
+	c.(prometheus.Counter).Inc()
+	o.duration.Observe(took.Seconds())
 }

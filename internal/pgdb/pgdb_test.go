@@ -97,3 +97,74 @@ func TestOpenGivesUp(t *testing.T) {
 		t.Fatalf("got %v after %s; want an error within the wait", err, time.Since(start))
 	}
 }
+
+// TestPreparedOnABusyPool: transactions holding every connection of the pool run statements never seen before
+// without waiting for a connection to prepare them on (which would wait forever), and the statements end up
+// prepared: PostgreSQL lists them.
+func TestPreparedOnABusyPool(t *testing.T) {
+	dsn := testkit.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	raw, err := pgdb.Open(ctx, dsn, 10*time.Second, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	raw.SetMaxOpenConns(2)
+	db := pgdb.Wrap(raw)
+
+	const query = `SELECT $1::int + 1`
+	for round := range 3 {
+		var wg sync.WaitGroup
+		errs := make([]error, 2) // as many transactions as connections
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				defer tx.Rollback()
+				var got int
+				if err := tx.QueryRowContext(ctx, query, i).Scan(&got); err != nil {
+					errs[i] = err
+				} else if got != i+1 {
+					t.Errorf("round %d: got %d; want %d", round, got, i+1)
+				}
+				time.Sleep(50 * time.Millisecond) // hold the connection while the other asks
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+	// A transaction that ran the statement finds it among its connection's prepared statements, once the
+	// background preparation is done.
+	isPrepared := func() bool {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		var n int
+		if err := tx.QueryRowContext(ctx, query, 1).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Tx.QueryRowContext(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement = $1`, query).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !isPrepared() {
+		if time.Now().After(deadline) {
+			t.Fatal("statement: not prepared 5s after its first use")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

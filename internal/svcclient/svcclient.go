@@ -181,6 +181,13 @@ func (c *Client) send(ctx context.Context, t *target, ep *balancer.Endpoint, req
 	scheme, tr := "http://", c.plain
 	if ep.Native {
 		scheme, tr = "https://", t.mtls
+		if c.identity.Ready(ctx) != nil {
+			// Just started: this service's certificate is on its way from the agent.
+			if err := c.identity.Wait(ctx); err != nil {
+				cancel()
+				return nil, err
+			}
+		}
 	}
 	hr, err := http.NewRequestWithContext(ctx, req.Method, scheme+ep.HostPort()+req.Path, bytes.NewReader(req.Body))
 	if err != nil {

@@ -77,7 +77,8 @@ func (b *LogBuffer) String() string {
 
 func envWithListen(t testing.TB, env map[string]string) map[string]string {
 	t.Helper()
-	out := map[string]string{"LOG_LEVEL": "debug", "CHECK_INTERVAL": "500ms", "SHUTDOWN_GRACE": "0s"}
+	// A check every 500 ms, with room to answer when the whole test suite shares two cores.
+	out := map[string]string{"LOG_LEVEL": "debug", "CHECK_INTERVAL": "500ms", "CHECK_TIMEOUT": "3s", "SHUTDOWN_GRACE": "0s"}
 	for k, v := range env {
 		out[k] = v
 	}

@@ -62,6 +62,15 @@ func WriteError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 	WriteErrorStatus(w, r, we.Status, we.Code, we.Message)
 }
 
+// ErrorJSON is the API.md error body, encoded, with its trailing newline (for servers other than net/http).
+func ErrorJSON(code, message, requestID string) []byte {
+	body, err := json.Marshal(errorBody{Error: errorDetail{Code: code, Message: message, RequestID: requestID}})
+	if err != nil {
+		return []byte(`{"error":{"code":"internal_error","message":"internal error","request_id":""}}` + "\n")
+	}
+	return append(body, '\n')
+}
+
 // WriteErrorStatus writes the API.md error body with the given status, code and message.
 func WriteErrorStatus(w http.ResponseWriter, r *http.Request, status int, code, message string) {
 	WriteJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message, RequestID: RequestID(r.Context())}})

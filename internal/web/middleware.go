@@ -51,8 +51,8 @@ func NewRequestID() string {
 	return string(b[:])
 }
 
-// validRequestID accepts what a client may send as its own request id: 1–128 characters of [A-Za-z0-9._:-].
-func validRequestID(id string) bool {
+// ValidRequestID accepts what a client may send as its own request id: 1–128 characters of [A-Za-z0-9._:-].
+func ValidRequestID(id string) bool {
 	if id == "" || len(id) > 128 {
 		return false
 	}
@@ -94,7 +94,7 @@ func Handler(h http.Handler, o Options) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(RequestIDHeader)
-		if !validRequestID(id) {
+		if !ValidRequestID(id) {
 			id = NewRequestID()
 		}
 		w.Header().Set(RequestIDHeader, id)

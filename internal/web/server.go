@@ -24,10 +24,18 @@ func NewServer(h http.Handler, log hclog.Logger) *http.Server {
 	}
 }
 
+// Engine is an HTTP server: net/http's *http.Server, or another engine behind the same three calls (the
+// front's gateway serves with fasthttp).
+type Engine interface {
+	Serve(ln net.Listener) error        // serves until Shutdown or Close; then http.ErrServerClosed or nil
+	Shutdown(ctx context.Context) error // stops accepting, waits for in-flight requests until ctx ends
+	Close() error                       // closes every connection now
+}
+
 // Serve serves srv on ln until ctx ends. Then it shuts down in the order API consumers need: first
 // beforeDrain (deregister from Consul, so no new traffic is sent here), then it drains in-flight requests for up
 // to drain, then it returns. A listener failure returns at once, also after running beforeDrain.
-func Serve(ctx context.Context, log hclog.Logger, srv *http.Server, ln net.Listener, drain time.Duration, beforeDrain func(context.Context)) error {
+func Serve(ctx context.Context, log hclog.Logger, srv Engine, ln net.Listener, drain time.Duration, beforeDrain func(context.Context)) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 

@@ -81,7 +81,7 @@ func runAdmin(ctx context.Context, args []string, getenv func(string) string, st
 	if _, err := pgdb.Migrate(ctx, db, migrations, log); err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
-	store := &postgresStore{db: db}
+	store := &postgresStore{db: pgdb.Wrap(db)}
 
 	switch cmd {
 	case "grant", "revoke":

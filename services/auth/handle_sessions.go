@@ -105,12 +105,17 @@ type sessionRevoker interface {
 	RevokeSession(ctx context.Context, id string) error
 }
 
-func handleDeleteSession(log hclog.Logger, store sessionRevoker) http.Handler {
+func handleDeleteSession(log hclog.Logger, store sessionRevoker, settle func(context.Context) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := authn.FromContext(r.Context())
 		if err := store.RevokeSession(r.Context(), c.SessionID); err != nil {
 			writeError(w, r, log, err)
 			return
+		}
+		// The token is refused everywhere once this answers: wait until the services following the revocation
+		// feed have it (a follower that does not answer in time falls back to asking auth within a second).
+		if !settle(r.Context()) {
+			log.Warn("not every revocation follower acknowledged the logout in time", "session_id", c.SessionID)
 		}
 		log.Info("session revoked", "user_id", c.UserID, "session_id", c.SessionID)
 		w.WriteHeader(http.StatusNoContent)

@@ -124,7 +124,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	rt.Log.Info("limits", "address", cfg.limitAddress.String(), "account", cfg.limitAccount.String(), "hash_concurrency", cfg.hashConcurrency)
 	verifier := localVerifier(store)
 	go verifier.RefreshEvery(rt.Ctx, rt.Config.JWKSRefresh, func(err error) { rt.Log.Warn("refreshing the key set failed", "error", err) })
-	handler := routes(rt.Log, store, verifier, newIssuer(keys, cfg.tokenTTL), pw, lim, rt.Metrics, rt.Checks())
+	revoked := newFeed()
+	revoked.listen(rt.Ctx, rt.Config.DatabaseURL, rt.Log.Named("revocations"))
+	go forgetRevocations(rt.Ctx, rt.Log.Named("revocations"), store, 10*time.Minute)
+	handler := routes(rt.Log, store, verifier, newIssuer(keys, cfg.tokenTTL), pw, lim, revoked, rt.Metrics, rt.Checks())
 	// Logins and registrations are never sent twice; logout is idempotent.
 	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Routes: []string{"DELETE /v1/sessions/current"}}
 	return rt.Serve(app.Service{Handler: handler, Public: true, Mesh: true, Ready: rt.Ready, Retry: retry})

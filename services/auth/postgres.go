@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"shoplab/internal/pgdb"
 )
 
 // postgresStore is auth's database: users, sessions and signing keys. It is the only file with SQL.
 type postgresStore struct {
-	db *sql.DB
+	db *pgdb.DB
 }
 
 func (s *postgresStore) CreateUser(ctx context.Context, u user, hash []byte) error {
@@ -294,4 +296,54 @@ func (s *postgresStore) PublicKeys(ctx context.Context) ([]signingKeyPublic, err
 		keys = append(keys, k)
 	}
 	return keys, rows.Err()
+}
+
+// revocation is one revoked session of the feed.
+type revocation struct {
+	SessionID string    `json:"session_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	RevokedAt time.Time `json:"revoked_at"`
+}
+
+// Revocations returns up to limit revocations made after since whose tokens have not expired, oldest first,
+// and the database's clock when it read them (the feed's cursors are all on that one clock).
+func (s *postgresStore) Revocations(ctx context.Context, since time.Time, limit int) ([]revocation, time.Time, error) {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("begin reading revocations: %w", err)
+	}
+	defer tx.Rollback()
+	var asOf time.Time
+	if err := tx.QueryRowContext(ctx, `SELECT statement_timestamp()`).Scan(&asOf); err != nil {
+		return nil, time.Time{}, fmt.Errorf("read the database clock: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `
+		SELECT session_id, expires_at, revoked_at FROM revocations
+		WHERE revoked_at > $1 AND expires_at > now() ORDER BY revoked_at, seq LIMIT $2`, since, limit)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("read revocations: %w", err)
+	}
+	defer rows.Close()
+	var out []revocation
+	for rows.Next() {
+		var r revocation
+		if err := rows.Scan(&r.SessionID, &r.ExpiresAt, &r.RevokedAt); err != nil {
+			return nil, time.Time{}, fmt.Errorf("scan revocation: %w", err)
+		}
+		r.ExpiresAt, r.RevokedAt = r.ExpiresAt.UTC(), r.RevokedAt.UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, time.Time{}, fmt.Errorf("read revocations: %w", err)
+	}
+	return out, asOf.UTC(), nil
+}
+
+// ForgetRevocations deletes revocations whose tokens expired more than grace ago.
+func (s *postgresStore) ForgetRevocations(ctx context.Context, grace time.Duration) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM revocations WHERE expires_at < now() - make_interval(secs => $1)`, grace.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("forget old revocations: %w", err)
+	}
+	return res.RowsAffected()
 }

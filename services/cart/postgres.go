@@ -6,11 +6,13 @@ import (
 	"fmt"
 
 	"github.com/lib/pq"
+
+	"shoplab/internal/pgdb"
 )
 
 // postgresStore is cart's database. It is the only file with SQL.
 type postgresStore struct {
-	db *sql.DB
+	db *pgdb.DB
 }
 
 func (s *postgresStore) Items(ctx context.Context, userID string) ([]item, error) {

@@ -9,11 +9,13 @@ import (
 	"strings"
 
 	"github.com/lib/pq"
+
+	"shoplab/internal/pgdb"
 )
 
 // postgresStore is catalog's database: products and stock reservations. It is the only file with SQL.
 type postgresStore struct {
-	db *sql.DB
+	db *pgdb.DB
 }
 
 const productColumns = `id, sku, name, description, category, price_cents, currency, stock, archived_at IS NOT NULL`

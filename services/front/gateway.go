@@ -1,22 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
+	"github.com/valyala/fasthttp"
 
 	"shoplab/internal/balancer"
 	"shoplab/internal/consulx"
@@ -27,7 +27,11 @@ import (
 // gateway routes /api/{service}/{path} to a passing instance of a public Consul service. It keeps one
 // discovery watch per routed service (created on first use), balances with power of two choices on in-flight
 // requests, ejects instances that refuse or reset connections, and retries a request once on another
-// instance when that is safe and the retry budget allows.
+// instance when the service's own policy says it may be repeated and the retry budget allows.
+//
+// The hot path runs on fasthttp (github.com/valyala/fasthttp): its server and its per-upstream clients reuse
+// requests, responses, buffers and keep-alive connections instead of allocating them per request, which is
+// most of what net/http's reverse proxy spends its time on (docs/benchmarks.md).
 type gateway struct {
 	ctx      context.Context
 	log      hclog.Logger
@@ -37,10 +41,9 @@ type gateway struct {
 	watch    consulx.WatchOptions
 	eject    balancer.Options
 
-	transport *http.Transport // plain HTTP, to instances that are not Connect-native
-	timeouts  routeTimeouts
-	budget    *retryBudget
-	metrics   *gatewayMetrics
+	timeouts routeTimeouts
+	budget   *retryBudget
+	metrics  *gatewayMetrics
 
 	mu sync.RWMutex
 	// targets are the public services routed since start. One whose instances all went away stays here and
@@ -53,7 +56,17 @@ type target struct {
 	name    string
 	watcher *consulx.Watcher
 	lb      *balancer.Balancer
-	mtls    *http.Transport // mutual TLS with the front's identity; the peer must be this service
+
+	mu      sync.RWMutex
+	clients map[string]*upstream // by instance id
+}
+
+// upstream is the connection pool to one instance, and its metrics.
+type upstream struct {
+	hostPort string
+	native   bool
+	client   *fasthttp.HostClient
+	obs      *upstreamObservers
 }
 
 // routeTimeouts is the time allowed for one attempt at an upstream request, per service, and for the whole
@@ -95,21 +108,8 @@ func parseRouteTimeouts(s string, def, request time.Duration) (routeTimeouts, er
 func newGateway(ctx context.Context, log hclog.Logger, consul *api.Client, identity *mesh.Identity, services *consulx.ServiceList, timeouts routeTimeouts, m *gatewayMetrics) *gateway {
 	return &gateway{
 		ctx: ctx, log: log.Named("gateway"), consul: consul, identity: identity, services: services, timeouts: timeouts, metrics: m,
-		transport: upstreamTransport(nil),
-		budget:    newRetryBudget(0.2, 10),
-		targets:   map[string]*target{},
-	}
-}
-
-func upstreamTransport(tlsConfig *tls.Config) *http.Transport {
-	return &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     tlsConfig,
-		TLSHandshakeTimeout: 2 * time.Second,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 512,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+		budget:  newRetryBudget(0.2, 10),
+		targets: map[string]*target{},
 	}
 }
 
@@ -150,8 +150,12 @@ func (g *gateway) target(name string) (*target, error) {
 	g.mu.Lock()
 	if t = g.targets[name]; t == nil {
 		t = &target{name: name, watcher: consulx.WatchService(g.ctx, g.consul, name, g.log, g.watch), lb: balancer.New(g.eject),
-			mtls: upstreamTransport(g.identity.ClientTLS(name))}
-		t.watcher.OnChange(func(in []consulx.Instance) { t.lb.Update(publicOnly(in)) })
+			clients: map[string]*upstream{}}
+		t.watcher.OnChange(func(in []consulx.Instance) {
+			pub := publicOnly(in)
+			t.lb.Update(pub)
+			t.forget(pub)
+		})
 		g.targets[name] = t
 	}
 	g.mu.Unlock()
@@ -194,9 +198,71 @@ func (g *gateway) targetList() []*target {
 	return out
 }
 
-// setClientAddr tells the service who the client is: X-Forwarded-For is the client's own address as this
-// front saw it. Whatever the client sent in that header is dropped, so nobody can pose as another address
-// (auth's login limits apply per client address).
+// upstream returns the connection pool to ep, making it on first use: mutual TLS with the front's identity
+// (checking that the peer is t's service) to a Connect-native instance, plain HTTP to any other.
+func (g *gateway) upstream(t *target, ep *balancer.Endpoint) *upstream {
+	hostPort := ep.HostPort()
+	t.mu.RLock()
+	u := t.clients[ep.ID]
+	t.mu.RUnlock()
+	if u != nil && u.hostPort == hostPort && u.native == ep.Native {
+		return u
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if u = t.clients[ep.ID]; u != nil && u.hostPort == hostPort && u.native == ep.Native {
+		return u
+	}
+	if ep.Native && g.identity.Ready(g.ctx) != nil {
+		// Just started: the front's own certificate is on its way from the agent.
+		ctx, cancel := context.WithTimeout(g.ctx, 2*time.Second)
+		_ = g.identity.Wait(ctx)
+		cancel()
+	}
+	c := &fasthttp.HostClient{
+		Addr:                          hostPort,
+		Name:                          "shoplab-front",
+		NoDefaultUserAgentHeader:      true,
+		MaxConns:                      2048,
+		MaxIdleConnDuration:           10 * time.Second, // well under the services' 120 s: we close idle connections first
+		MaxConnWaitTimeout:            time.Second,
+		MaxIdemponentCallAttempts:     1, // the gateway decides retries, from the service's policy
+		DisablePathNormalizing:        true,
+		DisableHeaderNamesNormalizing: false,
+		ReadBufferSize:                16 << 10,
+		MaxResponseBodySize:           8 << 20,
+		Dial:                          func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, 2*time.Second) },
+	}
+	if ep.Native {
+		c.IsTLS = true
+		c.TLSConfig = g.identity.ClientTLS(t.name)
+	}
+	u = &upstream{hostPort: hostPort, native: ep.Native, client: c, obs: g.metrics.upstream(t.name, ep.ID)}
+	t.clients[ep.ID] = u
+	return u
+}
+
+// forget closes the pools of instances that left.
+func (t *target) forget(current []consulx.Instance) {
+	keep := make(map[string]bool, len(current))
+	for _, in := range current {
+		keep[in.ID] = true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, u := range t.clients {
+		if !keep[id] {
+			u.client.CloseIdleConnections()
+			delete(t.clients, id)
+		}
+	}
+}
+
+// hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// setClientAddr tells auth who the client is on the storefront's own sign-in call: X-Forwarded-For is the
+// client's address as this front saw it; whatever the client sent in that header is dropped.
 func setClientAddr(h http.Header, r *http.Request) {
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		h.Set("X-Forwarded-For", ip)
@@ -205,48 +271,36 @@ func setClientAddr(h http.Header, r *http.Request) {
 	}
 }
 
-// hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-func copyHeader(dst, src http.Header, skip func(string) bool) {
-	for k, vv := range src {
-		if skip != nil && skip(k) {
-			continue
-		}
-		dst[k] = vv
-	}
+// attemptState is what forward tells the access log and metrics about one request.
+type attemptState struct {
+	requestID      string
+	instance       string
+	upstreamStatus int
+	retries        int
+	err            error
 }
 
-func isHop(k string) bool {
-	for _, h := range hopHeaders {
-		if k == h {
-			return true
-		}
-	}
-	return false
-}
-
-// upstreamSkip is what never goes upstream: hop-by-hop headers and the browser's cookies (the session cookie
-// has been turned into a bearer token; services do not read cookies).
-func upstreamSkip(k string) bool { return isHop(k) || k == "Cookie" }
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// forward sends r (its body already read into body) to an instance of t at path, retrying once elsewhere
-// when safe, and copies the answer back. It returns why no answer came (errNoInstance, errUpstreamTimeout or
-// errBadGateway) without writing anything, or nil once the answer is written.
-func (g *gateway) forward(w http.ResponseWriter, r *http.Request, t *target, path string, body []byte) error {
+// forward sends the request in ctx to an instance of t at path, retrying once elsewhere when the service's
+// policy and the retry budget allow, and copies the answer into ctx. It returns why no answer came
+// (errNoInstance, errUpstreamTimeout, errBadGateway or errMeshDenied) without writing anything, or nil once
+// the answer is in ctx.
+func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, path []byte, st *attemptState) error {
 	start := time.Now()
 	deadline := start.Add(g.timeouts.request)
 	g.budget.request()
+	method := string(ctx.Method())
+
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	g.upstreamRequest(ctx, req, path, st)
+
 	var (
-		tried     []*balancer.Endpoint
+		tried     [2]*balancer.Endpoint
 		lastErr   error
-		retries   int
 		retryable bool
 	)
 	for attempt := 0; attempt < 2; attempt++ {
-		ep, err := t.lb.Pick(tried...)
+		ep, err := t.lb.Pick(tried[:attempt]...)
 		if err != nil {
 			if lastErr == nil {
 				lastErr = errNoInstance
@@ -255,168 +309,161 @@ func (g *gateway) forward(w http.ResponseWriter, r *http.Request, t *target, pat
 		}
 		if attempt == 0 {
 			// The service says, in its Consul meta, which of its routes may be sent twice.
-			retryable = ep.Retry.Allows(r.Method, path, r.Header)
+			retryable = ep.Retry.Allows(method, string(path), ctxHeader{&ctx.Request.Header})
 		}
-		tried = append(tried, ep)
-		resp, cancel, err := g.roundTrip(r, t, ep, path, body, deadline, retryable)
-		if err == nil && resp.Header.Get(mesh.DeniedHeader) != "" {
-			resp.Body.Close()
+		tried[attempt] = ep
+		u := g.upstream(t, ep)
+		until := time.Now().Add(g.timeouts.of(t.name))
+		if until.After(deadline) {
+			until = deadline
+		}
+		req.SetHost(u.hostPort)
+		if u.native {
+			req.URI().SetScheme("https")
+		} else {
+			req.URI().SetScheme("http")
+		}
+		ep.Acquire()
+		err = u.client.DoDeadline(req, &ctx.Response, until)
+		ep.Release()
+		st.instance = ep.ID
+		if err == nil && len(ctx.Response.Header.Peek(mesh.DeniedHeader)) > 0 {
 			err = errMeshDenied
 		}
 		if errors.Is(err, errMeshDenied) || mesh.IsRefused(err) {
 			// The service refuses the front itself (an intention): no instance is at fault, none is retried.
-			cancel()
+			ctx.Response.Reset()
 			g.log.Warn("call refused by the mesh", "service", t.name, "instance", ep.ID, "error", err)
-			web.LogFields(r, "service", t.name, "error", "mesh: "+err.Error())
+			st.err = err
 			return errMeshDenied
 		}
 		if err == nil {
 			t.lb.Succeeded(ep)
-			g.respond(w, r, t.name, ep, resp, retries, start)
-			cancel()
+			g.respond(ctx, st, u, start)
 			return nil
 		}
-		cancel()
+		ctx.Response.Reset()
 		lastErr = err
-		if balancer.ConnFailure(err) {
+		if connFailure(err) {
 			d := t.lb.Eject(ep)
-			g.metrics.ejections.WithLabelValues(t.name, ep.ID).Inc()
+			u.obs.ejections.Inc()
 			g.log.Warn("instance failed; ejected", "service", t.name, "instance", ep.ID, "for", d, "error", err)
 		}
-		// A retry must fit in what is left of the client's time (FRONT_REQUEST_TIMEOUT).
-		if r.Context().Err() != nil || !(retryable || balancer.NotSent(err)) || time.Until(deadline) < minAttempt || !g.budget.allowRetry() {
+		if !(retryable || notSent(err)) || time.Until(deadline) < minAttempt || !g.budget.allowRetry() {
 			break
 		}
-		retries++
-		g.metrics.retries.WithLabelValues(t.name).Inc()
+		st.retries++
+		g.metrics.retried(t.name)
 	}
-	web.LogFields(r, "service", t.name, "retries", retries, "error", errString(lastErr))
+	st.err = lastErr
 	switch {
 	case errors.Is(lastErr, errNoInstance):
 		return errNoInstance
-	case errors.Is(lastErr, context.DeadlineExceeded):
+	case errors.Is(lastErr, fasthttp.ErrTimeout), errors.Is(lastErr, context.DeadlineExceeded):
 		return errUpstreamTimeout
 	default:
 		return errBadGateway
 	}
 }
 
-func errString(err error) string {
-	if err == nil {
-		return ""
+// upstreamRequest builds the request to send upstream: the client's method, path and query, its headers but
+// the hop-by-hop ones and the browser's cookies (the session cookie has become a bearer token; services do
+// not read cookies), the request id, and who the client is (X-Forwarded-For: the address this front saw,
+// replacing whatever the client sent, so nobody poses as another address).
+func (g *gateway) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, path []byte, st *attemptState) {
+	ctx.Request.Header.CopyTo(&req.Header)
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
 	}
-	return err.Error()
+	req.Header.DelAllCookies()
+	req.Header.Del("Cookie")
+	req.SetBody(ctx.Request.Body())
+	uri := req.URI()
+	uri.SetPathBytes(path) // written escaped on the request line
+	uri.SetQueryStringBytes(ctx.URI().QueryString())
+	req.Header.Set(web.RequestIDHeader, st.requestID)
+	if ip := ctx.RemoteIP(); ip != nil {
+		req.Header.Set("X-Forwarded-For", ip.String())
+	}
+	req.Header.SetBytesV("X-Forwarded-Host", ctx.Host())
+	req.Header.Set("X-Forwarded-Proto", "http")
 }
 
-// roundTrip makes one attempt; the caller calls cancel once done with the answer.
-func (g *gateway) roundTrip(r *http.Request, t *target, ep *balancer.Endpoint, path string, body []byte, deadline time.Time, replayable bool) (*http.Response, context.CancelFunc, error) {
-	attempt := time.Now().Add(g.timeouts.of(t.name))
-	if attempt.After(deadline) {
-		attempt = deadline
+// respond finishes the answer in ctx: hop-by-hop headers out, the request id in, metrics.
+func (g *gateway) respond(ctx *fasthttp.RequestCtx, st *attemptState, u *upstream, start time.Time) {
+	h := &ctx.Response.Header
+	for _, hop := range hopHeaders {
+		h.Del(hop)
 	}
-	ctx, cancel := context.WithDeadline(r.Context(), attempt)
-	scheme, tr := "http", g.transport
-	if ep.Native {
-		scheme, tr = "https", t.mtls
-	}
-	out := &http.Request{
-		Method:     r.Method,
-		URL:        &url.URL{Scheme: scheme, Host: ep.HostPort(), Path: path, RawQuery: r.URL.RawQuery},
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     make(http.Header, len(r.Header)+3),
-		Host:       ep.HostPort(),
-	}
-	out = out.WithContext(ctx)
-	copyHeader(out.Header, r.Header, upstreamSkip)
-	if len(body) > 0 {
-		out.ContentLength = int64(len(body))
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		// Without GetBody the transport never replays a request by itself: whether one may be sent twice is
-		// the service's call (its retry policy), not the transport's.
-		if replayable {
-			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-		}
-	}
-	out.Header.Set(web.RequestIDHeader, web.RequestID(r.Context()))
-	setClientAddr(out.Header, r)
-	out.Header.Set("X-Forwarded-Host", r.Host)
-	out.Header.Set("X-Forwarded-Proto", "http")
-	end := ep.Begin()
-	resp, err := tr.RoundTrip(out)
-	if err != nil {
-		end()
-		return nil, cancel, err
-	}
-	resp.Body = &endOnClose{ReadCloser: resp.Body, end: end}
-	return resp, cancel, nil
+	h.Set(web.RequestIDHeader, st.requestID)
+	st.upstreamStatus = ctx.Response.StatusCode()
+	u.obs.observe(st.upstreamStatus, time.Since(start))
 }
 
-type endOnClose struct {
-	io.ReadCloser
-	end  func()
-	once sync.Once
-}
-
-func (e *endOnClose) Close() error {
-	err := e.ReadCloser.Close()
-	e.once.Do(e.end)
-	return err
-}
-
-func (g *gateway) respond(w http.ResponseWriter, r *http.Request, service string, ep *balancer.Endpoint, resp *http.Response, retries int, start time.Time) {
-	defer resp.Body.Close()
-	h := w.Header()
-	copyHeader(h, resp.Header, isHop)
-	h.Set(web.RequestIDHeader, web.RequestID(r.Context()))
-	w.WriteHeader(resp.StatusCode)
-	bp := copyBufs.Get().(*[]byte)
-	_, err := io.CopyBuffer(w, resp.Body, *bp)
-	copyBufs.Put(bp)
-	if err != nil {
-		g.log.Debug("copying the answer stopped", "service", service, "instance", ep.ID, "error", err)
+// connFailure reports whether err means the instance refused, reset or dropped the connection: grounds for
+// ejecting it. Timeouts are not: a slow instance is not a dead one.
+func connFailure(err error) bool {
+	if notSent(err) {
+		return true
 	}
-	g.metrics.observe(service, ep.ID, resp.StatusCode, time.Since(start))
-	web.LogFields(r, "service", service, "upstream", ep.ID, "upstream_status", resp.StatusCode, "retries", retries)
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
+
+// notSent reports whether err happened before the request reached the instance (the connection could not be
+// made), so even a request that may not be repeated can go elsewhere.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &op) && op.Op == "dial") || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// ctxHeader lets a retry policy read a fasthttp request's headers.
+type ctxHeader struct{ h *fasthttp.RequestHeader }
+
+func (c ctxHeader) Get(key string) string { return string(c.h.Peek(key)) }
 
 // retryBudget allows retries up to ratio of the requests of the current second, and at least minPerSec, so a
-// failing service is not hit with twice its load.
+// failing service is not hit with twice its load. It is lock-free: the hot path only adds to counters.
 type retryBudget struct {
 	ratio     float64
-	minPerSec int
+	minPerSec int64
 
-	mu       sync.Mutex
+	state atomic.Pointer[budgetSecond]
+}
+
+type budgetSecond struct {
 	sec      int64
-	requests int
-	retries  int
+	requests atomic.Int64
+	retries  atomic.Int64
 }
 
 func newRetryBudget(ratio float64, minPerSec int) *retryBudget {
-	return &retryBudget{ratio: ratio, minPerSec: minPerSec}
+	b := &retryBudget{ratio: ratio, minPerSec: int64(minPerSec)}
+	b.state.Store(&budgetSecond{sec: time.Now().Unix()})
+	return b
 }
 
-func (b *retryBudget) roll() {
-	if now := time.Now().Unix(); now != b.sec {
-		b.sec, b.requests, b.retries = now, 0, 0
+func (b *retryBudget) current() *budgetSecond {
+	now := time.Now().Unix()
+	s := b.state.Load()
+	if s.sec == now {
+		return s
 	}
+	next := &budgetSecond{sec: now}
+	if b.state.CompareAndSwap(s, next) {
+		return next
+	}
+	return b.state.Load()
 }
 
-func (b *retryBudget) request() {
-	b.mu.Lock()
-	b.roll()
-	b.requests++
-	b.mu.Unlock()
-}
+func (b *retryBudget) request() { b.current().requests.Add(1) }
 
 func (b *retryBudget) allowRetry() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.roll()
-	if b.retries >= max(b.minPerSec, int(b.ratio*float64(b.requests))) {
+	s := b.current()
+	limit := max(b.minPerSec, int64(b.ratio*float64(s.requests.Load())))
+	if s.retries.Add(1) > limit {
+		s.retries.Add(-1)
 		return false
 	}
-	b.retries++
 	return true
 }

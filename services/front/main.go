@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -56,11 +55,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	}()
 	sess := &sessions{log: rt.Log.Named("session"), svc: svcclient.New(rt.Ctx, rt.Consul, rt.Mesh, rt.Log, svcclient.Options{}), secure: secure}
 	ready := health.Check{Name: "discovery", Run: func(context.Context) error { return consulReadiness(services.Health()) }}
-	handler := routes(rt.Log, gw, sess, rt.Metrics, append(rt.Checks(), ready))
+	api, rest := routes(rt.Log, gw, sess, rt.Metrics, append(rt.Checks(), ready))
 	// The server gives every answer FRONT_REQUEST_TIMEOUT plus a margin to be written: a request the gateway
 	// retries still ends with an answer, never a cut connection.
-	return rt.Serve(app.Service{Handler: handler, Public: false, Ready: ready.Run,
-		Server: func(s *http.Server) { s.WriteTimeout = request + 10*time.Second }})
+	return rt.Serve(app.Service{Engine: newEngine(api, rest, rt.Log, request+10*time.Second), Public: false, Ready: ready.Run})
 }
 
 // consulReadiness: the front can serve once Consul has answered; while Consul is unreachable it keeps routing

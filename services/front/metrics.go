@@ -2,6 +2,7 @@ package main
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,10 +38,31 @@ func newGatewayMetrics(reg *metrics.Registry) *gatewayMetrics {
 	return m
 }
 
-func (m *gatewayMetrics) observe(service, instance string, code int, took time.Duration) {
-	m.requests.WithLabelValues(service, instance, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(service).Observe(took.Seconds())
+// upstreamObservers are one instance's metrics with their label values resolved once.
+type upstreamObservers struct {
+	m                 *gatewayMetrics
+	service, instance string
+	duration          prometheus.Observer
+	ejections         prometheus.Counter
+	codes             sync.Map // status code → prometheus.Counter
 }
+
+func (m *gatewayMetrics) upstream(service, instance string) *upstreamObservers {
+	return &upstreamObservers{m: m, service: service, instance: instance, duration: m.duration.WithLabelValues(service),
+		ejections: m.ejections.WithLabelValues(service, instance)}
+}
+
+// observe records one answer of the instance: its status and the time since the front received the request.
+func (o *upstreamObservers) observe(code int, took time.Duration) {
+	c, ok := o.codes.Load(code)
+	if !ok {
+		c, _ = o.codes.LoadOrStore(code, o.m.requests.WithLabelValues(o.service, o.instance, strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
+	o.duration.Observe(took.Seconds())
+}
+
+func (m *gatewayMetrics) retried(service string) { m.retries.WithLabelValues(service).Inc() }
 
 // gatewayState exports, at scrape time, what the gateway sees now: Consul staleness and each instance's
 // in-flight requests and ejection.

@@ -6,23 +6,23 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/hashicorp/go-hclog"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"shoplab/internal/health"
 	"shoplab/internal/metrics"
 	"shoplab/internal/web"
 )
 
-// routes is the front's whole HTTP surface: the gateway, the browser session, the status page and the
-// storefront.
-func routes(log hclog.Logger, g *gateway, s *sessions, reg *metrics.Registry, checks []health.Check) http.Handler {
+// routes is the front's whole HTTP surface. The gateway, /api/{service}/{path:.*} (apiRoute), is the hot path
+// and runs on fasthttp (handle_api.go): it forwards forwardedMethods, answers any other method 405. Everything
+// else — the browser session, the status page, the storefront, health and metrics — is this net/http router,
+// behind fasthttp's adaptor.
+func routes(log hclog.Logger, g *gateway, s *sessions, reg *metrics.Registry, checks []health.Check) (api, rest fasthttp.RequestHandler) {
 	r := mux.NewRouter()
 	r.NotFoundHandler = web.NotFoundHandler()
 	r.MethodNotAllowedHandler = web.MethodNotAllowedHandler()
 	r.Use(web.LabelRoutes(routeTemplate))
-
-	// The gateway forwards the methods the services' APIs use; any other method is 405 here, never forwarded.
-	r.Handle("/api/{service}/{path:.*}", handleAPI(log, g, s, pathVar("service"), pathVar("path"))).
-		Methods(http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete)
 
 	r.Handle("/session", handleSession(log, s)).Methods(http.MethodGet)
 	r.Handle("/session", handleLogin(log, s)).Methods(http.MethodPost)
@@ -37,7 +37,8 @@ func routes(log hclog.Logger, g *gateway, s *sessions, reg *metrics.Registry, ch
 	r.Handle("/health/ready", health.Ready(2*time.Second, checks...)).Methods(http.MethodGet)
 	r.Handle("/metrics", reg.Handler()).Methods(http.MethodGet)
 
-	return web.Handler(securityHeaders(r), web.Options{Log: log, Observe: reg.ObserveHTTP})
+	return newAPIHandler(log, g, s, reg).serve,
+		fasthttpadaptor.NewFastHTTPHandler(web.Handler(securityHeaders(r), web.Options{Log: log, Observe: reg.ObserveHTTP}))
 }
 
 func routeTemplate(r *http.Request) string {
@@ -46,8 +47,4 @@ func routeTemplate(r *http.Request) string {
 		return t
 	}
 	return ""
-}
-
-func pathVar(name string) func(*http.Request) string {
-	return func(r *http.Request) string { return mux.Vars(r)[name] }
 }

@@ -164,7 +164,7 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 			return
 		}
 		hash := req.fingerprint()
-		rec, err := claimKey(ctx, log, store, carts, user.UserID, key, req, now)
+		rec, created, err := claimKey(ctx, log, store, carts, user.UserID, key, req, now)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -177,8 +177,10 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 			writeStored(w, *rec.Answer)
 			return
 		}
-		o, err := store.Order(ctx, user.UserID, rec.OrderID)
-		if err != nil {
+		var o order
+		if created != nil {
+			o = *created // just stored: no need to read it back
+		} else if o, err = store.Order(ctx, user.UserID, rec.OrderID); err != nil {
 			writeError(w, r, log, err)
 			return
 		}
@@ -201,12 +203,13 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 }
 
 // claimKey returns the record of the caller's Idempotency-Key, placing the cart as a new order under it if the
-// key is new. Uniqueness comes from the key's primary key, inserted with the order in one transaction: of
-// concurrent requests with one key, one creates the order and the others get its record.
-func claimKey(ctx context.Context, log hclog.Logger, store checkoutStore, carts cartSource, userID, key string, req checkoutRequest, now func() time.Time) (keyRecord, error) {
+// key is new (then the order is returned too). Uniqueness comes from the key's primary key, inserted with the
+// order in one transaction: of concurrent requests with one key, one creates the order and the others get
+// its record.
+func claimKey(ctx context.Context, log hclog.Logger, store checkoutStore, carts cartSource, userID, key string, req checkoutRequest, now func() time.Time) (keyRecord, *order, error) {
 	rec, found, err := store.KeyRecord(ctx, userID, key)
 	if err != nil || found {
-		return rec, err
+		return rec, nil, err
 	}
 	o, err := priceCart(ctx, carts, userID, req, now)
 	if errors.Is(err, errCartEmpty) {
@@ -215,16 +218,17 @@ func claimKey(ctx context.Context, log hclog.Logger, store checkoutStore, carts 
 		if err == nil && !found {
 			err = errCartEmpty
 		}
-		return rec, err
+		return rec, nil, err
 	}
 	if err != nil {
-		return keyRecord{}, err
+		return keyRecord{}, nil, err
 	}
 	rec, created, err := store.CreateOrder(ctx, o, key, req.fingerprint())
-	if created {
-		log.Info("order created", "order_id", o.ID, "user_id", userID, "total_cents", o.TotalCents, "items", len(o.Items))
+	if err != nil || !created {
+		return rec, nil, err
 	}
-	return rec, err
+	log.Info("order created", "order_id", o.ID, "user_id", userID, "total_cents", o.TotalCents, "items", len(o.Items))
+	return rec, &o, nil
 }
 
 // priceCart turns the caller's cart into a new order priced from the catalogue.

@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"shoplab/internal/pgdb"
 )
 
 // postgresStore is orders' database: orders, their items and the idempotency keys. It is the only file with SQL.
 type postgresStore struct {
-	db *sql.DB
+	db *pgdb.DB
 }
 
 type querier interface {
@@ -220,11 +222,22 @@ func (s *postgresStore) createOrder(ctx context.Context, o order, key string, ha
 }
 
 func (s *postgresStore) StoreAnswer(ctx context.Context, userID, key string, a storedAnswer) (storedAnswer, error) {
-	if _, err := s.db.ExecContext(ctx, `
+	var (
+		got    storedAnswer
+		status sql.NullInt64
+	)
+	err := s.db.QueryRowContext(ctx, `
 		UPDATE idempotency_keys SET response_status = $1, response_body = $2
-		WHERE user_id = $3 AND key = $4 AND response_status IS NULL`, a.Status, a.Body, userID, key); err != nil {
+		WHERE user_id = $3 AND key = $4 AND response_status IS NULL
+		RETURNING response_status, response_body`, a.Status, a.Body, userID, key).Scan(&status, &got.Body)
+	switch {
+	case err == nil:
+		got.Status = int(status.Int64)
+		return got, nil
+	case !errors.Is(err, sql.ErrNoRows):
 		return storedAnswer{}, fmt.Errorf("store answer: %w", err)
 	}
+	// Another request with the key stored its answer first: that one stands.
 	rec, found, err := s.KeyRecord(ctx, userID, key)
 	if err != nil {
 		return storedAnswer{}, err
@@ -235,17 +248,25 @@ func (s *postgresStore) StoreAnswer(ctx context.Context, userID, key string, a s
 	return *rec.Answer, nil
 }
 
-func (s *postgresStore) Advance(ctx context.Context, id, from string, to transition) (order, error) {
-	if _, err := s.db.ExecContext(ctx, `
+// Advance moves o to the transition if it is still at its step (compare and set) and returns the order as
+// stored afterwards, in one round trip when it moved. An order's items never change, so they are o's.
+func (s *postgresStore) Advance(ctx context.Context, o order, to transition) (order, error) {
+	moved, err := scanOrder(s.db.QueryRowContext(ctx, `
 		UPDATE orders SET step = $1, status = $2,
 		       payment_id = coalesce(nullif($3, ''), payment_id),
 		       failure_reason = coalesce(nullif($4, ''), failure_reason),
 		       cancelled_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE cancelled_at END,
 		       updated_at = now()
-		WHERE id = $5 AND step = $6`, to.step, to.status, to.paymentID, to.reason, id, from); err != nil {
-		return order{}, fmt.Errorf("advance order %s to %s: %w", id, to.step, err)
+		WHERE id = $5 AND step = $6
+		RETURNING `+orderColumns, to.step, to.status, to.paymentID, to.reason, o.ID, o.Step))
+	switch {
+	case err == nil:
+		moved.Items = o.Items
+		return moved, nil
+	case errors.Is(err, sql.ErrNoRows): // another driver moved it first: read where it is
+		return orderByID(ctx, s.db, o.ID)
 	}
-	return orderByID(ctx, s.db, id)
+	return order{}, fmt.Errorf("advance order %s to %s: %w", o.ID, to.step, err)
 }
 
 // ClaimStuck claims up to limit unfinished orders untouched for at least age whose turn has come, oldest

@@ -39,7 +39,7 @@ func insertStuck(t *testing.T, store *postgresStore, n int) []string {
 // keep being claimed.
 func TestClaimStuckIsExclusiveAndBacksOff(t *testing.T) {
 	db := openMigrated(t)
-	store := &postgresStore{db: db}
+	store := &postgresStore{db: pgdb.Wrap(db)}
 	insertStuck(t, store, 40)
 
 	var (
@@ -79,7 +79,7 @@ func TestClaimStuckIsExclusiveAndBacksOff(t *testing.T) {
 	}
 
 	// Backoff: a failing order's wait doubles with each attempt and never blocks the fresh ones.
-	fresh := &postgresStore{db: db}
+	fresh := &postgresStore{db: pgdb.Wrap(db)}
 	if _, err := db.Exec(`UPDATE orders SET recover_after = now() - interval '1 second' WHERE id = 'ord_stuck_000'`); err != nil {
 		t.Fatal(err)
 	}

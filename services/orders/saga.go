@@ -42,9 +42,9 @@ type dependencies interface {
 
 // sagaStore persists the saga's transitions.
 type sagaStore interface {
-	// Advance moves order id from step `from` to `to` with status and the given fields, only if it is still at
-	// `from` (compare and set); it returns the order as stored afterwards, moved or not.
-	Advance(ctx context.Context, id, from string, to transition) (order, error)
+	// Advance moves order o from its step to `to` with status and the given fields, only if it is still at
+	// that step (compare and set); it returns the order as stored afterwards, moved or not.
+	Advance(ctx context.Context, o order, to transition) (order, error)
 }
 
 // transition is the new state of an order.
@@ -107,7 +107,7 @@ func (s *saga) drive(ctx context.Context, o order, c *card.Input) (order, error)
 			return o, err
 		}
 		from := o.Step
-		if o, err = s.store.Advance(ctx, o.ID, from, next); err != nil {
+		if o, err = s.store.Advance(ctx, o, next); err != nil {
 			return o, err
 		}
 		if o.Step == next.step {

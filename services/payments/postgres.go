@@ -6,11 +6,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"shoplab/internal/pgdb"
 )
 
 // postgresStore is payments' database: payments and the idempotency store. It is the only file with SQL.
 type postgresStore struct {
-	db *sql.DB
+	db *pgdb.DB
 }
 
 const paymentColumns = `id, order_id, status, amount_cents, currency, card_brand, card_last4, coalesce(decline_reason, ''), created_at`
@@ -43,7 +45,7 @@ func paymentForOrder(ctx context.Context, q queryer, orderID string) (payment, e
 }
 
 // insertPayment stores p unless its order already has a payment; it reports whether p was stored.
-func insertPayment(ctx context.Context, tx *sql.Tx, p payment) (bool, error) {
+func insertPayment(ctx context.Context, tx *pgdb.Tx, p payment) (bool, error) {
 	var brand, last4 any
 	if p.Card != nil {
 		brand, last4 = p.Card.Brand, p.Card.Last4

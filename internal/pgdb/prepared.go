@@ -1,0 +1,125 @@
+package pgdb
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"time"
+)
+
+// DB is a *sql.DB whose statements are prepared once per connection and then reused: PostgreSQL parses,
+// analyses and plans each statement once instead of on every call (with lib/pq an unprepared statement with
+// arguments is parsed and planned every time — the largest part of the database's CPU on a checkout, measured
+// in docs/benchmarks.md). Stores use it like a *sql.DB; statements are keyed by their SQL text, which in this
+// code base is constant.
+type DB struct {
+	*sql.DB
+
+	mu        sync.RWMutex
+	stmts     map[string]*sql.Stmt
+	preparing map[string]bool
+}
+
+// maxPrepared bounds the statements kept prepared; beyond it, queries run unprepared.
+const maxPrepared = 256
+
+// Wrap returns db with statement preparation.
+func Wrap(db *sql.DB) *DB {
+	return &DB{DB: db, stmts: map[string]*sql.Stmt{}, preparing: map[string]bool{}}
+}
+
+// stmt returns query's prepared statement, or nil the first time: then the statement is prepared in the
+// background, on whatever connection the pool frees next, while this call runs unprepared. Preparing in line
+// would need a second connection, which a transaction holding one of a busy pool's last could wait for
+// forever.
+func (d *DB) stmt(query string) *sql.Stmt {
+	d.mu.RLock()
+	st := d.stmts[query]
+	d.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st = d.stmts[query]; st != nil || d.preparing[query] || len(d.stmts)+len(d.preparing) >= maxPrepared {
+		return st
+	}
+	d.preparing[query] = true
+	go d.prepare(query)
+	return nil
+}
+
+func (d *DB) prepare(query string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := d.DB.PrepareContext(ctx, query)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.preparing, query)
+	if err == nil {
+		d.stmts[query] = st
+	} // else it keeps running unprepared until a later call prepares it; its own error comes back from there
+}
+
+// ExecContext runs query with args on a prepared statement.
+func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := d.stmt(query); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return d.DB.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs query with args on a prepared statement.
+func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := d.stmt(query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return d.DB.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs query with args on a prepared statement.
+func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := d.stmt(query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return d.DB.QueryRowContext(ctx, query, args...)
+}
+
+// BeginTx starts a transaction whose statements are prepared the same way.
+func (d *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
+	tx, err := d.DB.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Tx{Tx: tx, db: d}, nil
+}
+
+// Tx is a *sql.Tx whose statements use the DB's prepared statements.
+type Tx struct {
+	*sql.Tx
+	db *DB
+}
+
+// ExecContext runs query with args in the transaction, prepared.
+func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := t.db.stmt(query); st != nil {
+		return t.Tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return t.Tx.ExecContext(ctx, query, args...)
+}
+
+// QueryContext runs query with args in the transaction, prepared.
+func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := t.db.stmt(query); st != nil {
+		return t.Tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+	}
+	return t.Tx.QueryContext(ctx, query, args...)
+}
+
+// QueryRowContext runs query with args in the transaction, prepared.
+func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := t.db.stmt(query); st != nil {
+		return t.Tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return t.Tx.QueryRowContext(ctx, query, args...)
+}

@@ -1,0 +1,3 @@
+DROP TRIGGER sessions_revoked ON sessions;
+DROP FUNCTION shoplab_session_revoked();
+DROP TABLE revocations;
