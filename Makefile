@@ -15,7 +15,7 @@ BOX_SOURCE  ?= qemu.debian12
 VAGRANT_KEYS ?= $(firstword $(wildcard /usr/share/rubygems-integration/all/gems/vagrant-*/keys))
 PACKER_VARS ?=
 
-.PHONY: help build consul packer test fuzz lint run status smoke clean-data clean vm-binaries box lab-verify ui-token vm-test vm-admin admin
+.PHONY: help build consul packer test fuzz lint run status smoke clean-data clean vm-binaries box lab-verify ui-token vm-test vm-admin admin bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -94,6 +94,10 @@ ui-token: ## print the read-only token that logs into the VM lab's Consul UI
 lab-verify: build ## check the VM lab from the host: every Consul member alive, nothing critical, smoke through the front VM
 	CONSUL_HTTP_TOKEN=$$($(MAKE) --no-print-directory ui-token) $(BIN)/shoplab status --consul 127.0.0.1:$${SHOPLAB_CONSUL_UI_PORT:-8500} --members
 	$(BIN)/shoplab smoke --front http://127.0.0.1:$${SHOPLAB_FRONT_PORT:-8080}
+
+BENCH ?=
+bench: build consul ## the front against nginx (wrk), then checkouts/s through a lab; BENCH="--part gateway --rounds 5" (needs nginx, wrk)
+	$(BIN)/shoplab bench $(BENCH)
 
 vm-test: build packer vm-binaries ## prove the VM lab: bake the box, vagrant up under QEMU in a network namespace, shop through it (root)
 	scripts/vm-test.sh

@@ -72,10 +72,13 @@ func alive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-func smokeOK(t *testing.T, shoplab, front string) {
+func smokeOK(t *testing.T, shoplab, state, front string) {
 	t.Helper()
 	out, err := exec.Command(shoplab, "smoke", "--front", front).CombinedOutput()
 	if err != nil {
+		for _, id := range []string{"front-1", "catalog-1", "auth-1"} {
+			t.Logf("%s log (tail):\n%s", id, proc.TailFile(filepath.Join(state, "logs", id+".log"), 15))
+		}
 		t.Fatalf("shoplab smoke: %v\n%s", err, out)
 	}
 	if !strings.Contains(string(out), "smoke passed") {
@@ -128,7 +131,7 @@ func TestLabEndToEnd(t *testing.T) {
 	if !strings.Contains(proc.TailFile(logPath, 20), "shoplab is ready") {
 		t.Fatalf("lab output: got\n%s\nwant the ready banner with the URLs", proc.TailFile(logPath, 20))
 	}
-	smokeOK(t, shoplab, s.Front)
+	smokeOK(t, shoplab, state, s.Front)
 	operatorCommands(t, shoplab, state, bin, s.Front)
 
 	// A service dies; the lab brings it back and the shop keeps working.
@@ -155,7 +158,7 @@ func TestLabEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("shoplab status after the restart: %v\n%s", err, status)
 	}
-	smokeOK(t, shoplab, s.Front)
+	smokeOK(t, shoplab, state, s.Front)
 
 	// Ctrl-C: everything stops, nothing is left.
 	pids := []int{oldPID, s.ConsulPID, s.PostgresPID}

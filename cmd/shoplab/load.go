@@ -17,6 +17,12 @@ import (
 )
 
 func runLoad(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runLoadWith(ctx, args, getenv, stdout, stderr, nil)
+}
+
+// runLoadWith is runLoad that calls prepared, if not nil, once the accounts are ready and before the load
+// starts (shoplab bench measures the CPU the load alone costs).
+func runLoadWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, prepared func()) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	front := fs.String("front", firstNonEmpty(getenv("SHOPLAB_FRONT"), "http://127.0.0.1:8080"), "the front's URL")
 	duration := fs.Duration("duration", 30*time.Second, "how long to send load (at most 1h)")
@@ -64,6 +70,9 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("prepare: %w", err)
 	}
 	watchHints(stderr, *front)
+	if prepared != nil {
+		prepared()
+	}
 	if *scenario == "checkout" {
 		fmt.Fprintf(stderr, "load: %d shoppers checking out for %s (set a cart line, place an order, again)\n", *shoppers, *duration)
 	} else {
@@ -80,7 +89,8 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		defer func() { restocked.Wait(); r.report(stdout) }()
 	}
 	if *scenario == "checkout" {
-		elapsed := l.checkouts(ctx, *duration, *shoppers, stderr)
+		elapsed, placed := l.checkouts(ctx, *duration, *shoppers, stderr)
+		fmt.Fprintf(stdout, "checkouts: %d placed in %.1fs = %.1f/s with %d shoppers\n\n", placed, elapsed.Seconds(), float64(placed)/elapsed.Seconds(), *shoppers)
 		return l.report(stdout, elapsed, *maxErrors)
 	}
 	elapsed := l.drive(ctx, *duration, *rate, *maxInFlight, stderr)
@@ -200,8 +210,9 @@ func (l *loader) cart(ctx context.Context) {
 }
 
 // checkouts runs the checkout scenario: shoppers loops of one cart line and one order each (closed loop: each
-// shopper starts its next checkout when the last answered), for duration; it reports checkouts per second.
-func (l *loader) checkouts(ctx context.Context, duration time.Duration, shoppers int, progress io.Writer) time.Duration {
+// shopper starts its next checkout when the last answered), for duration; it returns how long they ran and how
+// many orders they placed.
+func (l *loader) checkouts(ctx context.Context, duration time.Duration, shoppers int, progress io.Writer) (time.Duration, int64) {
 	ctx, cancel := context.WithTimeout(ctx, duration)
 	defer cancel()
 	work := context.WithoutCancel(ctx) // a checkout under way finishes
@@ -238,9 +249,8 @@ func (l *loader) checkouts(ctx context.Context, duration time.Duration, shoppers
 	for {
 		select {
 		case <-done:
-			elapsed := time.Since(start)
-			fmt.Fprintf(progress, "\ncheckouts: %d placed in %.1fs = %.1f/s with %d shoppers\n", placed.Load(), elapsed.Seconds(), float64(placed.Load())/elapsed.Seconds(), shoppers)
-			return elapsed
+			fmt.Fprintln(progress)
+			return time.Since(start), placed.Load()
 		case <-t.C:
 			fmt.Fprintf(progress, "\r  %4.0fs/%-4.0fs  checkouts %-7d failed requests %-5d   ", time.Since(start).Seconds(), duration.Seconds(), placed.Load(), l.failed.Load())
 		}

@@ -5,6 +5,7 @@
 //	shoplab smoke    walk the API.md journey through the front; exit non-zero at the first failure
 //	shoplab load     bounded load of weighted journeys, then latency percentiles per step
 //	shoplab admin    the operator's commands: grant or revoke the admin role, list admins, mint a token
+//	shoplab bench    the front against nginx, then checkouts per second (make bench)
 package main
 
 import (
@@ -45,6 +46,7 @@ commands:
   smoke    walk the API.md journey through the front and stop at the first failure
   load     send bounded load of weighted journeys through the front and report latencies
   admin    grant or revoke the admin role, list the admins, print an admin's token (the local lab)
+  bench    measure the front against nginx (wrk), then checkouts per second through a lab (make bench)
 
 Run "shoplab <command> -h" for a command's flags.`
 
@@ -65,6 +67,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runLoad(ctx, rest, getenv, stdout, stderr)
 	case "admin":
 		return runAdmin(ctx, rest, getenv, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, getenv, stdout, stderr)
+	case "bench-proxy": // started by bench; not listed
+		return runBenchProxy(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

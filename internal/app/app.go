@@ -41,6 +41,7 @@ type Config struct {
 	Consul          consulx.ClientConfig
 	LogLevel        string
 	LogJSON         bool
+	LogFlush        time.Duration // how long log lines may wait to be written together (0: each at once)
 	CheckInterval   time.Duration
 	CheckTimeout    time.Duration
 	DeregisterAfter time.Duration
@@ -67,6 +68,7 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 		},
 		LogLevel:        env.String("LOG_LEVEL", "info"),
 		LogJSON:         env.String("LOG_FORMAT", "text") == "json",
+		LogFlush:        env.Duration("LOG_FLUSH_INTERVAL", 100*time.Millisecond),
 		CheckInterval:   env.Duration("CHECK_INTERVAL", 2*time.Second),
 		CheckTimeout:    env.Duration("CHECK_TIMEOUT", time.Second),
 		DeregisterAfter: env.Duration("DEREGISTER_CRITICAL_AFTER", time.Minute),
@@ -399,6 +401,7 @@ type Runtime struct {
 	Mesh    *mesh.Identity // the service's mesh identity: its leaf and the CA roots, kept current
 	stop    context.CancelFunc
 	reg     *registration
+	logs    *logOutput
 }
 
 // Checks are the readiness checks every service reports at /health/ready: its database (when it has one)
@@ -419,7 +422,8 @@ func Boot(ctx context.Context, service, defaultListen string, getenv func(string
 	if err != nil {
 		return nil, err
 	}
-	rt := &Runtime{Config: cfg, Log: cfg.Logger(stderr), Metrics: metrics.New(), reg: &registration{}}
+	out := newLogOutput(stderr, cfg.LogFlush)
+	rt := &Runtime{Config: cfg, Log: cfg.Logger(out), Metrics: metrics.New(), reg: &registration{}, logs: out}
 	rt.Ctx, rt.stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	if fsys != nil {
 		if rt.DB, rt.Ready, err = cfg.OpenDatabase(rt.Ctx, rt.Log, fsys, rt.Metrics); err != nil {
@@ -440,10 +444,11 @@ func (rt *Runtime) Serve(s Service) error {
 	return serve(rt.Ctx, rt.Config, rt.Log, rt.Consul, s, rt.reg, rt.Mesh)
 }
 
-// Close closes the database and stops listening for signals.
+// Close closes the database, stops listening for signals and writes what is left of the log.
 func (rt *Runtime) Close() {
 	if rt.DB != nil {
 		_ = rt.DB.Close()
 	}
 	rt.stop()
+	rt.logs.Flush()
 }

@@ -83,6 +83,9 @@ type Verifier struct {
 	revokedMu sync.Mutex
 	revoked   map[string]time.Time // session id → token expiry; revocation is final
 
+	verifiedMu sync.RWMutex
+	verified   map[string]verified // raw token → its checked claims (verifySignature)
+
 	feedAnswered atomic.Int64 // unix nanoseconds of the revocation feed's last whole answer (Follow)
 	maxStale     atomic.Int64 // how old that answer may be for the set alone to decide
 }
@@ -97,7 +100,7 @@ func NewVerifier(keys KeySource, session SessionCheck, o Options) *Verifier {
 	if o.Leeway <= 0 {
 		o.Leeway = 30 * time.Second
 	}
-	return &Verifier{keys: keys, session: session, now: time.Now, opts: o, revoked: map[string]time.Time{}}
+	return &Verifier{keys: keys, session: session, now: time.Now, opts: o, revoked: map[string]time.Time{}, verified: map[string]verified{}}
 }
 
 // privateClaims are the claims beside the registered ones.
@@ -110,20 +113,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if raw == "" {
 		return Claims{}, ErrMissing
 	}
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
-	if err != nil || len(tok.Headers) != 1 {
-		return Claims{}, ErrMalformed
-	}
-	key, err := v.key(ctx, tok.Headers[0].KeyID)
+	c, pc, err := v.verifySignature(ctx, raw)
 	if err != nil {
 		return Claims{}, err
-	}
-	var (
-		c  jwt.Claims
-		pc privateClaims
-	)
-	if err := tok.Claims(key.Key, &c, &pc); err != nil {
-		return Claims{}, ErrBadSig
 	}
 	err = c.ValidateWithLeeway(jwt.Expected{Issuer: Issuer, AnyAudience: jwt.Audience{Audience}, Time: v.now()}, v.opts.Leeway)
 	switch {
@@ -152,6 +144,56 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 		return Claims{}, ErrRevoked
 	}
 	return claims, nil
+}
+
+// verified is a token whose signature checked out, and with which key.
+type verified struct {
+	kid string
+	c   jwt.Claims
+	pc  privateClaims
+}
+
+// maxVerified bounds the tokens remembered as verified; past it, the memory starts afresh.
+const maxVerified = 10000
+
+// verifySignature parses raw and checks its signature against the published key it names. A token seen
+// before is not checked again while that key is still published: an Ed25519 verification is most of what a
+// request's authentication costs, and a client sends the same token again and again. Expiry, audience and
+// revocation are checked by Verify every time.
+func (v *Verifier) verifySignature(ctx context.Context, raw string) (jwt.Claims, privateClaims, error) {
+	v.verifiedMu.RLock()
+	e, seen := v.verified[raw]
+	v.verifiedMu.RUnlock()
+	if seen {
+		if set := v.set.Load(); set != nil {
+			if _, published := (*set)[e.kid]; published {
+				return e.c, e.pc, nil
+			}
+		}
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil || len(tok.Headers) != 1 {
+		return jwt.Claims{}, privateClaims{}, ErrMalformed
+	}
+	kid := tok.Headers[0].KeyID
+	key, err := v.key(ctx, kid)
+	if err != nil {
+		return jwt.Claims{}, privateClaims{}, err
+	}
+	var (
+		c  jwt.Claims
+		pc privateClaims
+	)
+	if err := tok.Claims(key.Key, &c, &pc); err != nil {
+		return jwt.Claims{}, privateClaims{}, ErrBadSig
+	}
+	v.verifiedMu.Lock()
+	if len(v.verified) >= maxVerified {
+		v.verified = make(map[string]verified, maxVerified)
+	}
+	v.verified[raw] = verified{kid: kid, c: c, pc: pc}
+	v.verifiedMu.Unlock()
+	return c, pc, nil
 }
 
 // key returns the published key kid. A known kid is a lock-free map read. An unknown one triggers a fetch,

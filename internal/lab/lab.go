@@ -44,6 +44,7 @@ type Config struct {
 	PortOffset int
 	Out        io.Writer // what the user reads
 	LogLevel   string    // services' LOG_LEVEL (default info)
+	Env        []string  // more environment for every service, over its own (e.g. AUTH_LIMIT_ADDRESS=…)
 }
 
 // Lab is a running lab.
@@ -159,6 +160,7 @@ func (l *Lab) start(ctx context.Context) (err error) {
 		if in.Service.Name == "auth" {
 			i.env = append(i.env, "AUTH_KEY_ENCRYPTION_KEY_FILE="+kek)
 		}
+		i.env = append(i.env, cfg.Env...)
 		if err := l.startInstance(i); err != nil {
 			return err
 		}

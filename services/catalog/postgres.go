@@ -126,18 +126,18 @@ func (s *postgresStore) Reserve(ctx context.Context, req reserveRequest) (reserv
 		}
 		return existing, false, tx.Commit()
 	}
-	for _, it := range req.Items {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE products SET stock = stock - $1, updated_at = now() WHERE id = $2 AND stock >= $1 AND archived_at IS NULL`, it.Quantity, it.ProductID)
+	for _, it := range req.Items { // sorted by product: concurrent reservations lock rows in one order
+		// Take the stock and record the item in one statement: no row means not enough stock (or no product).
+		res, err := tx.ExecContext(ctx, `
+			WITH took AS (
+				UPDATE products SET stock = stock - $3, updated_at = now()
+				WHERE id = $2 AND stock >= $3 AND archived_at IS NULL RETURNING id)
+			INSERT INTO reservation_items (order_id, product_id, quantity) SELECT $1, id, $3 FROM took`,
+			req.OrderID, it.ProductID, it.Quantity)
 		if err != nil {
 			return reservation{}, false, fmt.Errorf("take stock of %s: %w", it.ProductID, err)
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			if _, err := tx.ExecContext(ctx,
-				`INSERT INTO reservation_items (order_id, product_id, quantity) VALUES ($1, $2, $3)`,
-				req.OrderID, it.ProductID, it.Quantity); err != nil {
-				return reservation{}, false, fmt.Errorf("insert reservation item: %w", err)
-			}
 			continue
 		}
 		var stock int
@@ -195,6 +195,11 @@ func (s *postgresStore) Reservation(ctx context.Context, orderID string) (reserv
 // reservation that was never paid) and returning (a committed one whose order was cancelled) give the stock
 // back; releasing an order that was never reserved records the release, so a late reservation is refused.
 func (s *postgresStore) Settle(ctx context.Context, orderID, status string) (reservation, error) {
+	if status == "committed" { // the checkout's path: one statement when the reservation is as expected
+		if r, ok, err := s.commitReserved(ctx, orderID); err != nil || ok {
+			return r, err
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return reservation{}, err
@@ -234,6 +239,32 @@ func (s *postgresStore) Settle(ctx context.Context, orderID, status string) (res
 	}
 	r.Status = status
 	return r, tx.Commit()
+}
+
+// commitReserved commits a reservation that is reserved, in one statement (the UPDATE takes the row lock
+// Settle's transaction would). ok is false when it was in any other state, or missing: Settle then decides.
+func (s *postgresStore) commitReserved(ctx context.Context, orderID string) (reservation, bool, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		WITH c AS (
+			UPDATE reservations SET status = 'committed', updated_at = now()
+			WHERE order_id = $1 AND status = 'reserved' RETURNING order_id)
+		SELECT i.product_id, i.quantity FROM c JOIN reservation_items i USING (order_id) ORDER BY i.product_id`, orderID)
+	if err != nil {
+		return reservation{}, false, fmt.Errorf("commit reservation %s: %w", orderID, err)
+	}
+	defer rows.Close()
+	r := reservation{OrderID: orderID, Status: "committed", Items: []reservationItem{}}
+	for rows.Next() {
+		var it reservationItem
+		if err := rows.Scan(&it.ProductID, &it.Quantity); err != nil {
+			return reservation{}, false, fmt.Errorf("scan reservation item: %w", err)
+		}
+		r.Items = append(r.Items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return reservation{}, false, fmt.Errorf("commit reservation %s: %w", orderID, err)
+	}
+	return r, len(r.Items) > 0, nil
 }
 
 // CreateProduct stores a new product; a taken sku is errSKUTaken.

@@ -142,6 +142,7 @@ func (g *gateway) target(name string) (*target, error) {
 		if known && !public {
 			return nil, errUnknownService
 		}
+		t.ready(g.ctx)
 		return t, nil
 	}
 	if !serviceNameRe.MatchString(name) || !known || !public {
@@ -159,11 +160,19 @@ func (g *gateway) target(name string) (*target, error) {
 		g.targets[name] = t
 	}
 	g.mu.Unlock()
-	// The first request to a service waits (briefly) for its first discovery answer.
-	ctx, cancel := context.WithTimeout(g.ctx, 2*time.Second)
+	t.ready(g.ctx)
+	return t, nil
+}
+
+// ready waits (briefly) for the service's first discovery answer: the first requests to a service, whoever
+// started its watch, find its instances rather than none.
+func (t *target) ready(ctx context.Context) {
+	if t.watcher.Answered() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	_ = t.watcher.Ready(ctx)
-	return t, nil
 }
 
 // publicOnly keeps the instances that registered as public: one re-registered without the tag stops
@@ -226,12 +235,26 @@ func (g *gateway) upstream(t *target, ep *balancer.Endpoint) *upstream {
 		MaxConns:                      2048,
 		MaxIdleConnDuration:           10 * time.Second, // well under the services' 120 s: we close idle connections first
 		MaxConnWaitTimeout:            time.Second,
-		MaxIdemponentCallAttempts:     1, // the gateway decides retries, from the service's policy
+		MaxIdemponentCallAttempts:     2, // once more, and only after a stale connection (RetryIfErr)
 		DisablePathNormalizing:        true,
 		DisableHeaderNamesNormalizing: false,
 		ReadBufferSize:                16 << 10,
 		MaxResponseBodySize:           8 << 20,
-		Dial:                          func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, 2*time.Second) },
+		Dial: func(addr string) (net.Conn, error) {
+			c, err := fasthttp.DialTimeout(addr, 2*time.Second)
+			if err != nil {
+				return nil, err
+			}
+			return newCheckedConn(c), nil
+		},
+	}
+	c.RetryIfErr = func(req *fasthttp.Request, attempts int, err error) (bool, bool) {
+		// A request written on a connection found dead left nothing behind: send it again on a fresh one.
+		retry := attempts == 1 && errors.Is(err, errStaleConn)
+		if retry {
+			c.CloseIdleConnections() // their peer is most likely gone too: the retry dials afresh
+		}
+		return false, retry
 	}
 	if ep.Native {
 		c.IsTLS = true

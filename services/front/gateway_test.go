@@ -212,6 +212,35 @@ func TestGateway(t *testing.T) {
 }
 
 // TestNoPassingInstance: a public service whose only instance died answers 503 with the error body.
+// TestInstanceRestartedInPlace: an instance killed and started again at the same address, faster than Consul
+// notices, leaves the front's pool with dead keep-alive connections; the next GET still gets its answer.
+func TestInstanceRestartedInPlace(t *testing.T) {
+	st := testkit.StartStack(t)
+	old := st.Add(t, "catalog", map[string]string{"CHECK_INTERVAL": "30s"}) // Consul must not see the gap
+	front := startFront(t, st, nil)
+	products := front.URL + "/api/catalog/v1/products?limit=2"
+	l := startLoop(products, 4, 200) // several connections in the pool
+	for deadline := time.Now().Add(20 * time.Second); l.ok.Load()+l.failed.Load() < 200 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	l.finish()
+	if l.failed.Load() != 0 {
+		t.Fatalf("before the restart: got %d failed (%v); want none", l.failed.Load(), l.failures)
+	}
+	if err := old.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Start(t, "catalog-1", testkit.Binary(t, "services/catalog"), old.Env)
+	for i := range 10 {
+		if r := testkit.Call(t, "GET", products, ""); r.Status != 200 {
+			t.Fatalf("GET %d after the restart: got %d %s; want 200", i+1, r.Status, r.Body)
+		}
+	}
+	if m := testkit.Call(t, "GET", front.URL+"/metrics", "").String(); !strings.Contains(m, `shoplab_front_ejections_total{instance="catalog-1",service="catalog"} 0`) {
+		t.Fatalf("metrics: catalog-1 was ejected; want its dead connections replaced without that")
+	}
+}
+
 func TestNoPassingInstance(t *testing.T) {
 	st := testkit.StartStack(t, "catalog")
 	front := startFront(t, st, nil)

@@ -152,7 +152,7 @@ func TestCrashDuringCancel(t *testing.T) {
 		}
 	}
 	f.orders = testkit.Run(t, "orders-2", run, env)
-	if final := waitStatus(t, f, u, o.ID, 10*time.Second); final.Status != "cancelled" {
+	if final := waitFor(t, f, u, o.ID, "cancelled", 10*time.Second); final.Status != "cancelled" {
 		t.Fatalf("after recovery: got %s; want cancelled", final.Status)
 	}
 	if n := f.refunds(t, o.ID); n != 1 {

@@ -285,6 +285,20 @@ func waitStatus(t *testing.T, f *fixture, u testkit.User, id string, within time
 	}
 }
 
+// waitFor polls the order until it reaches want (or the time runs out) and returns what it saw last.
+func waitFor(t *testing.T, f *fixture, u testkit.User, id, want string, within time.Duration) orderView {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var o orderView
+		testkit.Call(t, "GET", f.orders.URL+"/v1/orders/"+id, "", u.Bearer()...).Decode(t, &o)
+		if o.Status == want || time.Now().After(deadline) {
+			return o
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func onlyOrder(t *testing.T, f *fixture, u testkit.User) orderView {
 	t.Helper()
 	var hist struct {

@@ -187,38 +187,39 @@ func (s *postgresStore) CreateOrder(ctx context.Context, o order, key string, ha
 }
 
 func (s *postgresStore) createOrder(ctx context.Context, o order, key string, hash []byte) (bool, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, err
+	// One statement: the key, the order and its items go in together, or — the key taken by a concurrent
+	// request, which this insert waits for — nothing does. (The foreign keys are checked at its end.)
+	n := len(o.Items)
+	productIDs, names := make([]string, n), make([]string, n)
+	quantities, prices, versions := make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, it := range o.Items {
+		productIDs[i], names[i] = it.ProductID, it.Name
+		quantities[i], prices[i], versions[i] = int64(it.Quantity), it.UnitPriceCents, it.CartVersion
 	}
-	defer tx.Rollback()
 	a := o.Shipping
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO orders (id, user_id, status, step, total_cents, currency, ship_name, ship_line1, ship_city,
-		                    ship_postal_code, ship_country, card_brand, card_last4, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-		o.ID, o.UserID, o.Status, o.Step, o.TotalCents, o.Currency, a.Name, a.Line1, a.City, a.PostalCode, a.Country,
-		o.CardBrand, o.CardLast4, o.CreatedAt); err != nil {
+	var created int
+	err := s.db.QueryRowContext(ctx, `
+		WITH k AS (
+			INSERT INTO idempotency_keys (user_id, key, request_hash, order_id) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (user_id, key) DO NOTHING RETURNING order_id),
+		o AS (
+			INSERT INTO orders (id, user_id, status, step, total_cents, currency, ship_name, ship_line1, ship_city,
+			                    ship_postal_code, ship_country, card_brand, card_last4, created_at)
+			SELECT order_id, $1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 FROM k
+			RETURNING id),
+		i AS (
+			INSERT INTO order_items (order_id, product_id, name, quantity, unit_price_cents, cart_version)
+			SELECT o.id, it.product_id, it.name, it.quantity, it.unit_price_cents, nullif(it.cart_version, 0)
+			FROM o, unnest($17::text[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[])
+			        AS it(product_id, name, quantity, unit_price_cents, cart_version))
+		SELECT count(*) FROM k`,
+		o.UserID, key, hash, o.ID, o.Status, o.Step, o.TotalCents, o.Currency, a.Name, a.Line1, a.City, a.PostalCode,
+		a.Country, o.CardBrand, o.CardLast4, o.CreatedAt,
+		pq.Array(productIDs), pq.Array(names), pq.Array(quantities), pq.Array(prices), pq.Array(versions)).Scan(&created)
+	if err != nil {
 		return false, fmt.Errorf("insert order: %w", err)
 	}
-	for _, it := range o.Items {
-		if _, err := tx.ExecContext(ctx, `
-			INSERT INTO order_items (order_id, product_id, name, quantity, unit_price_cents, cart_version)
-			VALUES ($1, $2, $3, $4, $5, nullif($6::bigint, 0))`,
-			o.ID, it.ProductID, it.Name, it.Quantity, it.UnitPriceCents, it.CartVersion); err != nil {
-			return false, fmt.Errorf("insert order item: %w", err)
-		}
-	}
-	res, err := tx.ExecContext(ctx, `
-		INSERT INTO idempotency_keys (user_id, key, request_hash, order_id) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (user_id, key) DO NOTHING`, o.UserID, key, hash, o.ID)
-	if err != nil {
-		return false, fmt.Errorf("insert idempotency key: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return false, nil
-	}
-	return true, tx.Commit()
+	return created == 1, nil
 }
 
 func (s *postgresStore) StoreAnswer(ctx context.Context, userID, key string, a storedAnswer) (storedAnswer, error) {

@@ -157,7 +157,7 @@ type charger interface {
 	// Charge runs one charge under key: it stores p unless the order has a payment, and stores the answer
 	// render gives, in one transaction; a key seen before returns its stored answer (errKeyReused if the
 	// fingerprint differs).
-	Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(existing payment, fresh bool) (answer, error)) (answer, error)
+	Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(existing payment, fresh bool) (answer, error)) (answer, bool, error)
 }
 
 func handleCharge(log hclog.Logger, store charger, now func() time.Time) http.Handler {
@@ -173,16 +173,16 @@ func handleCharge(log hclog.Logger, store charger, now func() time.Time) http.Ha
 			return
 		}
 		p := decide(req, now())
-		a, err := store.Charge(r.Context(), key, req.fingerprint(), p, func(got payment, fresh bool) (answer, error) {
-			if fresh {
-				log.Info("payment "+got.Status, "payment_id", got.ID, "order_id", got.OrderID, "amount_cents", got.AmountCents,
-					"currency", got.Currency, "brand", got.Card.Brand, "last4", got.Card.Last4)
-			}
+		a, created, err := store.Charge(r.Context(), key, req.fingerprint(), p, func(got payment, fresh bool) (answer, error) {
 			return render(r, got, fresh, req)
 		})
 		if err != nil {
 			writeError(w, r, log, err)
 			return
+		}
+		if created {
+			log.Info("payment "+p.Status, "payment_id", p.ID, "order_id", p.OrderID, "amount_cents", p.AmountCents,
+				"currency", p.Currency, "brand", p.Card.Brand, "last4", p.Card.Last4)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(a.Status)

@@ -66,10 +66,15 @@ func insertPayment(ctx context.Context, tx *pgdb.Tx, p payment) (bool, error) {
 	return n == 1, nil
 }
 
-func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(payment, bool) (answer, error)) (answer, error) {
+// Charge stores payment p under key and the answer render makes of it, and reports whether p was created
+// (false: the key's stored answer, or the order's earlier payment, is answered instead).
+func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(payment, bool) (answer, error)) (answer, bool, error) {
+	if a, ok, err := s.chargeFresh(ctx, key, fingerprint, p, render); err != nil || ok {
+		return a, ok, err
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return answer{}, err
+		return answer{}, false, err
 	}
 	defer tx.Rollback()
 
@@ -79,7 +84,7 @@ func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []by
 		INSERT INTO idempotency_keys (key, request_hash, status_code, response_body) VALUES ($1, $2, 0, '')
 		ON CONFLICT (key) DO NOTHING`, key, fingerprint)
 	if err != nil {
-		return answer{}, fmt.Errorf("claim idempotency key: %w", err)
+		return answer{}, false, fmt.Errorf("claim idempotency key: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		var (
@@ -88,34 +93,79 @@ func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []by
 		)
 		if err := tx.QueryRowContext(ctx, `SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE key = $1`, key).
 			Scan(&hash, &a.Status, &a.Body); err != nil {
-			return answer{}, fmt.Errorf("load idempotency key: %w", err)
+			return answer{}, false, fmt.Errorf("load idempotency key: %w", err)
 		}
 		if !bytes.Equal(hash, fingerprint) {
-			return answer{}, errKeyReused
+			return answer{}, false, errKeyReused
 		}
-		return a, tx.Commit()
+		return a, false, tx.Commit()
 	}
 
 	fresh, err := insertPayment(ctx, tx, p)
 	if err != nil {
-		return answer{}, err
+		return answer{}, false, err
 	}
 	if !fresh {
 		if p, err = paymentForOrder(ctx, tx, p.OrderID); err != nil {
-			return answer{}, err
+			return answer{}, false, err
 		}
 	}
 	a, err := render(p, fresh)
 	if err != nil {
-		return answer{}, err
+		return answer{}, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE key = $3`, a.Status, a.Body, key); err != nil {
-		return answer{}, fmt.Errorf("store idempotent answer: %w", err)
+		return answer{}, false, fmt.Errorf("store idempotent answer: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return answer{}, fmt.Errorf("commit payment: %w", err)
+		return answer{}, false, fmt.Errorf("commit payment: %w", err)
 	}
-	return a, nil
+	return a, fresh, nil
+}
+
+// chargeFresh is Charge's common case — a new key, for an order without a payment — in one statement: the
+// payment, and the key with its answer, go in together. ok is false (and nothing is stored) in any other case,
+// for Charge to decide: a concurrent request for the same order waits on the payment's unique order and then
+// finds it there.
+func (s *postgresStore) chargeFresh(ctx context.Context, key string, fingerprint []byte, p payment, render func(payment, bool) (answer, error)) (answer, bool, error) {
+	a, err := render(p, true)
+	if err != nil {
+		return answer{}, false, err
+	}
+	var brand, last4, reason any
+	if p.Card != nil {
+		brand, last4 = p.Card.Brand, p.Card.Last4
+	}
+	if p.DeclineReason != "" {
+		reason = p.DeclineReason
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return answer{}, false, err
+	}
+	defer tx.Rollback()
+	var paid, keyed int
+	if err := tx.QueryRowContext(ctx, `
+		WITH p AS (
+			INSERT INTO payments (id, order_id, status, amount_cents, currency, card_brand, card_last4, decline_reason, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (order_id) DO NOTHING RETURNING id),
+		k AS (
+			INSERT INTO idempotency_keys (key, request_hash, status_code, response_body)
+			SELECT $10, $11, $12, $13 FROM p
+			ON CONFLICT (key) DO NOTHING RETURNING key)
+		SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM k)`,
+		p.ID, p.OrderID, p.Status, p.AmountCents, p.Currency, brand, last4, reason, p.CreatedAt,
+		key, fingerprint, a.Status, a.Body).Scan(&paid, &keyed); err != nil {
+		return answer{}, false, fmt.Errorf("insert payment for order %s: %w", p.OrderID, err)
+	}
+	if paid != 1 || keyed != 1 {
+		return answer{}, false, nil // rolled back: Charge's full path decides
+	}
+	if err := tx.Commit(); err != nil {
+		return answer{}, false, fmt.Errorf("commit payment: %w", err)
+	}
+	return a, true, nil
 }
 
 func (s *postgresStore) Void(ctx context.Context, p payment) (payment, error) {

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+)
+
+// TestCheckedConn: after an idle spell, a write finds out whether the peer closed the connection, without
+// sending anything on a dead one; a live connection writes as usual.
+func TestCheckedConn(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		peerClose bool
+		want      error
+	}{
+		{"peer still there", false, nil},
+		{"peer closed while idle", true, errStaleConn},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err == nil {
+					accepted <- c
+				}
+			}()
+			raw, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := newCheckedConn(raw)
+			defer c.Close()
+			peer := <-accepted
+			defer peer.Close()
+
+			// One exchange, so the connection counts as kept alive.
+			if _, err := c.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 4)
+			if _, err := peer.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := peer.Write([]byte("pong")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+			if tc.peerClose {
+				peer.Close()
+			}
+			time.Sleep(idleCheckAfter + 20*time.Millisecond)
+			if _, err := c.Write([]byte("next")); !errors.Is(err, tc.want) {
+				t.Fatalf("write after idling: got %v; want %v", err, tc.want)
+			}
+		})
+	}
+}
