@@ -24,6 +24,12 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"smoke", "extra"}, true, "unexpected argument"},
 		{[]string{"lab", "--port-offset", "-1"}, true, "--port-offset"},
 		{[]string{"lab", "--replicas", "catalog=zero"}, true, "replicas"},
+		{[]string{"bench", "--part", "everything"}, true, "--part"},
+		{[]string{"bench", "--rounds", "0"}, true, "--rounds"},
+		{[]string{"bench", "--duration", "1h"}, true, "--duration"},
+		{[]string{"bench", "--shoppers", "4,lots"}, true, "--shoppers"},
+		{[]string{"bench", "--checkout-duration", "0s"}, true, "--checkout-duration"},
+		{[]string{"bench", "--compare-env", "NOEQUALS"}, true, "KEY=VALUE"},
 		{[]string{"status", "--consul", "127.0.0.1:1"}, false, "is the lab running"},
 		{[]string{"smoke", "--front", "http://127.0.0.1:1"}, false, "front is ready"},
 	}

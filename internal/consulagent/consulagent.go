@@ -71,16 +71,34 @@ func StartDev(ctx context.Context, o Options) (*Agent, error) {
 	if o.LogLevel == "" {
 		o.LogLevel = "warn"
 	}
-	ports, err := proc.FreePorts(4)
+	if o.HTTPPort != 0 && !proc.PortFree(fmt.Sprintf("127.0.0.1:%d", o.HTTPPort)) {
+		return nil, fmt.Errorf("Consul HTTP port 127.0.0.1:%d is taken; stop what uses it (another consul?) or choose another port", o.HTTPPort)
+	}
+	// The agent's other ports are picked free just before it starts; another process may take one in between.
+	// An agent that exits while starting is tried again (three times at most) on fresh ports.
+	var err error
+	for attempt := 1; ; attempt++ {
+		var a *Agent
+		a, err = startDev(ctx, o)
+		if err == nil {
+			return a, nil
+		}
+		if !errors.Is(err, errExitedEarly) || attempt == 3 {
+			return nil, err
+		}
+	}
+}
+
+// errExitedEarly is an agent that exited before it answered (a port taken between picking and binding).
+var errExitedEarly = errors.New("consul exited while starting")
+
+func startDev(ctx context.Context, o Options) (*Agent, error) {
+	ports, err := proc.FreePorts(4) // one call: distinct ports
 	if err != nil {
 		return nil, err
 	}
 	if o.HTTPPort == 0 {
-		if o.HTTPPort, err = proc.FreePort(); err != nil {
-			return nil, err
-		}
-	} else if !proc.PortFree(fmt.Sprintf("127.0.0.1:%d", o.HTTPPort)) {
-		return nil, fmt.Errorf("Consul HTTP port 127.0.0.1:%d is taken; stop what uses it (another consul?) or choose another port", o.HTTPPort)
+		o.HTTPPort = ports[3]
 	}
 	args := []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1", "-node", o.Node,
 		"-http-port", strconv.Itoa(o.HTTPPort), "-dns-port", "-1", "-grpc-port", "-1",
@@ -107,7 +125,11 @@ func StartDev(ctx context.Context, o Options) (*Agent, error) {
 		return nil
 	})
 	if err != nil {
+		exited, _ := p.Exited()
 		_ = a.Stop()
+		if exited {
+			return nil, fmt.Errorf("consul: %w: %w", errExitedEarly, err)
+		}
 		return nil, fmt.Errorf("consul: %w", err)
 	}
 	return a, nil
