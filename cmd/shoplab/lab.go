@@ -43,7 +43,8 @@ func runLab(ctx context.Context, args []string, getenv func(string) string, stdo
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cfg := lab.Config{State: *state, Bin: *bin, Topology: t, PortOffset: *offset, Out: stdout, LogLevel: *logLevel}
+	cfg := lab.Config{State: *state, Bin: *bin, Topology: t, PortOffset: *offset, Out: stdout, LogLevel: *logLevel,
+		PrometheusSource: filepath.Join(filepath.Dir(*topo), "prometheus")}
 	l, err := lab.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -55,10 +56,10 @@ shoplab is ready: %d instances passing in Consul after %.1fs.
   storefront   %s/
   status       %s/status
   Consul UI    %s
-  logs         %s
+%s  logs         %s
 
 Press Ctrl-C to stop (data is kept; make clean-data wipes it).
-`, len(l.Instances()), l.Ready().Seconds(), front, front, cfg.ConsulUIURL(), filepath.Join(*state, "logs"))
+`, len(l.Instances()), l.Ready().Seconds(), front, front, cfg.ConsulUIURL(), prometheusLine(l.PrometheusURL()), filepath.Join(*state, "logs"))
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nshoplab: stopping (services deregister, then PostgreSQL and Consul stop)…")
 	if err := l.Stop(); err != nil {
@@ -66,4 +67,12 @@ Press Ctrl-C to stop (data is kept; make clean-data wipes it).
 	}
 	fmt.Fprintln(stdout, "shoplab: stopped.")
 	return nil
+}
+
+// prometheusLine is the banner's Prometheus line, or nothing when the lab runs none.
+func prometheusLine(url string) string {
+	if url == "" {
+		return ""
+	}
+	return fmt.Sprintf("  Prometheus   %s/targets\n", url)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,8 @@ type labState struct {
 	ConsulPID    int     `json:"consul_pid"`
 	PostgresPID  int     `json:"postgres_pid"`
 	ReadySeconds float64 `json:"ready_seconds"`
+	Prometheus   string  `json:"prometheus"`
+	PromPID      int     `json:"prometheus_pid"`
 	Instances    []struct {
 		ID  string `json:"id"`
 		PID int    `json:"pid"`
@@ -86,6 +89,60 @@ func smokeOK(t *testing.T, shoplab, state, front string) {
 	}
 }
 
+// prometheusScrapesAll: with prometheus installed, the lab runs it, and it scrapes every instance (found
+// through Consul) and the Consul agent.
+func prometheusScrapesAll(t *testing.T, s labState) {
+	t.Helper()
+	if _, err := exec.LookPath("prometheus"); err != nil {
+		testkit.Need(t, "prometheus", err, "sudo apt-get install --no-install-recommends prometheus")
+		return
+	}
+	if s.Prometheus == "" {
+		t.Fatal("lab.json names no Prometheus; want the lab to run it when prometheus is installed")
+	}
+	want := map[string]bool{"consul": true}
+	for _, in := range s.Instances {
+		want[in.ID] = true
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var body struct {
+			Data struct {
+				ActiveTargets []struct {
+					Labels map[string]string `json:"labels"`
+					Health string            `json:"health"`
+				} `json:"activeTargets"`
+			} `json:"data"`
+		}
+		up := map[string]bool{}
+		if resp, err := http.Get(s.Prometheus + "/api/v1/targets?state=active"); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+		}
+		for _, a := range body.Data.ActiveTargets {
+			name := a.Labels["instance"]
+			if a.Labels["job"] == "consul" {
+				name = "consul"
+			}
+			up[name] = a.Health == "up"
+		}
+		missing := []string{}
+		for id := range want {
+			if !up[id] {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			t.Logf("Prometheus scrapes all %d targets", len(want))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus: %v not up within 30s (targets: %v)", missing, up)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // TestLabEndToEnd runs the lab as a user would: the built binaries as real processes. It smokes the shop,
 // kills a service (the lab restarts it) and smokes again, then stops the lab as Ctrl-C does and checks that
 // no process is left.
@@ -132,6 +189,7 @@ func TestLabEndToEnd(t *testing.T) {
 		t.Fatalf("lab output: got\n%s\nwant the ready banner with the URLs", proc.TailFile(logPath, 20))
 	}
 	smokeOK(t, shoplab, state, s.Front)
+	prometheusScrapesAll(t, s)
 	operatorCommands(t, shoplab, state, bin, s.Front)
 
 	// A service dies; the lab brings it back and the shop keeps working.
@@ -162,6 +220,9 @@ func TestLabEndToEnd(t *testing.T) {
 
 	// Ctrl-C: everything stops, nothing is left.
 	pids := []int{oldPID, s.ConsulPID, s.PostgresPID}
+	if s.PromPID != 0 {
+		pids = append(pids, s.PromPID)
+	}
 	for _, in := range s.Instances {
 		pids = append(pids, in.PID)
 	}

@@ -103,7 +103,8 @@ func startDev(ctx context.Context, o Options) (*Agent, error) {
 	args := []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1", "-node", o.Node,
 		"-http-port", strconv.Itoa(o.HTTPPort), "-dns-port", "-1", "-grpc-port", "-1",
 		"-server-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
-		"-hcl", "ports { grpc_tls = -1 }", "-log-level", o.LogLevel}
+		"-hcl", "ports { grpc_tls = -1 }", "-hcl", `telemetry { prometheus_retention_time = "1m" disable_hostname = true }`,
+		"-log-level", o.LogLevel}
 	p, err := proc.Start(proc.Spec{Name: "consul", Path: o.Binary, Args: args, LogPath: o.LogPath, ParentDeath: syscall.SIGTERM})
 	if err != nil {
 		return nil, err

@@ -45,6 +45,9 @@ type Config struct {
 	Out        io.Writer // what the user reads
 	LogLevel   string    // services' LOG_LEVEL (default info)
 	Env        []string  // more environment for every service, over its own (e.g. AUTH_LIMIT_ADDRESS=…)
+	// PrometheusSource is the directory of prometheus.yml.in and rules.yml (provisioning/prometheus): when
+	// set and a prometheus binary is on PATH, the lab runs Prometheus with them. "" runs none.
+	PrometheusSource string
 }
 
 // Lab is a running lab.
@@ -52,6 +55,7 @@ type Lab struct {
 	cfg      Config
 	consul   *consulagent.Agent
 	pg       *pgcluster.Cluster
+	prom     *Prometheus
 	lock     *os.File
 	started  time.Time
 	ready    time.Duration
@@ -172,6 +176,9 @@ func (l *Lab) start(ctx context.Context) (err error) {
 		return err
 	}
 	l.ready = time.Since(l.started)
+	if err := l.startPrometheus(ctx); err != nil {
+		return err
+	}
 	if err := l.writeState(); err != nil {
 		return err
 	}
@@ -433,12 +440,17 @@ type state struct {
 	PostgresPort int        `json:"postgres_port"`
 	ReadySeconds float64    `json:"ready_seconds"`
 	Instances    []Instance `json:"instances"`
+	Prometheus   string     `json:"prometheus,omitempty"` // its URL, when the lab runs it
+	PromPID      int        `json:"prometheus_pid,omitempty"`
 }
 
 func (l *Lab) writeState() error {
 	s := state{PID: os.Getpid(), Front: l.cfg.FrontURL(), ConsulUI: l.cfg.ConsulUIURL(), ConsulAddr: l.cfg.consulAddr(),
 		ConsulPID: l.consul.PID(), PostgresPID: l.pg.PID(), PostgresPort: PostgresPort + l.cfg.PortOffset,
-		ReadySeconds: l.ready.Seconds(), Instances: l.Instances()}
+		ReadySeconds: l.ready.Seconds(), Instances: l.Instances(), Prometheus: l.PrometheusURL()}
+	if l.prom != nil {
+		s.PromPID = l.prom.PID()
+	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err
@@ -474,6 +486,46 @@ func OperatorEnv(state, service string) ([]string, error) {
 	return env, nil
 }
 
+// startPrometheus runs Prometheus beside the lab when it is installed, scraping every instance through Consul;
+// without it the lab runs all the same and says how to get it.
+func (l *Lab) startPrometheus(ctx context.Context) error {
+	if l.cfg.PrometheusSource == "" {
+		return nil
+	}
+	bin := prometheusBinary()
+	if bin == "" {
+		l.say("Prometheus: not installed, so not started (to have it: sudo apt-get install --no-install-recommends prometheus)")
+		return nil
+	}
+	port := PrometheusPort + l.cfg.PortOffset
+	if !proc.PortFree(fmt.Sprintf("127.0.0.1:%d", port)) {
+		l.say("Prometheus: port 127.0.0.1:%d is taken, so not started", port)
+		return nil
+	}
+	dir := filepath.Join(l.cfg.State, "prometheus")
+	l.say("starting Prometheus on 127.0.0.1:%d (data in %s)", port, dir)
+	consul, err := consulx.NewClient(consulx.ClientConfig{Address: l.cfg.consulAddr()})
+	if err != nil {
+		return err
+	}
+	p, err := StartPrometheus(ctx, PrometheusOptions{Binary: bin, Dir: dir, Source: l.cfg.PrometheusSource, Port: port, Consul: consul,
+		LogPath: filepath.Join(l.cfg.State, "logs", "prometheus.log"),
+		Params:  PrometheusParams{ScrapeInterval: 5 * time.Second, ConsulAddr: l.cfg.consulAddr()}})
+	if err != nil {
+		return err
+	}
+	l.prom = p
+	return nil
+}
+
+// PrometheusURL is the lab's Prometheus, "" when it runs none.
+func (l *Lab) PrometheusURL() string {
+	if l.prom == nil {
+		return ""
+	}
+	return l.prom.URL
+}
+
 // Ready is how long Start took until every instance was passing.
 func (l *Lab) Ready() time.Duration { return l.ready }
 
@@ -488,6 +540,9 @@ func (l *Lab) Stop() error {
 	}
 	l.wg.Wait()
 	var errs []error
+	if l.prom != nil {
+		errs = append(errs, l.prom.Stop())
+	}
 	var wg sync.WaitGroup
 	var emu sync.Mutex
 	l.mu.Lock()
