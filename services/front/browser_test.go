@@ -323,3 +323,34 @@ func script(expr string) action {
 		return err
 	})
 }
+
+// TestBrowserStatusPlots: during a short load through the front, the status page draws the routed service's
+// requests/s, 5xx ratio and p99 plots from the gateway's own per-second counts.
+func TestBrowserStatusPlots(t *testing.T) {
+	ctx := newBrowserContext(t)
+	st := testkit.StartStack(t, "catalog")
+	front := startFront(t, st, nil)
+	dir := artifacts(t, "status")
+	l := startLoop(front.URL+"/api/catalog/v1/products?limit=3", 2, 3000)
+	defer l.finish()
+	for deadline := time.Now().Add(10 * time.Second); l.ok.Load() < 200 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	catalog := `[data-testid=plots][data-service=catalog]`
+	step(t, ctx, dir, "01-status-plots",
+		chromedp.Navigate(front.URL+"/status"),
+		visible(catalog),
+		poll(fmt.Sprintf(`(() => {
+			const p = document.querySelector(%q);
+			if (!p) return false;
+			const points = (series) => +(p.querySelector('svg[data-series="' + series + '"]') || {dataset: {}}).dataset.points || 0;
+			const label = p.querySelector('svg[data-series="requests/s"] text');
+			return points("requests/s") > 100 && points("p99") >= 3 && points("5xx") >= 3 &&
+				!!label && label.textContent.startsWith("requests/s: ");
+		})()`, catalog)),
+	)
+	if l.failed.Load() != 0 {
+		t.Fatalf("load: got %d failed (%v); want none", l.failed.Load(), l.failures)
+	}
+	t.Logf("screenshot in %s", dir)
+}

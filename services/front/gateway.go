@@ -56,6 +56,7 @@ type target struct {
 	name    string
 	watcher *consulx.Watcher
 	lb      *balancer.Balancer
+	traffic *traffic // the status page's plots
 
 	mu      sync.RWMutex
 	clients map[string]*upstream // by instance id
@@ -151,7 +152,7 @@ func (g *gateway) target(name string) (*target, error) {
 	g.mu.Lock()
 	if t = g.targets[name]; t == nil {
 		t = &target{name: name, watcher: consulx.WatchService(g.ctx, g.consul, name, g.log, g.watch), lb: balancer.New(g.eject),
-			clients: map[string]*upstream{}}
+			clients: map[string]*upstream{}, traffic: newTraffic()}
 		t.watcher.OnChange(func(in []consulx.Instance) {
 			pub := publicOnly(in)
 			t.lb.Update(pub)
@@ -296,6 +297,7 @@ func setClientAddr(h http.Header, r *http.Request) {
 
 // attemptState is what forward tells the access log and metrics about one request.
 type attemptState struct {
+	target         *target // the routed service, once known
 	requestID      string
 	instance       string
 	upstreamStatus int
@@ -370,6 +372,7 @@ func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, path []byte, st *
 		if connFailure(err) {
 			d := t.lb.Eject(ep)
 			u.obs.ejections.Inc()
+			t.traffic.ejected()
 			g.log.Warn("instance failed; ejected", "service", t.name, "instance", ep.ID, "for", d, "error", err)
 		}
 		if !(retryable || notSent(err)) || time.Until(deadline) < minAttempt || !g.budget.allowRetry() {

@@ -75,6 +75,9 @@ func (a *apiHandler) serve(ctx *fasthttp.RequestCtx) {
 	h.Set("Referrer-Policy", "same-origin")
 	status, took := ctx.Response.StatusCode(), time.Since(start)
 	route.Observe(status, took)
+	if st.target != nil {
+		st.target.traffic.record(status, took)
+	}
 	if a.access.IsInfo() {
 		fields := []any{"method", string(ctx.Method()), "path", string(ctx.Path()), "route", routeName, "status", status,
 			"duration_ms", float64(took.Microseconds()) / 1000, "bytes", len(ctx.Response.Body()), "request_id", st.requestID}
@@ -111,6 +114,7 @@ func (a *apiHandler) handle(ctx *fasthttp.RequestCtx, st *attemptState, route **
 	if err != nil {
 		return err
 	}
+	st.target = t
 	if err := a.s.authorize(&ctx.Request.Header, method); err != nil {
 		return err
 	}

@@ -36,6 +36,8 @@ type statusService struct {
 	Source    string           `json:"source"` // "consul", or "last_known" when Consul could not be asked
 	Passing   int              `json:"passing"`
 	Instances []statusInstance `json:"instances"`
+	// Traffic is what the gateway answered for a routed service, second by second (the page's plots).
+	Traffic *trafficSeries `json:"traffic,omitempty"`
 }
 
 type statusInstance struct {
@@ -114,6 +116,10 @@ func buildStatus(ctx context.Context, g *gateway) statusReport {
 			svc.Instances = append(svc.Instances, in)
 		}
 		sort.Slice(svc.Instances, func(i, j int) bool { return svc.Instances[i].ID < svc.Instances[j].ID })
+		if t != nil {
+			series := t.traffic.series()
+			svc.Traffic = &series
+		}
 		for _, in := range svc.Instances {
 			if strings.HasPrefix(in.Status, api.HealthPassing) {
 				svc.Passing++
