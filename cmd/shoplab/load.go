@@ -259,7 +259,7 @@ func (l *loader) checkouts(ctx context.Context, duration time.Duration, shoppers
 
 // watchHints says where to watch the shop while the load runs.
 func watchHints(out io.Writer, front string) {
-	fmt.Fprintf(out, "load: watch it on %s/status (live plots) and, when Prometheus runs, http://127.0.0.1:9090\n", strings.TrimRight(front, "/"))
+	fmt.Fprintf(out, "load: watch it on %s/status (live plots) and, when Prometheus runs, http://127.0.0.1:9095 (make run's, with the default ports)\n", strings.TrimRight(front, "/"))
 }
 
 func (l *loader) checkout(ctx context.Context) {
