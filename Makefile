@@ -57,7 +57,7 @@ run: build consul ## start the whole shop on this machine (REPLICAS=catalog=2 fo
 	$(BIN)/shoplab lab --replicas "$(REPLICAS)"
 
 status: ## show every service's instances and checks in the running lab
-	@$(BIN)/shoplab status
+	@$(BIN)/shoplab status --topology provisioning/topology.yml --replicas "$(REPLICAS)"
 
 smoke: ## walk the API journey through the running lab's front
 	$(BIN)/shoplab smoke --front http://127.0.0.1:8080

@@ -175,7 +175,8 @@ ui_token() { ruby -rjson -e 'print JSON.parse(File.read(ARGV[0]))["ui_token"]["s
 wait_all_passing() {
   local token start=$SECONDS
   token=$(ui_token)
-  until in_ns env CONSUL_HTTP_TOKEN="$token" bin/shoplab status --consul 127.0.0.1:8500 --members >"$work/status.txt" 2>&1; do
+  until in_ns env CONSUL_HTTP_TOKEN="$token" bin/shoplab status --consul 127.0.0.1:8500 --members \
+    --topology provisioning/topology.yml >"$work/status.txt" 2>&1; do
     ((SECONDS - start < 600)) || { cat "$work/status.txt" >&2; die "not every member alive and every service passing after 600s"; }
     sleep 5
   done

@@ -30,6 +30,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"bench", "--shoppers", "4,lots"}, true, "--shoppers"},
 		{[]string{"bench", "--checkout-duration", "0s"}, true, "--checkout-duration"},
 		{[]string{"bench", "--compare-env", "NOEQUALS"}, true, "KEY=VALUE"},
+		{[]string{"status", "--topology", "/nonexistent/topology.yml"}, true, "/nonexistent/topology.yml"},
 		{[]string{"status", "--consul", "127.0.0.1:1"}, false, "is the lab running"},
 		{[]string{"smoke", "--front", "http://127.0.0.1:1"}, false, "front is ready"},
 	}

@@ -208,13 +208,23 @@ func TestLabEndToEnd(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	status, err := exec.Command(shoplab, "status", "--consul", s.ConsulAddr).CombinedOutput()
+	topo := filepath.Join(mustRoot(t), "provisioning", "topology.yml")
+	statusCmd := func(extra ...string) *exec.Cmd {
+		c := exec.Command(shoplab, append([]string{"status", "--consul", s.ConsulAddr, "--topology", topo}, extra...)...)
+		c.Env = append(os.Environ(), "REPLICAS=")
+		return c
+	}
+	status, err := statusCmd().CombinedOutput()
 	for i := 0; err != nil && i < 50; i++ { // the new instance's first check may take a moment
 		time.Sleep(100 * time.Millisecond)
-		status, err = exec.Command(shoplab, "status", "--consul", s.ConsulAddr).CombinedOutput()
+		status, err = statusCmd().CombinedOutput()
 	}
 	if err != nil {
 		t.Fatalf("shoplab status after the restart: %v\n%s", err, status)
+	}
+	// Presence, not only health: a replica the topology expects but Consul lacks fails the status.
+	if out, err := statusCmd("--replicas", "catalog=2").CombinedOutput(); err == nil || !strings.Contains(string(out), "catalog: 1 of 2 expected instances passing") {
+		t.Fatalf("shoplab status expecting two catalogs: got %v\n%s\nwant a failure naming the missing catalog", err, out)
 	}
 	smokeOK(t, shoplab, state, s.Front)
 

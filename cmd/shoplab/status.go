@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,14 +14,27 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"shoplab/internal/consulx"
+	"shoplab/internal/topology"
 )
 
 func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	addr := fs.String("consul", firstNonEmpty(getenv("CONSUL_HTTP_ADDR"), "127.0.0.1:8500"), "Consul agent address")
 	members := fs.Bool("members", false, "also list the cluster's members and fail unless every one is alive")
+	topo := fs.String("topology", "", "the topology file: fail unless every service it names has as many passing instances as its replicas")
+	replicas := fs.String("replicas", getenv("REPLICAS"), "with --topology: replica counts of this run, e.g. catalog=2 (as make run and the VM lab take them)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	var expected *topology.Topology
+	if *topo != "" {
+		t, err := topology.Load(*topo)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		if expected, err = t.WithReplicas(*replicas); err != nil {
+			return usageError{err.Error()}
+		}
 	}
 	client, err := consulx.NewClient(consulx.ClientConfig{Address: *addr, Token: getenv("CONSUL_HTTP_TOKEN")})
 	if err != nil {
@@ -41,6 +55,7 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tNODE\tADDRESS\tSTATUS\tCHECKS")
 	unhealthy := 0
+	passing := map[string]int{}
 	for _, name := range names {
 		entries, _, err := client.Health().Service(name, "", false, q)
 		if err != nil {
@@ -51,6 +66,8 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 			status := e.Checks.AggregatedStatus()
 			if status != api.HealthPassing {
 				unhealthy++
+			} else {
+				passing[name]++
 			}
 			var checks []string
 			for _, c := range e.Checks {
@@ -74,10 +91,32 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 			return fmt.Errorf("%d Consul member(s) not alive", dead)
 		}
 	}
+	var problems []string
+	if expected != nil {
+		problems = missingInstances(expected, passing)
+		for _, p := range problems {
+			fmt.Fprintln(stdout, "missing:", p)
+		}
+	}
 	if unhealthy > 0 {
-		return fmt.Errorf("%d instance(s) not passing", unhealthy)
+		problems = append(problems, fmt.Sprintf("%d instance(s) not passing", unhealthy))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// missingInstances compares what is passing in Consul with what the topology expects: a service with fewer
+// passing instances than its replicas (none at all included) is missing some.
+func missingInstances(expected *topology.Topology, passing map[string]int) []string {
+	var out []string
+	for _, s := range expected.Services {
+		if got := passing[s.Name]; got < s.Replicas {
+			out = append(out, fmt.Sprintf("%s: %d of %d expected instances passing", s.Name, got, s.Replicas))
+		}
+	}
+	return out
 }
 
 func firstNonEmpty(vals ...string) string {
