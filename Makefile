@@ -88,11 +88,13 @@ admin: build ## the operator's command for make run: make admin ADMIN="grant --e
 	@[ -n "$(ADMIN)" ] || { echo 'usage: make admin ADMIN="grant --email you@example.com" (grant, revoke, list, token)' >&2; exit 2; }
 	$(BIN)/shoplab admin $(ADMIN)
 
+# The VM lab's own CA for Consul's TLS (provisioning/lab.rb makes it on vagrant up).
+LAB_CA = .lab/vm/tls/ca.pem
 ui-token: ## print the read-only token that logs into the VM lab's Consul UI
 	@ruby -rjson -e 'puts JSON.parse(File.read(".lab/vm/secrets.json"))["ui_token"]["secret"]' 2>/dev/null || { echo "no VM lab secrets yet (.lab/vm/secrets.json): run vagrant up first" >&2; exit 1; }
 
 lab-verify: build ## check the VM lab from the host: every Consul member alive, nothing critical, smoke through the front VM
-	CONSUL_HTTP_TOKEN=$$($(MAKE) --no-print-directory ui-token) $(BIN)/shoplab status --consul 127.0.0.1:$${SHOPLAB_CONSUL_UI_PORT:-8500} --members
+	CONSUL_HTTP_TOKEN=$$($(MAKE) --no-print-directory ui-token) CONSUL_CACERT=$(LAB_CA) $(BIN)/shoplab status --consul https://127.0.0.1:$${SHOPLAB_CONSUL_UI_PORT:-8500} --members
 	$(BIN)/shoplab smoke --front http://127.0.0.1:$${SHOPLAB_FRONT_PORT:-8080}
 
 BENCH ?=

@@ -4,11 +4,13 @@
 # with a fixed private address inside 192.168.56.0/21 (VirtualBox's allowed host-only range), checked here so
 # a bad plan fails when the Vagrantfile loads, not half-way through `vagrant up`. It also keeps the lab's
 # secrets — the Consul gossip key, the ACL tokens and the database passwords — generated once per lab on the
-# host, in the git-ignored .lab/vm/secrets.json (SHOPLAB_LAB_DIR moves .lab elsewhere).
+# host, in the git-ignored .lab/vm/secrets.json (SHOPLAB_LAB_DIR moves .lab elsewhere), and the lab's own
+# certificate authority for Consul's TLS with a certificate per Consul server, in .lab/vm/tls/.
 #
 # `ruby provisioning/lab.rb` prints the plan as JSON (the tests read it).
 require "ipaddr"
 require "json"
+require "openssl"
 require "securerandom"
 require "fileutils"
 require "yaml"
@@ -63,7 +65,7 @@ module Shoplab
     servers.times do |i|
       vms << VM.new(name: "consul-#{i + 1}", role: "consul-server", ip: (CONSUL_BASE.to_i + i),
                     memory: memory.positive? ? memory : 384, cpus: cpus,
-                    forwards: i.zero? ? [{ "guest" => 8500, "host" => env_int(env, "SHOPLAB_CONSUL_UI_PORT", 8500, 1, 65_535) }] : [])
+                    forwards: i.zero? ? [{ "guest" => 8501, "host" => env_int(env, "SHOPLAB_CONSUL_UI_PORT", 8500, 1, 65_535) }] : [])
     end
     load_services(root, env).each_with_index do |svc, idx|
       replicas = svc.fetch("replicas")
@@ -100,10 +102,14 @@ module Shoplab
     SecureRandom.uuid
   end
 
+  def lab_dir(root, env)
+    File.join(env.fetch("SHOPLAB_LAB_DIR", "").empty? ? File.join(root, ".lab") : env["SHOPLAB_LAB_DIR"], "vm")
+  end
+
   # secrets returns the lab's secrets, creating what is missing (a new VM or service gets its own) and
   # keeping what exists, so re-provisioning reuses the same gossip key and tokens.
   def secrets(root, vms, env = ENV)
-    dir = File.join(env.fetch("SHOPLAB_LAB_DIR", "").empty? ? File.join(root, ".lab") : env["SHOPLAB_LAB_DIR"], "vm")
+    dir = lab_dir(root, env)
     path = File.join(dir, "secrets.json")
     FileUtils.mkdir_p(dir, mode: 0o700)
     s = File.exist?(path) ? JSON.parse(File.read(path)) : {}
@@ -125,6 +131,89 @@ module Shoplab
     File.write(path, JSON.pretty_generate(s) + "\n", perm: 0o600)
     File.chmod(0o600, path)
     s
+  end
+
+  DATACENTER = "shoplab"
+  CERT_DAYS = 825
+  RENEW_DAYS = 30
+
+  # consul_tls returns the lab's Consul TLS material as PEM, making what is missing in .lab/vm/tls/ (as
+  # `consul tls ca create` and `consul tls cert create -server` would): the lab's own CA (ca.pem; its key
+  # ca-key.pem never leaves the host) and, per Consul server, a certificate for server.shoplab.consul (what
+  # verify_server_hostname checks), localhost, 127.0.0.1 (the UI's forwarded port) and the server's address.
+  # A server certificate is made again when it is missing, names another address, or expires within 30 days.
+  # Client agents get theirs from the servers (auto_encrypt). {"ca" => pem, "servers" => {name => {"cert", "key"}}}
+  def consul_tls(root, vms, env = ENV)
+    dir = File.join(lab_dir(root, env), "tls")
+    FileUtils.mkdir_p(dir, mode: 0o700)
+    ca_path = File.join(dir, "ca.pem")
+    ca_key_path = File.join(dir, "ca-key.pem")
+    if File.exist?(ca_path) && File.exist?(ca_key_path)
+      ca = OpenSSL::X509::Certificate.new(File.read(ca_path))
+      ca_key = OpenSSL::PKey.read(File.read(ca_key_path))
+    else
+      ca_key = OpenSSL::PKey::EC.generate("prime256v1")
+      ca = new_cert(ca_key, ca_key, nil, "CN=shoplab Consul CA #{SecureRandom.hex(4)}", 5 * 365) do |ef, c|
+        c.add_extension(ef.create_extension("basicConstraints", "CA:TRUE", true))
+        c.add_extension(ef.create_extension("keyUsage", "keyCertSign,cRLSign,digitalSignature", true))
+      end
+      File.write(ca_key_path, ca_key.to_pem, perm: 0o600)
+      File.write(ca_path, ca.to_pem, perm: 0o644)
+    end
+    out = { "ca" => ca.to_pem, "servers" => {} }
+    vms.select { |vm| vm.role == "consul-server" }.each do |vm|
+      cert_path = File.join(dir, "#{vm.name}.pem")
+      key_path = File.join(dir, "#{vm.name}-key.pem")
+      sans = "DNS:server.#{DATACENTER}.consul,DNS:localhost,IP:127.0.0.1,IP:#{vm.ip}"
+      unless current?(cert_path, key_path, ca, sans)
+        key = OpenSSL::PKey::EC.generate("prime256v1")
+        cert = new_cert(key, ca_key, ca, "CN=server.#{DATACENTER}.consul", CERT_DAYS) do |ef, c|
+          c.add_extension(ef.create_extension("basicConstraints", "CA:FALSE", true))
+          c.add_extension(ef.create_extension("keyUsage", "digitalSignature,keyEncipherment", true))
+          # Servers dial each other too: the same certificate serves both ends of RPC.
+          c.add_extension(ef.create_extension("extendedKeyUsage", "serverAuth,clientAuth", false))
+          c.add_extension(ef.create_extension("subjectAltName", sans, false))
+        end
+        File.write(key_path, key.to_pem, perm: 0o600)
+        File.write(cert_path, cert.to_pem, perm: 0o644)
+      end
+      out["servers"][vm.name] = { "cert" => File.read(cert_path), "key" => File.read(key_path) }
+    end
+    out
+  end
+
+  # new_cert makes a certificate for key, signed by signer_key (self-signed when issuer is nil); the block adds
+  # the extensions.
+  def new_cert(key, signer_key, issuer, subject, days)
+    cert = OpenSSL::X509::Certificate.new
+    cert.version = 2
+    cert.serial = OpenSSL::BN.new(SecureRandom.hex(16), 16)
+    cert.subject = OpenSSL::X509::Name.parse(subject)
+    cert.issuer = issuer ? issuer.subject : cert.subject
+    cert.public_key = key
+    cert.not_before = Time.now - 60
+    cert.not_after = Time.now + days * 86_400
+    ef = OpenSSL::X509::ExtensionFactory.new
+    ef.subject_certificate = cert
+    ef.issuer_certificate = issuer || cert
+    yield ef, cert
+    cert.add_extension(ef.create_extension("subjectKeyIdentifier", "hash", false))
+    cert.add_extension(ef.create_extension("authorityKeyIdentifier", "keyid:always", false)) if issuer
+    cert.sign(signer_key, OpenSSL::Digest.new("SHA256"))
+    cert
+  end
+
+  # current? reports whether the certificate at path exists with its key, was signed by ca, names exactly
+  # sans and stays valid for RENEW_DAYS more.
+  def current?(path, key_path, ca, sans)
+    return false unless File.exist?(path) && File.exist?(key_path)
+
+    cert = OpenSSL::X509::Certificate.new(File.read(path))
+    ext = cert.extensions.find { |e| e.oid == "subjectAltName" }
+    have = ext ? ext.value.split(", ").map { |v| v.sub("IP Address:", "IP:") }.sort : []
+    cert.verify(ca.public_key) && cert.not_after > Time.now + RENEW_DAYS * 86_400 && have == sans.split(",").sort
+  rescue OpenSSL::OpenSSLError
+    false
   end
 
   # acl_spec is what the first Consul server creates: one line per token, "kind name accessor secret".
@@ -172,6 +261,11 @@ if $PROGRAM_NAME == __FILE__
   begin
     vms = Shoplab.plan(root)
     intentions = Shoplab.intentions(root).split("\n").map { |l| JSON.parse(l) }
+    if ARGV.first == "tls" # make the lab's Consul TLS material (tests, and hosts that want it before vagrant up)
+      tls = Shoplab.consul_tls(root, vms)
+      puts JSON.pretty_generate("dir" => File.join(Shoplab.lab_dir(root, ENV), "tls"), "servers" => tls["servers"].keys)
+      exit 0
+    end
     puts JSON.pretty_generate("network" => "#{Shoplab::NETWORK}/21", "vms" => vms.map(&:to_h), "intentions" => intentions)
   rescue Shoplab::PlanError => e
     warn "shoplab: #{e.message}"

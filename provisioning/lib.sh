@@ -70,14 +70,43 @@ install_services() {
   install -m 0644 "$SHOPLAB_DIR/systemd/shoplab@.service" /etc/systemd/system/shoplab@.service
 }
 
+CONSUL_TLS_DIR=${CONSUL_TLS_DIR:-/etc/consul.d/tls}
+
+# install_consul_tls puts the lab's Consul TLS material, made on the host (lab.rb) and passed base64-encoded
+# in the environment, into CONSUL_TLS_DIR: every agent gets the lab's CA (CONSUL_TLS_CA), a server also its
+# own certificate and key (CONSUL_TLS_CERT, CONSUL_TLS_KEY; the key readable by root and consul only).
+install_consul_tls() {
+  : "${CONSUL_TLS_CA:?the lab CA (base64 PEM) is missing}"
+  install -d -o root -g consul -m 0750 "$CONSUL_TLS_DIR"
+  local tmp
+  tmp=$(mktemp)
+  printf '%s' "$CONSUL_TLS_CA" | base64 -d >"$tmp" || die "CONSUL_TLS_CA is not base64"
+  install -o root -g consul -m 0644 "$tmp" "$CONSUL_TLS_DIR/ca.pem"
+  if [[ $SHOPLAB_ROLE == consul-server ]]; then
+    : "${CONSUL_TLS_CERT:?the server certificate (base64 PEM) is missing}" "${CONSUL_TLS_KEY:?the server key (base64 PEM) is missing}"
+    printf '%s' "$CONSUL_TLS_CERT" | base64 -d >"$tmp" || die "CONSUL_TLS_CERT is not base64"
+    install -o root -g consul -m 0644 "$tmp" "$CONSUL_TLS_DIR/server.pem"
+    chmod 0600 "$tmp"
+    printf '%s' "$CONSUL_TLS_KEY" | base64 -d >"$tmp" || die "CONSUL_TLS_KEY is not base64"
+    install -o root -g consul -m 0640 "$tmp" "$CONSUL_TLS_DIR/server-key.pem"
+  fi
+  rm -f "$tmp"
+}
+
 # render_consul_config writes the agent's configuration to $1 from the environment:
 #   SHOPLAB_ROLE (consul-server or other), SHOPLAB_NODE, SHOPLAB_IP, SHOPLAB_SERVERS (comma-separated IPs),
-#   CONSUL_GOSSIP_KEY, CONSUL_AGENT_TOKEN, CONSUL_DNS_TOKEN, and for servers CONSUL_MANAGEMENT_TOKEN.
+#   CONSUL_GOSSIP_KEY, CONSUL_AGENT_TOKEN, CONSUL_DNS_TOKEN, and for servers CONSUL_MANAGEMENT_TOKEN; the TLS
+#   files are those install_consul_tls puts in CONSUL_TLS_DIR.
 # Consul binds and advertises on the private address explicitly: a VM has several NICs.
+# Consul's own traffic is TLS as its security model describes: gossip encrypted with the lab's key; RPC between
+# agents and servers verified both ways against the lab's CA, servers proving server.shoplab.consul
+# (verify_server_hostname), clients getting their certificates from the servers (auto_encrypt); a server's
+# HTTP API is plain on loopback only (local tools) and HTTPS on 8501 for the lab network and the forwarded UI;
+# a client's HTTP API stays on loopback.
 render_consul_config() {
   : "${SHOPLAB_ROLE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_SERVERS:?}" "${CONSUL_GOSSIP_KEY:?}"
   : "${CONSUL_AGENT_TOKEN:?}" "${CONSUL_DNS_TOKEN:?}"
-  local out=$1 join="" ip
+  local out=$1 join="" ip tls=$CONSUL_TLS_DIR
   IFS=, read -r -a servers <<<"$SHOPLAB_SERVERS"
   for ip in "${servers[@]}"; do join+="\"$ip\", "; done
   join=${join%, }
@@ -95,6 +124,9 @@ log_level      = "INFO"
 
 ports {
   dns = 8600
+HCL
+    if [[ $SHOPLAB_ROLE == consul-server ]]; then printf "  https = 8501\n"; fi
+    cat <<HCL
 }
 
 # The service mesh: Consul's CA issues every service its leaf certificate (the services are Connect-native).
@@ -124,9 +156,33 @@ HCL
 
 server           = true
 bootstrap_expect = ${#servers[@]}
-# The UI and API answer on every interface (reached from the host through a forwarded port); the ACL default
-# policy is deny, so nothing is readable without a token.
+# The UI and API answer over HTTPS on every interface (reached from the host through a forwarded port) and in
+# plain HTTP on loopback only; the ACL default policy is deny, so nothing is readable without a token.
 client_addr = "0.0.0.0"
+addresses {
+  http = "127.0.0.1"
+}
+
+tls {
+  defaults {
+    ca_file         = "$tls/ca.pem"
+    cert_file       = "$tls/server.pem"
+    key_file        = "$tls/server-key.pem"
+    verify_incoming = true
+    verify_outgoing = true
+  }
+  internal_rpc {
+    verify_server_hostname = true
+  }
+  # Browsers and the host's tools verify the server; they carry no client certificate.
+  https {
+    verify_incoming = false
+  }
+}
+
+auto_encrypt {
+  allow_tls = true
+}
 
 ui_config {
   enabled = true
@@ -137,6 +193,21 @@ HCL
 
 server      = false
 client_addr = "127.0.0.1"
+
+tls {
+  defaults {
+    ca_file         = "$tls/ca.pem"
+    verify_outgoing = true
+  }
+  internal_rpc {
+    verify_server_hostname = true
+  }
+}
+
+# The servers issue this agent its RPC certificate (signed by Consul's own CA, which the servers trust for RPC).
+auto_encrypt {
+  tls = true
+}
 HCL
     fi
   } >"$out"
@@ -144,6 +215,7 @@ HCL
 
 configure_consul() {
   local tmp
+  install_consul_tls
   tmp=$(mktemp --suffix=.hcl) # consul validate reads the format from the extension
   render_consul_config "$tmp"
   consul validate "$tmp" >/dev/null || die "the rendered Consul configuration does not validate (kept in $tmp)"

@@ -8,7 +8,9 @@
 #               namespace made here, so every VM address exists only inside it
 #   5. checks   from inside the namespace: every Consul member alive and every service passing, Consul DNS
 #               in a VM, `shoplab smoke` through the front VM; then one catalog VM halted and smoke again;
-#               then that VM up again (vagrant halt && vagrant up keeps working) and both catalogs passing
+#               then that VM up again (vagrant halt && vagrant up keeps working) and both catalogs passing;
+#               Consul's TLS: the server's API is HTTPS with the lab's CA (plain HTTP refused off loopback),
+#               and an agent without the CA (scripts/vm-intruder.sh on front-1) is refused by the servers' RPC
 #   6. destroy  vagrant destroy -f; the daemons stopped by PID; the namespace deleted — on failure too
 # Settings: SHOPLAB_VMTEST_DIR (work directory, default /var/tmp/shoplab-vmtest: several GB), and the
 # Vagrantfile's SHOPLAB_* variables (this script sets the ones this machine needs). Runs as root.
@@ -170,12 +172,16 @@ phase_up() {
 
 ui_token() { ruby -rjson -e 'print JSON.parse(File.read(ARGV[0]))["ui_token"]["secret"]' "$SHOPLAB_LAB_DIR/vm/secrets.json"; }
 
+# The lab's Consul API from the host: HTTPS through the forwarded port, verified with the lab's own CA.
+consul_api=https://127.0.0.1:8500
+export CONSUL_CACERT=$SHOPLAB_LAB_DIR/vm/tls/ca.pem
+
 # wait_all_passing waits (bounded) until every member is alive and every service passing, seen from the host
 # side of the namespace through the forwarded Consul port.
 wait_all_passing() {
   local token start=$SECONDS
   token=$(ui_token)
-  until in_ns env CONSUL_HTTP_TOKEN="$token" bin/shoplab status --consul 127.0.0.1:8500 --members \
+  until in_ns env CONSUL_HTTP_TOKEN="$token" bin/shoplab status --consul "$consul_api" --members \
     --topology provisioning/topology.yml >"$work/status.txt" 2>&1; do
     ((SECONDS - start < 600)) || { cat "$work/status.txt" >&2; die "not every member alive and every service passing after 600s"; }
     sleep 5
@@ -221,6 +227,29 @@ check_no_secret_in_argv() {
   log "no lab secret in any process's command line on consul-1, auth-1, orders-1"
 }
 
+# check_consul_tls: the Consul server's API is HTTPS on the lab network, verified with the lab's CA and refused
+# without it; plain HTTP answers on the server's loopback only; an agent without the CA joins the gossip but
+# the servers refuse its RPC (and say so in their log).
+check_consul_tls() {
+  local srv=192.168.56.10 out code
+  out=$(in_ns curl -s -m 10 --cacert "$CONSUL_CACERT" "https://$srv:8501/v1/status/leader") || die "HTTPS to consul-1 with the lab CA failed"
+  [[ $out == *"$srv:8300"* ]] || die "HTTPS to consul-1 with the lab CA: got '$out'; want the leader $srv:8300"
+  code=0
+  in_ns curl -s -m 10 -o /dev/null "https://$srv:8501/v1/status/leader" 2>/dev/null || code=$?
+  ((code == 60)) || die "HTTPS to consul-1 without the lab CA: got curl exit $code; want 60 (certificate not trusted)"
+  code=0
+  in_ns curl -s -m 10 -o /dev/null "http://$srv:8500/v1/status/leader" 2>/dev/null || code=$?
+  ((code == 7)) || die "plain HTTP to consul-1 from the lab network: got curl exit $code; want 7 (refused)"
+  log "Consul TLS: consul-1's API answers HTTPS with the lab CA, is untrusted without it (curl exit 60), refuses plain HTTP off loopback"
+  in_ns vagrant ssh front-1 -c "echo $(base64 -w0 scripts/vm-intruder.sh) | base64 -d | sudo bash" >"$work/intruder.log" 2>&1 ||
+    { cat "$work/intruder.log" >&2; die "an agent without the lab CA on front-1"; }
+  grep '^intruder:' "$work/intruder.log" >&2
+  in_ns vagrant ssh consul-1 -c "sudo journalctl -u consul --no-pager" >"$work/consul-1-journal.txt" 2>/dev/null || true
+  code=$(grep -c 'Non-TLS connection attempted with VerifyIncoming set' "$work/consul-1-journal.txt" || true)
+  ((code > 0)) || die "consul-1's log does not show the intruder's RPC refused (see $work/consul-1-journal.txt)"
+  log "Consul TLS: consul-1 refused $code non-TLS RPC connection(s) from the intruder"
+}
+
 phase_checks() {
   wait_all_passing
   check_mesh
@@ -241,6 +270,8 @@ phase_checks() {
   timeout 900 ip netns exec "$ns" vagrant up catalog-2 >"$work/up-again.log" 2>&1 || { tail -10 "$work/up-again.log" >&2; die "vagrant up catalog-2 after halt"; }
   wait_catalogs 2
   wait_all_passing
+  # Last: the intruder stays in the member list as "left" for a while.
+  check_consul_tls
 }
 
 # wait_catalogs N waits (bounded) until exactly N catalog instances are passing.
@@ -248,7 +279,7 @@ wait_catalogs() {
   local want=$1 token start=$SECONDS n
   token=$(ui_token)
   while :; do
-    n=$(in_ns env CONSUL_HTTP_TOKEN="$token" bin/shoplab status --consul 127.0.0.1:8500 2>/dev/null | awk '$1 == "catalog" && $5 == "passing"' | wc -l) || true
+    n=$(in_ns env CONSUL_HTTP_TOKEN="$token" bin/shoplab status --consul "$consul_api" 2>/dev/null | awk '$1 == "catalog" && $5 == "passing"' | wc -l) || true
     [[ $n == "$want" ]] && break
     ((SECONDS - start < 600)) || die "catalog did not settle to $want passing instance(s) within 600s"
     sleep 3

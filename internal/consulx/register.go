@@ -44,7 +44,13 @@ func NewClient(cc ClientConfig) (*api.Client, error) {
 	// Blocking queries hold a connection open for WaitTime; the transport must allow several at once.
 	cfg.Transport.MaxIdleConnsPerHost = 16
 	if cc.Timeout > 0 {
-		cfg.HttpClient = &http.Client{Transport: cfg.Transport, Timeout: cc.Timeout}
+		// Built as the library would (CONSUL_CACERT and the other TLS settings apply), then bounded.
+		hc, err := api.NewHttpClient(cfg.Transport, cfg.TLSConfig)
+		if err != nil {
+			return nil, fmt.Errorf("consul client for %s: %w", cc.Address, err)
+		}
+		hc.Timeout = cc.Timeout
+		cfg.HttpClient = hc
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
