@@ -117,8 +117,10 @@ func (id *Identity) Leaf() *x509.Certificate { return id.leafX509.Load() }
 
 var errNoCertificate = errors.New("no mesh certificate yet")
 
+// certificate is the leaf to present, once the roots are known too: the leaf arrives from its own watch and
+// may come first, and a handshake whose peer cannot be verified yet would only fail.
 func (id *Identity) certificate() (*tls.Certificate, error) {
-	if c := id.leaf.Load(); c != nil {
+	if c := id.leaf.Load(); c != nil && id.roots.Load() != nil {
 		return c, nil
 	}
 	return nil, errNoCertificate
