@@ -223,7 +223,14 @@ configure_consul() {
   rm -f "$tmp"
   systemctl daemon-reload
   systemctl enable consul.service
-  systemctl restart consul.service
+  if [[ $SHOPLAB_ROLE == consul-server ]]; then
+    systemctl restart consul.service
+  else
+    # A client is ready only once a server has signed its certificate (auto_encrypt), which needs the server
+    # up and this agent's token created: wait for that, bounded, without holding systemctl.
+    systemctl restart --no-block consul.service
+    wait_for "the Consul agent (its certificate from the servers)" 900 systemctl is-active --quiet consul.service
+  fi
 }
 
 # acl_rules prints the ACL rules of a token kind: an agent may write its own node, a service its own service

@@ -164,10 +164,18 @@ start_daemons() {
   virsh pool-start "$pool" >/dev/null
 }
 
+# phase_up: vagrant up, and once more if it fails: under software emulation an SSH session to a VM that is
+# still booting can drop ("closed stream" while Vagrant swaps its key). The second `vagrant up --provision`
+# provisions every VM again (provisioning is idempotent); a real failure fails twice and is reported.
 phase_up() {
   start_daemons
-  timeout 2400 ip netns exec "$ns" vagrant up >"$work/up.log" 2>&1 ||
-    { grep -E 'error|Error' "$work/up.log" | tail -20 >&2; die "vagrant up (log: $work/up.log)"; }
+  if ! timeout 2400 ip netns exec "$ns" vagrant up >"$work/up.log" 2>&1; then
+    grep -E 'error|Error' "$work/up.log" | tail -20 >&2
+    log "vagrant up failed (log: $work/up.log); once more with --provision"
+    timeout 1800 ip netns exec "$ns" vagrant up --provision >"$work/up-again-all.log" 2>&1 ||
+      { grep -E 'error|Error' "$work/up-again-all.log" | tail -20 >&2; die "vagrant up, twice (logs: $work/up.log, $work/up-again-all.log)"; }
+    log "vagrant up succeeded the second time"
+  fi
 }
 
 ui_token() { ruby -rjson -e 'print JSON.parse(File.read(ARGV[0]))["ui_token"]["secret"]' "$SHOPLAB_LAB_DIR/vm/secrets.json"; }
