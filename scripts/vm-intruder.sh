@@ -6,12 +6,13 @@
 # log; exits non-zero when the intruder gets an answer or never joins. The intruder leaves and its files go.
 set -euo pipefail
 
-cfg=/etc/consul.d/consul.hcl
+cfg=${CONSUL_CONFIG:-/etc/consul.d/consul.hcl} # the VM agent's configuration
 value() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\\(.*\\)\"[[:space:]]*$/\\1/p" "$cfg" | head -1; }
 key=$(value encrypt)
 token=$(value agent)
 ip=$(value bind_addr)
-join=$(sed -n 's/^retry_join[[:space:]]*=[[:space:]]*\(\[.*\]\)[[:space:]]*$/\1/p' "$cfg")
+# The servers' gossip port spelled out: a join address without one means the agent's own port (18301 here).
+join=$(sed -n 's/^retry_join[[:space:]]*=[[:space:]]*\(\[.*\]\)[[:space:]]*$/\1/p' "$cfg" | sed 's/"\([^":]*\)"/"\1:8301"/g')
 [[ -n $key && -n $token && -n $ip && -n $join ]] || {
   echo "intruder: could not read the agent's settings from $cfg" >&2
   exit 1
@@ -62,12 +63,14 @@ printf 'X-Consul-Token: %s\n' "$token" >"$dir/headers" # the token in a file, ne
 consul agent -config-file "$dir/intruder.hcl" >"$dir/log" 2>&1 &
 pid=$!
 
+# Joined the gossip: its own log says so (its HTTP API cannot tell: every ACL check there needs the servers).
 joined=no
 for _ in $(seq 1 60); do
-  if curl -sf -m 5 -H @"$dir/headers" http://127.0.0.1:18500/v1/agent/members 2>/dev/null | grep -q '"Name":"consul-1"'; then
+  if grep -q '(LAN) joined' "$dir/log"; then
     joined=yes
     break
   fi
+  kill -0 "$pid" 2>/dev/null || break # it exited
   sleep 1
 done
 [[ $joined == yes ]] || {
