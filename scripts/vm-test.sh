@@ -164,18 +164,28 @@ start_daemons() {
   virsh pool-start "$pool" >/dev/null
 }
 
-# phase_up: vagrant up, and once more if it fails: under software emulation an SSH session to a VM that is
-# still booting can drop ("closed stream" while Vagrant swaps its key). The second `vagrant up --provision`
-# provisions every VM again (provisioning is idempotent); a real failure fails twice and is reported.
+# vagrant_up LOG [MACHINE...]: vagrant up, and once more if it fails: under software emulation an SSH session
+# to a VM that is still booting can drop ("closed stream" while Vagrant swaps its key or uploads a file). The
+# second run adds --provision, which provisions those VMs again (provisioning is idempotent); a real failure
+# fails twice and is reported.
+vagrant_up() {
+  local log=$1
+  shift
+  if ! timeout 2400 ip netns exec "$ns" vagrant up "$@" >"$log" 2>&1; then
+    grep -E 'error|Error' "$log" | tail -20 >&2
+    log "vagrant up $* failed (log: $log); once more with --provision"
+    timeout 1800 ip netns exec "$ns" vagrant up --provision "$@" >"$log.again" 2>&1 ||
+      { grep -E 'error|Error' "$log.again" | tail -20 >&2; die "vagrant up $*, twice (logs: $log, $log.again)"; }
+    log "vagrant up $* succeeded the second time"
+  fi
+}
+
+# phase_up: the Consul server first, alone (every other agent needs it to sign its certificate, and it boots
+# faster without seven others beside it), then the rest of the lab together.
 phase_up() {
   start_daemons
-  if ! timeout 2400 ip netns exec "$ns" vagrant up >"$work/up.log" 2>&1; then
-    grep -E 'error|Error' "$work/up.log" | tail -20 >&2
-    log "vagrant up failed (log: $work/up.log); once more with --provision"
-    timeout 1800 ip netns exec "$ns" vagrant up --provision >"$work/up-again-all.log" 2>&1 ||
-      { grep -E 'error|Error' "$work/up-again-all.log" | tail -20 >&2; die "vagrant up, twice (logs: $work/up.log, $work/up-again-all.log)"; }
-    log "vagrant up succeeded the second time"
-  fi
+  vagrant_up "$work/up-consul.log" consul-1
+  vagrant_up "$work/up.log"
 }
 
 ui_token() { ruby -rjson -e 'print JSON.parse(File.read(ARGV[0]))["ui_token"]["secret"]' "$SHOPLAB_LAB_DIR/vm/secrets.json"; }
