@@ -146,18 +146,6 @@ func startConsul(t *testing.T, consul, role, node, tlsDir string, env []string, 
 	return c
 }
 
-// eventually retries ok every 250 ms for at most limit.
-func eventually(limit time.Duration, ok func() error) error {
-	deadline := time.Now().Add(limit)
-	for {
-		err := ok()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 // TestConsulTLS: the configurations provisioning renders, with the lab's CA and certificates, in real Consul
 // agents on loopback. The server answers HTTPS only to clients that trust the lab's CA and plain HTTP on
 // loopback; a client agent with the CA alone gets its RPC certificate from the server (auto_encrypt) and reads
@@ -204,7 +192,7 @@ func TestConsulTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := eventually(60*time.Second, func() error {
+	if err := proc.WaitFor(server.p, 60*time.Second, 250*time.Millisecond, func() error {
 		leader, err := c.Status().Leader()
 		if err == nil && leader == "" {
 			err = errors.New("no leader yet")
@@ -267,13 +255,10 @@ func TestConsulTLS(t *testing.T) {
 		}
 		return nil
 	}
-	if err := eventually(60*time.Second, func() error { return nodes(clientHTTP) }); err != nil {
+	if err := proc.WaitFor(client.p, 60*time.Second, 250*time.Millisecond, func() error { return nodes(clientHTTP) }); err != nil {
 		t.Fatalf("client agent with auto_encrypt: %v\nclient log:\n%s\nserver log:\n%s", err, proc.TailFile(client.log, 30), proc.TailFile(server.log, 30))
 	}
 	step("client agent got its certificate (auto_encrypt) and read the catalogue")
-	if !strings.Contains(client.logs(), "auto_encrypt") && !strings.Contains(client.logs(), "AutoEncrypt") && !strings.Contains(client.logs(), "auto-encrypt") {
-		t.Logf("note: the client's log does not name auto_encrypt")
-	}
 
 	// An agent with the gossip key and a valid token but without the CA: gossip lets it in, RPC does not.
 	intruderHTTP := ports[6]
@@ -295,7 +280,7 @@ ports {
  grpc_tls = -1
 }
 %s`, gossip, clientToken, ports[7], intruderHTTP, join))
-	if err := eventually(60*time.Second, func() error {
+	if err := proc.WaitFor(intruder.p, 60*time.Second, 250*time.Millisecond, func() error {
 		members, err := c.Agent().Members(false)
 		if err != nil {
 			return err

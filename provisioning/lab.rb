@@ -260,12 +260,12 @@ if $PROGRAM_NAME == __FILE__
   root = File.expand_path("..", __dir__)
   begin
     vms = Shoplab.plan(root)
-    intentions = Shoplab.intentions(root).split("\n").map { |l| JSON.parse(l) }
     if ARGV.first == "tls" # make the lab's Consul TLS material (tests, and hosts that want it before vagrant up)
       tls = Shoplab.consul_tls(root, vms)
       puts JSON.pretty_generate("dir" => File.join(Shoplab.lab_dir(root, ENV), "tls"), "servers" => tls["servers"].keys)
       exit 0
     end
+    intentions = Shoplab.intentions(root).split("\n").map { |l| JSON.parse(l) }
     puts JSON.pretty_generate("network" => "#{Shoplab::NETWORK}/21", "vms" => vms.map(&:to_h), "intentions" => intentions)
   rescue Shoplab::PlanError => e
     warn "shoplab: #{e.message}"

@@ -79,14 +79,13 @@ install_consul_tls() {
   : "${CONSUL_TLS_CA:?the lab CA (base64 PEM) is missing}"
   install -d -o root -g consul -m 0750 "$CONSUL_TLS_DIR"
   local tmp
-  tmp=$(mktemp)
+  tmp=$(mktemp) # 0600: the server's key passes through it
   printf '%s' "$CONSUL_TLS_CA" | base64 -d >"$tmp" || die "CONSUL_TLS_CA is not base64"
   install -o root -g consul -m 0644 "$tmp" "$CONSUL_TLS_DIR/ca.pem"
   if [[ $SHOPLAB_ROLE == consul-server ]]; then
     : "${CONSUL_TLS_CERT:?the server certificate (base64 PEM) is missing}" "${CONSUL_TLS_KEY:?the server key (base64 PEM) is missing}"
     printf '%s' "$CONSUL_TLS_CERT" | base64 -d >"$tmp" || die "CONSUL_TLS_CERT is not base64"
     install -o root -g consul -m 0644 "$tmp" "$CONSUL_TLS_DIR/server.pem"
-    chmod 0600 "$tmp"
     printf '%s' "$CONSUL_TLS_KEY" | base64 -d >"$tmp" || die "CONSUL_TLS_KEY is not base64"
     install -o root -g consul -m 0640 "$tmp" "$CONSUL_TLS_DIR/server-key.pem"
   fi
