@@ -62,10 +62,21 @@ export VAGRANT_HOME=$work/vagrant-home VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DEFA
 export VAGRANT_DOTFILE_PATH=$work/dotvagrant SHOPLAB_LAB_DIR=$work/lab SHOPLAB_BOX=shoplab/debian12
 export SHOPLAB_LIBVIRT_DRIVER=qemu SHOPLAB_LIBVIRT_KERNEL=$work/image/vmlinuz SHOPLAB_LIBVIRT_INITRD=$work/image/initrd.img
 export SHOPLAB_LIBVIRT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet net.ifnames=0"
-export SHOPLAB_LIBVIRT_POOL=$pool SHOPLAB_LIBVIRT_PREFIX=$prefix SHOPLAB_BOOT_TIMEOUT=900 REPLICAS=catalog=2
+export SHOPLAB_LIBVIRT_POOL=$pool SHOPLAB_LIBVIRT_PREFIX=$prefix SHOPLAB_BOOT_TIMEOUT=900 SHOPLAB_SSH_TIMEOUT=50 REPLICAS=catalog=2
 export LIBVIRT_DEFAULT_URI=qemu:///system
 
 in_ns() { ip netns exec "$ns" "$@"; }
+
+# stamped prefixes each line of its input with the time of day, so a log shows where the minutes went; the
+# box upload's progress bar (one line of carriage returns) is left out.
+stamped() {
+  local line
+  while IFS= read -r line; do
+    [[ $line == *Progress:* ]] && line=${line##*$'\e[K'}
+    [[ -n $line ]] && printf '%(%T)T %s\n' -1 "$line"
+  done
+  return 0
+}
 
 # running reports whether pid is a live process (an exited one waiting to be reaped does not count).
 running() { [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
@@ -164,19 +175,22 @@ start_daemons() {
   virsh pool-start "$pool" >/dev/null
 }
 
-# vagrant_up LOG [MACHINE...]: vagrant up, and once more if it fails: under software emulation an SSH session
-# to a VM that is still booting can drop ("closed stream" while Vagrant swaps its key or uploads a file). The
-# second run adds --provision, which provisions those VMs again (provisioning is idempotent); a real failure
-# fails twice and is reported.
+# vagrant_up LOG [MACHINE...]: vagrant up, and once more for the machines it failed on: under software
+# emulation an SSH session to a VM that is still booting can drop ("closed stream" while Vagrant swaps its key
+# or uploads a file, or a banner later than the SSH timeout). The second run adds --provision, which provisions
+# those VMs again (provisioning is idempotent); a real failure fails twice and is reported.
 vagrant_up() {
-  local log=$1
+  local log=$1 failed
   shift
-  if ! timeout 2400 ip netns exec "$ns" vagrant up "$@" >"$log" 2>&1; then
-    grep -E 'error|Error' "$log" | tail -20 >&2
-    log "vagrant up $* failed (log: $log); once more with --provision"
-    timeout 1800 ip netns exec "$ns" vagrant up --provision "$@" >"$log.again" 2>&1 ||
-      { grep -E 'error|Error' "$log.again" | tail -20 >&2; die "vagrant up $*, twice (logs: $log, $log.again)"; }
-    log "vagrant up $* succeeded the second time"
+  if ! timeout 2400 ip netns exec "$ns" vagrant up "$@" 2>&1 | stamped >"$log"; then
+    grep -v 'Progress:' "$log" | tail -40 >&2
+    # Vagrant names each machine it gave up on; without names, everything asked for goes again.
+    mapfile -t failed < <(grep -oE "action on the '[a-z0-9-]+' machine" "$log" | cut -d"'" -f2 | sort -u)
+    ((${#failed[@]} > 0)) || failed=("$@")
+    log "vagrant up failed on ${failed[*]:-every machine} (log: $log); once more with --provision"
+    timeout 1800 ip netns exec "$ns" vagrant up --provision "${failed[@]}" 2>&1 | stamped >"$log.again" ||
+      { grep -v 'Progress:' "$log.again" | tail -40 >&2; die "vagrant up ${failed[*]:-}, twice (logs: $log, $log.again)"; }
+    log "vagrant up ${failed[*]:-} succeeded the second time"
   fi
 }
 
