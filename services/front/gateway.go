@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"regexp"
@@ -282,8 +283,46 @@ func (t *target) forget(current []consulx.Instance) {
 	}
 }
 
-// hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+// hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1), in the canonical form
+// fasthttp keeps header names in.
+var hopHeaders = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// headers is what delHop needs of a fasthttp request or response header.
+type headers interface {
+	All() iter.Seq2[[]byte, []byte]
+	Del(key string)
+}
+
+// delHop removes the hop-by-hop headers from h, and the Cookie header when cookies is set. It looks through
+// h once and deletes only what is there: a Del per name, each normalising the name and scanning every header,
+// was a few percent of the gateway's CPU for headers that are nearly never sent.
+func delHop(h headers, cookies bool) {
+	var found [len(hopHeaders) + 1]bool
+	any := false
+	for k := range h.All() {
+		if cookies && string(k) == "Cookie" {
+			found[len(hopHeaders)], any = true, true
+			continue
+		}
+		for i, hop := range hopHeaders {
+			if string(k) == hop {
+				found[i], any = true, true
+				break
+			}
+		}
+	}
+	if !any {
+		return
+	}
+	for i, hop := range hopHeaders {
+		if found[i] {
+			h.Del(hop)
+		}
+	}
+	if found[len(hopHeaders)] {
+		h.Del("Cookie")
+	}
+}
 
 // setClientAddr tells auth who the client is on the storefront's own sign-in call: X-Forwarded-For is the
 // client's address as this front saw it; whatever the client sent in that header is dropped.
@@ -297,7 +336,9 @@ func setClientAddr(h http.Header, r *http.Request) {
 
 // attemptState is what forward tells the access log and metrics about one request.
 type attemptState struct {
-	target         *target // the routed service, once known
+	start          time.Time // when the front received the request
+	target         *target   // the routed service, once known
+	upstream       *upstream // the instance that answered, once one did
 	requestID      string
 	instance       string
 	upstreamStatus int
@@ -310,8 +351,8 @@ type attemptState struct {
 // (errNoInstance, errUpstreamTimeout, errBadGateway or errMeshDenied) without writing anything, or nil once
 // the answer is in ctx.
 func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, path []byte, st *attemptState) error {
-	start := time.Now()
-	deadline := start.Add(g.timeouts.request)
+	now := st.start // the first attempt starts now; a retry reads the clock again
+	deadline := now.Add(g.timeouts.request)
 	g.budget.request()
 	method := string(ctx.Method())
 
@@ -338,7 +379,10 @@ func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, path []byte, st *
 		}
 		tried[attempt] = ep
 		u := g.upstream(t, ep)
-		until := time.Now().Add(g.timeouts.of(t.name))
+		if attempt > 0 {
+			now = time.Now()
+		}
+		until := now.Add(g.timeouts.of(t.name))
 		if until.After(deadline) {
 			until = deadline
 		}
@@ -364,7 +408,7 @@ func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, path []byte, st *
 		}
 		if err == nil {
 			t.lb.Succeeded(ep)
-			g.respond(ctx, st, u, start)
+			respond(ctx, st, u)
 			return nil
 		}
 		ctx.Response.Reset()
@@ -375,7 +419,7 @@ func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, path []byte, st *
 			t.traffic.ejected()
 			g.log.Warn("instance failed; ejected", "service", t.name, "instance", ep.ID, "for", d, "error", err)
 		}
-		if !(retryable || notSent(err)) || time.Until(deadline) < minAttempt || !g.budget.allowRetry() {
+		if !(retryable || notSent(err)) || deadline.Sub(time.Now()) < minAttempt || !g.budget.allowRetry() {
 			break
 		}
 		st.retries++
@@ -398,11 +442,8 @@ func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, path []byte, st *
 // replacing whatever the client sent, so nobody poses as another address).
 func (g *gateway) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, path []byte, st *attemptState) {
 	ctx.Request.Header.CopyTo(&req.Header)
-	for _, h := range hopHeaders {
-		req.Header.Del(h)
-	}
+	delHop(&req.Header, true)
 	req.Header.DelAllCookies()
-	req.Header.Del("Cookie")
 	req.SetBody(ctx.Request.Body())
 	uri := req.URI()
 	uri.SetPathBytes(path) // written escaped on the request line
@@ -415,15 +456,12 @@ func (g *gateway) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Reques
 	req.Header.Set("X-Forwarded-Proto", "http")
 }
 
-// respond finishes the answer in ctx: hop-by-hop headers out, the request id in, metrics.
-func (g *gateway) respond(ctx *fasthttp.RequestCtx, st *attemptState, u *upstream, start time.Time) {
-	h := &ctx.Response.Header
-	for _, hop := range hopHeaders {
-		h.Del(hop)
-	}
-	h.Set(web.RequestIDHeader, st.requestID)
+// respond finishes the answer in ctx: hop-by-hop headers out (the request id goes in where every answer gets
+// it), and which instance answered, for the metrics and the access log.
+func respond(ctx *fasthttp.RequestCtx, st *attemptState, u *upstream) {
+	delHop(&ctx.Response.Header, false)
+	st.upstream = u
 	st.upstreamStatus = ctx.Response.StatusCode()
-	u.obs.observe(st.upstreamStatus, time.Since(start))
 }
 
 // connFailure reports whether err means the instance refused, reset or dropped the connection: grounds for

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -27,15 +28,18 @@ var forwardedMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost
 // a proxied request costs no conversion to net/http.
 type apiHandler struct {
 	log       hclog.Logger
-	access    hclog.Logger
+	access    *accessLog
 	g         *gateway
 	s         *sessions
 	routes    map[string]*metrics.Route // by method
 	unmatched *metrics.Route
 }
 
-func newAPIHandler(log hclog.Logger, g *gateway, s *sessions, reg *metrics.Registry) *apiHandler {
-	a := &apiHandler{log: log, access: log.Named("http"), g: g, s: s, routes: map[string]*metrics.Route{}, unmatched: reg.Route("unmatched")}
+// newAPIHandler logs to log; logOut is the writer beneath it in the text format (nil in JSON), where the access
+// log writes its lines itself.
+func newAPIHandler(log hclog.Logger, logOut io.Writer, g *gateway, s *sessions, reg *metrics.Registry) *apiHandler {
+	access := log.Named("http")
+	a := &apiHandler{log: log, access: newAccessLog(access, logOut, access.Name()), g: g, s: s, routes: map[string]*metrics.Route{}, unmatched: reg.Route("unmatched")}
 	for _, m := range forwardedMethods {
 		a.routes[m] = reg.Route(m + " " + apiRoute)
 	}
@@ -62,8 +66,10 @@ func requestIDOf(ctx *fasthttp.RequestCtx) string {
 }
 
 func (a *apiHandler) serve(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
-	st := attemptState{requestID: requestIDOf(ctx)}
+	// The clock is read twice per request, here and at the end: deadlines, metrics, the status page's plots
+	// and the access log all work from these two readings.
+	st := attemptState{start: time.Now(), requestID: requestIDOf(ctx)}
+	requestClock.set(st.start)
 	route, routeName, service := a.unmatched, "unmatched", ""
 	err := a.handle(ctx, &st, &route, &routeName, &service)
 	if err != nil {
@@ -73,24 +79,23 @@ func (a *apiHandler) serve(ctx *fasthttp.RequestCtx) {
 	h.Set(web.RequestIDHeader, st.requestID)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
-	status, took := ctx.Response.StatusCode(), time.Since(start)
+	end := time.Now()
+	status, took := ctx.Response.StatusCode(), end.Sub(st.start)
 	route.Observe(status, took)
-	if st.target != nil {
-		st.target.traffic.record(status, took)
+	if st.upstream != nil {
+		st.upstream.obs.observe(st.upstreamStatus, took)
 	}
-	if a.access.IsInfo() {
-		fields := []any{"method", string(ctx.Method()), "path", string(ctx.Path()), "route", routeName, "status", status,
-			"duration_ms", float64(took.Microseconds()) / 1000, "bytes", len(ctx.Response.Body()), "request_id", st.requestID}
-		if service != "" {
-			fields = append(fields, "service", service)
-		}
-		if st.instance != "" {
-			fields = append(fields, "upstream", st.instance, "upstream_status", st.upstreamStatus, "retries", st.retries)
-		}
+	if st.target != nil {
+		st.target.traffic.record(end, status, took)
+	}
+	if a.access.enabled() {
+		e := accessEntry{method: ctx.Method(), path: ctx.Path(), route: routeName, status: status, took: took,
+			bytes: len(ctx.Response.Body()), requestID: st.requestID, service: service, upstream: st.instance,
+			upstreamStatus: st.upstreamStatus, retries: st.retries}
 		if st.err != nil {
-			fields = append(fields, "error", st.err.Error())
+			e.err = st.err.Error()
 		}
-		a.access.Info("request", fields...)
+		a.access.write(end, &e)
 	}
 }
 

@@ -55,7 +55,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	}()
 	sess := &sessions{log: rt.Log.Named("session"), svc: svcclient.New(rt.Ctx, rt.Consul, rt.Mesh, rt.Log, svcclient.Options{}), secure: secure}
 	ready := health.Check{Name: "discovery", Run: func(context.Context) error { return consulReadiness(services.Health()) }}
-	api, rest := routes(rt.Log, gw, sess, rt.Metrics, append(rt.Checks(), ready))
+	api, rest := routes(rt.Log, textLog(rt), gw, sess, rt.Metrics, append(rt.Checks(), ready))
 	// The server gives every answer FRONT_REQUEST_TIMEOUT plus a margin to be written: a request the gateway
 	// retries still ends with an answer, never a cut connection.
 	return rt.Serve(app.Service{Engine: newEngine(api, rest, rt.Log, request+10*time.Second), Public: false, Ready: ready.Run})
@@ -71,4 +71,13 @@ func consulReadiness(h consulx.Health) error {
 		return health.Degraded(fmt.Errorf("consul unreachable for %s; routing with the last known instances (%s)", h.Staleness.Round(time.Millisecond), h.LastError))
 	}
 	return nil
+}
+
+// textLog is the writer beneath the log in the text format, where the gateway writes its access lines itself;
+// nil in the JSON format.
+func textLog(rt *app.Runtime) io.Writer {
+	if rt.Config.LogJSON {
+		return nil
+	}
+	return rt.LogOutput()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 // and runs on fasthttp (handle_api.go): it forwards forwardedMethods, answers any other method 405. Everything
 // else — the browser session, the status page, the storefront, health and metrics — is this net/http router,
 // behind fasthttp's adaptor.
-func routes(log hclog.Logger, g *gateway, s *sessions, reg *metrics.Registry, checks []health.Check) (api, rest fasthttp.RequestHandler) {
+func routes(log hclog.Logger, logOut io.Writer, g *gateway, s *sessions, reg *metrics.Registry, checks []health.Check) (api, rest fasthttp.RequestHandler) {
 	r := mux.NewRouter()
 	r.NotFoundHandler = web.NotFoundHandler()
 	r.MethodNotAllowedHandler = web.MethodNotAllowedHandler()
@@ -37,7 +38,7 @@ func routes(log hclog.Logger, g *gateway, s *sessions, reg *metrics.Registry, ch
 	r.Handle("/health/ready", health.Ready(2*time.Second, checks...)).Methods(http.MethodGet)
 	r.Handle("/metrics", reg.Handler()).Methods(http.MethodGet)
 
-	return newAPIHandler(log, g, s, reg).serve,
+	return newAPIHandler(log, logOut, g, s, reg).serve,
 		fasthttpadaptor.NewFastHTTPHandler(web.Handler(securityHeaders(r), web.Options{Log: log, Observe: reg.ObserveHTTP}))
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -18,13 +19,25 @@ var errStaleConn = errors.New("kept-alive connection closed by the instance whil
 // process is checked once the new one serves; a connection busy under load costs no check.
 const idleCheckAfter = 5 * time.Millisecond
 
+// requestClock is the time the newest request through the gateway arrived (set by apiHandler.serve, which reads
+// the clock anyway). Upstream connections read their time from it instead of the system clock: every request
+// is written upstream after its arrival is set here, so a write always sees a current time, and a read marks a
+// time no later than the true one — at worst a connection is checked once more than it needs to be.
+var requestClock clock
+
+// clock is a time shared without locks, in nanoseconds of the wall clock.
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
+func (c *clock) now() int64      { return c.ns.Load() }
+
 // checkedConn is an upstream TCP connection that, before the first write after an idle spell, looks (without
 // reading anything) whether the instance has closed or reset it — the way Go's own transport notices a dead
 // idle connection before it sends a request on it.
 type checkedConn struct {
 	net.Conn
 	raw      syscall.RawConn
-	lastRead time.Time
+	lastRead int64 // requestClock at the last read that returned bytes; 0 before any
 }
 
 func newCheckedConn(c net.Conn) net.Conn {
@@ -42,14 +55,14 @@ func newCheckedConn(c net.Conn) net.Conn {
 func (c *checkedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.lastRead = time.Now()
+		c.lastRead = requestClock.now()
 	}
 	return n, err
 }
 
 func (c *checkedConn) Write(p []byte) (int, error) {
-	if !c.lastRead.IsZero() && time.Since(c.lastRead) > idleCheckAfter {
-		c.lastRead = time.Time{}
+	if c.lastRead != 0 && time.Duration(requestClock.now()-c.lastRead) > idleCheckAfter {
+		c.lastRead = 0
 		if c.closedByPeer() {
 			return 0, errStaleConn
 		}

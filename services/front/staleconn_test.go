@@ -40,7 +40,9 @@ func TestCheckedConn(t *testing.T) {
 			peer := <-accepted
 			defer peer.Close()
 
-			// One exchange, so the connection counts as kept alive.
+			// One exchange, so the connection counts as kept alive. Each write follows a request's arrival
+			// (requestClock), as in the gateway.
+			requestClock.set(time.Now())
 			if _, err := c.Write([]byte("ping")); err != nil {
 				t.Fatal(err)
 			}
@@ -58,6 +60,7 @@ func TestCheckedConn(t *testing.T) {
 				peer.Close()
 			}
 			time.Sleep(idleCheckAfter + 20*time.Millisecond)
+			requestClock.set(time.Now())
 			if _, err := c.Write([]byte("next")); !errors.Is(err, tc.want) {
 				t.Fatalf("write after idling: got %v; want %v", err, tc.want)
 			}

@@ -41,8 +41,8 @@ func (t *traffic) slot(unix int64) *second {
 	return s
 }
 
-// record counts one answer to a client.
-func (t *traffic) record(status int, took time.Duration) {
+// record counts one answer to a client, given at now.
+func (t *traffic) record(now time.Time, status int, took time.Duration) {
 	b := len(latencyBounds)
 	for i, bound := range latencyBounds {
 		if took <= bound {
@@ -51,7 +51,7 @@ func (t *traffic) record(status int, took time.Duration) {
 		}
 	}
 	t.mu.Lock()
-	s := t.slot(t.now().Unix())
+	s := t.slot(now.Unix())
 	s.requests++
 	if status >= 500 {
 		s.errors++

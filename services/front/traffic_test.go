@@ -19,11 +19,11 @@ func TestTraffic(t *testing.T) {
 		if i == 99 {
 			took = 700 * time.Millisecond
 		}
-		tr.record(status, took)
+		tr.record(tr.now(), status, took)
 	}
 	tr.ejected()
 	clock = clock.Add(2 * time.Second)
-	tr.record(200, 20*time.Second) // beyond the last bound
+	tr.record(tr.now(), 200, 20*time.Second) // beyond the last bound
 	clock = clock.Add(time.Second)
 
 	s := tr.series()
@@ -53,7 +53,7 @@ func TestTraffic(t *testing.T) {
 
 	// A whole window later the old seconds are gone, not mixed into the new ones.
 	clock = clock.Add(trafficWindow * time.Second)
-	tr.record(200, time.Millisecond)
+	tr.record(tr.now(), 200, time.Millisecond)
 	clock = clock.Add(time.Second)
 	s = tr.series()
 	var total uint32
