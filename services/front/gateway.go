@@ -125,6 +125,17 @@ var (
 	errMeshDenied      = errors.New("refused by an intention")
 )
 
+// serviceName is name as a string: a routed service's own (no allocation per request), else a new one.
+func (g *gateway) serviceName(name []byte) string {
+	g.mu.RLock()
+	t := g.targets[string(name)]
+	g.mu.RUnlock()
+	if t != nil {
+		return t.name
+	}
+	return string(name)
+}
+
 // target returns the routed service name, creating its watch on first use. Only services tagged public in
 // Consul are routed; an internal or unknown one is errUnknownService.
 func (g *gateway) target(name string) (*target, error) {
@@ -350,11 +361,10 @@ type attemptState struct {
 // policy and the retry budget allow, and copies the answer into ctx. It returns why no answer came
 // (errNoInstance, errUpstreamTimeout, errBadGateway or errMeshDenied) without writing anything, or nil once
 // the answer is in ctx.
-func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, path []byte, st *attemptState) error {
+func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, method string, path []byte, st *attemptState) error {
 	now := st.start // the first attempt starts now; a retry reads the clock again
 	deadline := now.Add(g.timeouts.request)
 	g.budget.request()
-	method := string(ctx.Method())
 
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
@@ -449,8 +459,9 @@ func (g *gateway) upstreamRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Reques
 	uri.SetPathBytes(path) // written escaped on the request line
 	uri.SetQueryStringBytes(ctx.URI().QueryString())
 	req.Header.Set(web.RequestIDHeader, st.requestID)
-	if ip := ctx.RemoteIP(); ip != nil {
-		req.Header.Set("X-Forwarded-For", ip.String())
+	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		var buf [64]byte
+		req.Header.SetBytesV("X-Forwarded-For", a.AddrPort().Addr().Unmap().AppendTo(buf[:0]))
 	}
 	req.Header.SetBytesV("X-Forwarded-Host", ctx.Host())
 	req.Header.Set("X-Forwarded-Proto", "http")

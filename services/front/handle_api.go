@@ -31,17 +31,24 @@ type apiHandler struct {
 	access    *accessLog
 	g         *gateway
 	s         *sessions
-	routes    map[string]*metrics.Route // by method
+	routes    map[string]methodRoute // by method
 	unmatched *metrics.Route
 }
 
 // newAPIHandler logs to log; logOut is the writer beneath it in the text format (nil in JSON), where the access
 // log writes its lines itself.
+// methodRoute is the gateway's route for one forwarded method, its strings made once rather than per request.
+type methodRoute struct {
+	method  string
+	name    string // "GET /api/{service}/{path:.*}": the metrics label and the access log's route
+	metrics *metrics.Route
+}
+
 func newAPIHandler(log hclog.Logger, logOut io.Writer, g *gateway, s *sessions, reg *metrics.Registry) *apiHandler {
 	access := log.Named("http")
-	a := &apiHandler{log: log, access: newAccessLog(access, logOut, access.Name()), g: g, s: s, routes: map[string]*metrics.Route{}, unmatched: reg.Route("unmatched")}
+	a := &apiHandler{log: log, access: newAccessLog(access, logOut, access.Name()), g: g, s: s, routes: map[string]methodRoute{}, unmatched: reg.Route("unmatched")}
 	for _, m := range forwardedMethods {
-		a.routes[m] = reg.Route(m + " " + apiRoute)
+		a.routes[m] = methodRoute{method: m, name: m + " " + apiRoute, metrics: reg.Route(m + " " + apiRoute)}
 	}
 	return a
 }
@@ -100,17 +107,17 @@ func (a *apiHandler) serve(ctx *fasthttp.RequestCtx) {
 }
 
 func (a *apiHandler) handle(ctx *fasthttp.RequestCtx, st *attemptState, route **metrics.Route, routeName, service *string) error {
-	method := string(ctx.Method())
-	r, forwarded := a.routes[method]
+	r, forwarded := a.routes[string(ctx.Method())]
 	if !forwarded {
-		return web.Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method %s not allowed on %s", method, ctx.Path())
+		return web.Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method %s not allowed on %s", ctx.Method(), ctx.Path())
 	}
+	method := r.method
 	rest := ctx.Path()[len(apiPrefix):]
 	i := bytes.IndexByte(rest, '/')
 	if i <= 0 {
 		return web.Errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", method, ctx.Path())
 	}
-	*route, *routeName, *service = r, method+" "+apiRoute, string(rest[:i])
+	*route, *routeName, *service = r.metrics, r.name, a.g.serviceName(rest[:i])
 	path := rest[i:]
 	if blockedPrefix(path) {
 		return web.Errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", method, ctx.Path())
@@ -123,7 +130,7 @@ func (a *apiHandler) handle(ctx *fasthttp.RequestCtx, st *attemptState, route **
 	if err := a.s.authorize(&ctx.Request.Header, method); err != nil {
 		return err
 	}
-	return a.g.forward(ctx, t, path, st)
+	return a.g.forward(ctx, t, method, path, st)
 }
 
 // writeError answers with the front's own error body (API.md).
