@@ -217,7 +217,7 @@ vagrant_up() {
   if ! timeout 2400 ip netns exec "$ns" vagrant up "$@" 2>&1 | stamped >"$log"; then
     grep -v 'Progress:' "$log" | tail -40 >&2
     # Vagrant names each machine it gave up on; without names, everything asked for goes again.
-    mapfile -t failed < <(grep -oE "action on the '[a-z0-9-]+' machine" "$log" | cut -d"'" -f2 | sort -u)
+    mapfile -t failed < <({ grep -oE "action on the '[a-z0-9-]+' machine" "$log" || true; } | cut -d"'" -f2 | sort -u)
     ((${#failed[@]} > 0)) || failed=("$@")
     log "vagrant up failed on ${failed[*]:-every machine} (log: $log); once more with --provision"
     timeout 1800 ip netns exec "$ns" vagrant up --provision "${failed[@]}" 2>&1 | stamped >"$log.again" ||
@@ -226,8 +226,8 @@ vagrant_up() {
   fi
 }
 
-# phase_up: the Consul servers first, together (they elect a leader once all three are up; every other agent
-# needs them to sign its certificate, and they boot faster without eight others beside them), then the rest.
+# phase_up: the Consul servers first, together (with three, they elect a leader once all are up; every other
+# agent needs them to sign its certificate, and they boot faster without the others beside them), then the rest.
 phase_up() {
   start_daemons
   local names=() i
