@@ -34,6 +34,21 @@ func status(t *testing.T, front *testkit.Service) statusReport {
 	return s
 }
 
+// waitStatus polls the front's status.json (bounded, 10 s) until ok holds, and returns that answer: the front
+// learns the service list from a blocking query that may answer just after it starts serving.
+func waitStatus(t *testing.T, front *testkit.Service, want string, ok func(statusReport) bool) statusReport {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		s := status(t, front)
+		if ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status.json: got %+v; want %s within 10s", s.Services, want)
+		}
+	}
+}
+
 // gatewayRequests returns, per instance id of service, how many requests the gateway sent it.
 func gatewayRequests(t *testing.T, front *testkit.Service, service string) map[string]uint64 {
 	t.Helper()

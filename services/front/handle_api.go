@@ -35,8 +35,6 @@ type apiHandler struct {
 	unmatched *metrics.Route
 }
 
-// newAPIHandler logs to log; logOut is the writer beneath it in the text format (nil in JSON), where the access
-// log writes its lines itself.
 // methodRoute is the gateway's route for one forwarded method, its strings made once rather than per request.
 type methodRoute struct {
 	method  string
@@ -44,11 +42,14 @@ type methodRoute struct {
 	metrics *metrics.Route
 }
 
+// newAPIHandler logs to log; logOut is the writer beneath it in the text format (nil in JSON), where the access
+// log writes its lines itself.
 func newAPIHandler(log hclog.Logger, logOut io.Writer, g *gateway, s *sessions, reg *metrics.Registry) *apiHandler {
 	access := log.Named("http")
 	a := &apiHandler{log: log, access: newAccessLog(access, logOut, access.Name()), g: g, s: s, routes: map[string]methodRoute{}, unmatched: reg.Route("unmatched")}
 	for _, m := range forwardedMethods {
-		a.routes[m] = methodRoute{method: m, name: m + " " + apiRoute, metrics: reg.Route(m + " " + apiRoute)}
+		name := m + " " + apiRoute
+		a.routes[m] = methodRoute{method: m, name: name, metrics: reg.Route(name)}
 	}
 	return a
 }

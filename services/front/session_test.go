@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"shoplab/internal/testkit"
 )
@@ -131,24 +130,12 @@ func TestStorefrontPages(t *testing.T) {
 			t.Fatalf("/: got CSP %q; want default-src 'self'", r.Header.Get("Content-Security-Policy"))
 		}
 	}
-	// The front learns the service list from a blocking query that may answer just after it starts serving.
-	var s statusReport
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		s = status(t, front)
-		if hasPassingCatalog(s) {
-			break
+	waitStatus(t, front, "catalog with one passing instance and its checks", func(s statusReport) bool {
+		for _, svc := range s.Services {
+			if svc.Name == "catalog" && len(svc.Instances) == 1 && svc.Instances[0].Status == "passing" && len(svc.Instances[0].Checks) > 0 {
+				return true
+			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status.json: got %+v; want catalog with one passing instance and its checks within 10s", s.Services)
-		}
-	}
-}
-
-func hasPassingCatalog(s statusReport) bool {
-	for _, svc := range s.Services {
-		if svc.Name == "catalog" && len(svc.Instances) == 1 && svc.Instances[0].Status == "passing" && len(svc.Instances[0].Checks) > 0 {
-			return true
-		}
-	}
-	return false
+		return false
+	})
 }
