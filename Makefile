@@ -93,8 +93,9 @@ LAB_CA = .lab/vm/tls/ca.pem
 ui-token: ## print the read-only token that logs into the VM lab's Consul UI
 	@ruby -rjson -e 'puts JSON.parse(File.read(".lab/vm/secrets.json"))["ui_token"]["secret"]' 2>/dev/null || { echo "no VM lab secrets yet (.lab/vm/secrets.json): run vagrant up first" >&2; exit 1; }
 
-lab-verify: build ## check the VM lab from the host: every Consul member alive, nothing critical, smoke through the front VM
-	CONSUL_HTTP_TOKEN=$$($(MAKE) --no-print-directory ui-token) CONSUL_CACERT=$(LAB_CA) $(BIN)/shoplab status --consul https://127.0.0.1:$${SHOPLAB_CONSUL_UI_PORT:-8500} --members
+lab-verify: build ## check the VM lab from the host: every member alive, every expected instance passing, each database cluster replicating, smoke through the front VM
+	CONSUL_HTTP_TOKEN=$$($(MAKE) --no-print-directory ui-token) CONSUL_CACERT=$(LAB_CA) $(BIN)/shoplab status --consul https://127.0.0.1:$${SHOPLAB_CONSUL_UI_PORT:-8500} --members \
+		--topology provisioning/topology.yml --replicas "$(REPLICAS)" --patroni
 	$(BIN)/shoplab smoke --front http://127.0.0.1:$${SHOPLAB_FRONT_PORT:-8080}
 
 BENCH ?=

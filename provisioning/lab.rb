@@ -26,8 +26,13 @@ module Shoplab
 
   class PlanError < StandardError; end
 
-  VM = Struct.new(:name, :role, :ip, :service, :index, :port, :public, :database, :db_host, :memory, :cpus,
+  # patroni: the service's database is a Patroni cluster of its replicas (a database and two or more
+  # replicas); db_host is then the cluster's primary in Consul DNS, else the first replica's address.
+  VM = Struct.new(:name, :role, :ip, :service, :index, :port, :public, :database, :db_host, :patroni, :memory, :cpus,
                   :forwards, keyword_init: true)
+
+  # patroni_scope is the Patroni cluster (and Consul service) of a service's database.
+  def self.patroni_scope(service) = "#{service}-db"
 
   module_function
 
@@ -72,9 +77,13 @@ module Shoplab
       replicas.times do |r|
         front = svc["name"] == "front"
         ip = SERVICE_BASE.to_i + 10 * idx + r
+        patroni = svc["database"] == true && replicas >= 2
+        db_host = if patroni then "primary.#{patroni_scope(svc['name'])}.service.consul"
+                  elsif svc["database"] then IPAddr.new(SERVICE_BASE.to_i + 10 * idx, Socket::AF_INET).to_s
+                  end
         vms << VM.new(name: "#{svc['name']}-#{r + 1}", role: front ? "front" : "service", ip: ip, service: svc["name"],
                       index: r + 1, port: svc.fetch("port"), public: svc["public"] == true, database: svc["database"] == true,
-                      db_host: svc["database"] ? IPAddr.new(SERVICE_BASE.to_i + 10 * idx, Socket::AF_INET).to_s : nil,
+                      db_host: db_host, patroni: patroni,
                       memory: memory.positive? ? memory : (svc["database"] ? 512 : 384), cpus: cpus,
                       forwards: front && r.zero? ? [{ "guest" => 8080, "host" => env_int(env, "SHOPLAB_FRONT_PORT", 8080, 1, 65_535) }] : [])
       end
@@ -121,12 +130,18 @@ module Shoplab
     s["services"] ||= {}
     s["databases"] ||= {}
     s["auth_kek"] ||= [SecureRandom.random_bytes(32)].pack("m0") # seals auth's signing keys
+    s["patroni"] ||= {}        # per service: the cluster's superuser, replication and REST API passwords
+    s["patroni_tokens"] ||= {} # per VM: its Patroni's Consul token
     vms.each do |vm|
       s["agents"][vm.name] ||= { "accessor" => uuid, "secret" => uuid }
       next unless vm.service
 
       s["services"][vm.service] ||= { "accessor" => uuid, "secret" => uuid }
       s["databases"][vm.service] ||= SecureRandom.urlsafe_base64(24) if vm.database
+      next unless vm.patroni
+
+      s["patroni"][vm.service] ||= %w[superuser replication rest].to_h { |k| [k, SecureRandom.urlsafe_base64(24)] }
+      s["patroni_tokens"][vm.name] ||= { "accessor" => uuid, "secret" => uuid }
     end
     File.write(path, JSON.pretty_generate(s) + "\n", perm: 0o600)
     File.chmod(0o600, path)
@@ -223,6 +238,9 @@ module Shoplab
     vms.each { |vm| lines << "agent #{vm.name} #{s['agents'][vm.name]['accessor']} #{s['agents'][vm.name]['secret']}" }
     vms.map(&:service).compact.uniq.each do |svc|
       lines << "service #{svc} #{s['services'][svc]['accessor']} #{s['services'][svc]['secret']}"
+    end
+    vms.select(&:patroni).each do |vm|
+      lines << "patroni #{vm.name} #{s['patroni_tokens'][vm.name]['accessor']} #{s['patroni_tokens'][vm.name]['secret']}"
     end
     lines.join("\n")
   end

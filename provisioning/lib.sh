@@ -5,11 +5,13 @@
 SHOPLAB_DIR=${SHOPLAB_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 SHOPLAB_STAGE=${SHOPLAB_STAGE:-/tmp/shoplab} # where the host uploads binaries (bin/)
 SHOPLAB_LIB=/usr/local/lib/shoplab           # the service binaries
-SHOPLAB_NETWORK=192.168.56.0/21
+SHOPLAB_NETWORK=${SHOPLAB_NETWORK:-192.168.56.0/21}
 SHOPLAB_SERVICES=(auth catalog cart orders payments front)
 
 # Debian packages every VM needs. A baked box has them; otherwise they are installed (needs the internet).
-SHOPLAB_PACKAGES=(postgresql systemd-resolved bind9-dnsutils ca-certificates curl)
+# Patroni (with its Consul client, python3-consul, an alternative dependency Debian does not pull in by itself)
+# runs the PostgreSQL of a service with two or more replicas.
+SHOPLAB_PACKAGES=(postgresql systemd-resolved bind9-dnsutils ca-certificates curl patroni python3-consul)
 
 log() { printf 'shoplab: %s\n' "$*" >&2; }
 die() {
@@ -183,6 +185,12 @@ auto_encrypt {
   allow_tls = true
 }
 
+# A server that is gone for good leaves the Raft configuration by itself once a replacement has joined (or a
+# quorum would still remain), so a lab of three keeps working after losing one for good.
+autopilot {
+  cleanup_dead_servers = true
+}
+
 ui_config {
   enabled = true
 }
@@ -232,7 +240,8 @@ configure_consul() {
   fi
 }
 
-# acl_rules prints the ACL rules of a token kind: an agent may write its own node, a service its own service
+# acl_rules prints the ACL rules of a token kind: a Patroni member its own cluster's keys and service, an agent
+# may write its own node, a service its own service
 # (which is also what its mesh leaf certificate and the intention checks of calls to it need) and read the
 # intentions that name it, and both read the catalogue; the DNS token reads nodes and services; the UI token
 # (for people, and for make lab-verify) reads everything, intentions included, and changes nothing. Nobody
@@ -243,6 +252,13 @@ acl_rules() {
   agent) printf 'node "%s" { policy = "write" }\nservice_prefix "" { policy = "read" }\n' "$name" ;;
   service) printf 'service "%s" {\n  policy     = "write"\n  intentions = "read"\n}\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n' "$name" ;;
   dns) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' ;;
+  patroni)
+    # A Patroni member (name: its node, e.g. catalog-1; its cluster catalog-db): its cluster's keys, its own
+    # sessions and the cluster's service registration, and reading its agent's settings.
+    local scope="${name%-*}-db"
+    printf 'key_prefix "shoplab/%s/" { policy = "write" }\nsession "%s" { policy = "write" }\nservice "%s" { policy = "write" }\nagent "%s" { policy = "read" }\n' \
+      "$scope" "$name" "$scope" "$name"
+    ;;
   ui) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" {\n  policy     = "read"\n  intentions = "read"\n}\nagent_prefix "" { policy = "read" }\nkey_prefix "" { policy = "read" }\noperator = "read"\n' ;;
   *) die "unknown token kind $kind" ;;
   esac
@@ -325,15 +341,159 @@ setup_postgres() {
   systemctl restart postgresql.service
   wait_for "postgresql" 120 runuser -u postgres -- pg_isready -q
   # The password reaches psql on stdin (\set), never as an argument.
-  {
-    printf '\\set svc %s\n\\set pw %s\n' "$svc" "$DB_PASSWORD"
-    cat <<'SQL'
+  service_database_sql | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1
+}
+
+# A service with two or more replicas keeps its database in a Patroni cluster: one PostgreSQL per replica VM,
+# Consul as the DCS (its keys under shoplab/<scope>/), synchronous replication, and the cluster registered in
+# Consul as the service <scope> with the tag primary on the leader, which services reach as
+# primary.<scope>.service.consul.
+PATRONI_NAMESPACE=/shoplab/
+
+# render_patroni_config writes this node's Patroni configuration to $1 from the environment:
+#   SHOPLAB_NODE, SHOPLAB_IP, SHOPLAB_SERVICE, PATRONI_SCOPE, CONSUL_PATRONI_TOKEN, PATRONI_SUPERUSER_PASSWORD,
+#   PATRONI_REPLICATION_PASSWORD, PATRONI_REST_PASSWORD; and, with defaults for the VMs, PATRONI_PG_PORT (5432),
+#   PATRONI_API_PORT (8008), PATRONI_DATA_DIR, PATRONI_SOCKET_DIR, PATRONI_CONSUL (127.0.0.1:8500),
+#   PATRONI_TTL (30), PATRONI_LOOP_WAIT (5) and SHOPLAB_NETWORK (who may connect).
+# The file holds passwords: it is written 0600 and read by Patroni alone (postgres).
+render_patroni_config() {
+  : "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_SERVICE:?}" "${PATRONI_SCOPE:?}" "${CONSUL_PATRONI_TOKEN:?}"
+  : "${PATRONI_SUPERUSER_PASSWORD:?}" "${PATRONI_REPLICATION_PASSWORD:?}" "${PATRONI_REST_PASSWORD:?}"
+  local out=$1 pg_port=${PATRONI_PG_PORT:-5432} api_port=${PATRONI_API_PORT:-8008} bin version
+  local data=${PATRONI_DATA_DIR:-/var/lib/postgresql/patroni/$PATRONI_SCOPE} svc=$SHOPLAB_SERVICE hba
+  # Who may connect: the superuser locally and, by password, from the lab (Patroni's own checks and pg_rewind),
+  # replication, and the service's own role to its own database.
+  hba="    - local all postgres peer
+    - host replication replicator $SHOPLAB_NETWORK scram-sha-256
+    - host all postgres $SHOPLAB_NETWORK scram-sha-256
+    - host $svc $svc $SHOPLAB_NETWORK scram-sha-256"
+  version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -n | tail -1)
+  [[ -n $version ]] || die "PostgreSQL is not installed"
+  bin=/usr/lib/postgresql/$version/bin
+  (
+    umask 077
+    cat >"$out" <<YAML
+# Written by shoplab provisioning; changes are overwritten.
+scope: $PATRONI_SCOPE
+namespace: $PATRONI_NAMESPACE
+name: $SHOPLAB_NODE
+log:
+  level: INFO
+restapi:
+  listen: $SHOPLAB_IP:$api_port
+  connect_address: $SHOPLAB_IP:$api_port
+  authentication:
+    username: patroni
+    password: "$PATRONI_REST_PASSWORD"
+consul:
+  host: ${PATRONI_CONSUL:-127.0.0.1:8500}
+  token: "$CONSUL_PATRONI_TOKEN"
+  register_service: true
+  service_check_interval: 5s
+bootstrap:
+  dcs:
+    ttl: ${PATRONI_TTL:-30}
+    loop_wait: ${PATRONI_LOOP_WAIT:-5}
+    retry_timeout: 10
+    maximum_lag_on_failover: 1048576
+    # Consul unreachable (a leader election, seen taking 19 s under emulation) must not take the database down:
+    # the primary stays primary while it can still reach every member over Patroni's API (DCS failsafe mode),
+    # instead of demoting itself after retry_timeout.
+    failsafe_mode: true
+    # A commit is acknowledged once the synchronous standby has it: no acknowledged write is lost when the
+    # primary goes. With the standby gone the primary goes on alone (synchronous_mode_strict off).
+    synchronous_mode: true
+    postgresql:
+      use_pg_rewind: true
+      use_slots: true
+      parameters:
+        wal_level: replica
+        hot_standby: "on"
+        wal_log_hints: "on"
+        max_wal_senders: 5
+        max_replication_slots: 5
+        max_connections: 100
+        synchronous_commit: "on"
+  initdb:
+    - encoding: UTF8
+    - data-checksums
+  pg_hba:
+$hba
+postgresql:
+  listen: $SHOPLAB_IP:$pg_port
+  connect_address: $SHOPLAB_IP:$pg_port
+  data_dir: $data
+  bin_dir: $bin
+  pgpass: $(dirname "$data")/pgpass-$PATRONI_SCOPE
+  authentication:
+    superuser:
+      username: postgres
+      password: "$PATRONI_SUPERUSER_PASSWORD"
+    replication:
+      username: replicator
+      password: "$PATRONI_REPLICATION_PASSWORD"
+    rewind:
+      username: postgres
+      password: "$PATRONI_SUPERUSER_PASSWORD"
+  # A new replica copies the primary with pg_basebackup, which first waits for a checkpoint: a spread one
+  # (the default) took minutes under emulation; an immediate one takes a second.
+  basebackup:
+    - checkpoint: fast
+  parameters:
+    unix_socket_directories: ${PATRONI_SOCKET_DIR:-/var/run/postgresql}
+  pg_hba:
+$hba
+YAML
+  )
+}
+
+# service_database_sql prints the SQL that makes the service's role (password DB_PASSWORD) and database: run
+# on the primary with psql, the password on stdin, never an argument.
+service_database_sql() {
+  : "${SHOPLAB_SERVICE:?}" "${DB_PASSWORD:?}"
+  printf '\\set svc %s\n\\set pw %s\n' "$SHOPLAB_SERVICE" "$DB_PASSWORD"
+  cat <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN', :'svc') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'svc') \gexec
 ALTER ROLE :"svc" LOGIN PASSWORD :'pw';
 SELECT format('CREATE DATABASE %I OWNER %I', :'svc', :'svc') WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = :'svc') \gexec
 REVOKE ALL ON DATABASE :"svc" FROM PUBLIC;
 SQL
-  } | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1
+}
+
+# setup_patroni makes this VM a member of its service's Patroni cluster: Debian's cluster stays off, Patroni
+# runs PostgreSQL from its own data directory, and the member that leads makes the service's role and
+# database (the others get them by replication). Idempotent: an existing member keeps its data.
+setup_patroni() {
+  : "${PATRONI_SCOPE:?}"
+  local tmp
+  systemctl disable --now postgresql.service >/dev/null 2>&1 || true
+  install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/patroni
+  install -d -o root -g postgres -m 0750 /etc/patroni
+  tmp=$(mktemp)
+  render_patroni_config "$tmp"
+  patroni --validate-config "$tmp" >/dev/null || die "the rendered Patroni configuration does not validate (kept in $tmp)"
+  install -o postgres -g postgres -m 0600 "$tmp" /etc/patroni/config.yml
+  rm -f "$tmp"
+  systemctl daemon-reload
+  systemctl enable patroni.service
+  systemctl restart patroni.service
+  # Until a member leads, nobody can take writes; bounded, generous under emulation.
+  wait_for "a Patroni leader of $PATRONI_SCOPE" 600 patroni_has_leader
+  if patroni_role_is primary; then
+    wait_for "PostgreSQL on the leader" 120 runuser -u postgres -- pg_isready -q -h /var/run/postgresql -p "${PATRONI_PG_PORT:-5432}"
+    service_database_sql | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p "${PATRONI_PG_PORT:-5432}"
+  fi
+}
+
+# patroni_has_leader succeeds once the local Patroni's cluster view names a leader.
+patroni_has_leader() {
+  curl -sf "http://$SHOPLAB_IP:${PATRONI_API_PORT:-8008}/cluster" | grep -q '"role": *"leader"'
+}
+
+# patroni_role_is ROLE succeeds when the local member is the primary (primary) or a replica (replica): Patroni's
+# health endpoints answer 200 only then.
+patroni_role_is() {
+  curl -sf -o /dev/null "http://$SHOPLAB_IP:${PATRONI_API_PORT:-8008}/$1"
 }
 
 # render_service_env writes the environment of the service to $1: SHOPLAB_SERVICE, SHOPLAB_NODE, SHOPLAB_IP,

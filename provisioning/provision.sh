@@ -3,6 +3,7 @@
 # secrets in the environment (see Vagrantfile); running it again changes nothing that is already right.
 #   SHOPLAB_ROLE=consul-server  a Consul server (the first one also creates the lab's ACL tokens)
 #   SHOPLAB_ROLE=service        a Consul client agent and one service, with its own PostgreSQL if it has data
+#                               (a Patroni member on every replica VM when the service has two or more)
 #   SHOPLAB_ROLE=front          a Consul client agent and the front
 set -euo pipefail
 # shellcheck source=provisioning/lib.sh
@@ -24,8 +25,10 @@ consul-server)
   fi
   ;;
 service | front)
-  if [[ ${DB_PRIMARY:-no} == yes ]]; then
-    setup_postgres
+  if [[ ${DB_PATRONI:-no} == yes ]]; then
+    setup_patroni # every replica VM: one member of the service's Patroni cluster
+  elif [[ ${DB_PRIMARY:-no} == yes ]]; then
+    setup_postgres # one replica: the database on the first VM
   fi
   start_service
   install_operator_tools

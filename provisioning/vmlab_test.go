@@ -61,6 +61,7 @@ type plannedVM struct {
 	Index    int    `json:"index"`
 	Database bool   `json:"database"`
 	DBHost   string `json:"db_host"`
+	Patroni  bool   `json:"patroni"`
 }
 
 func plan(t *testing.T, env ...string) []plannedVM {
@@ -90,7 +91,7 @@ func TestPlanAddresses(t *testing.T) {
 	}
 	for _, env := range [][]string{
 		nil,
-		{"CONSUL_SERVERS=3", "REPLICAS=catalog=2"},
+		{"CONSUL_SERVERS=3", "REPLICAS=catalog=2,orders=2"},
 		{"CONSUL_SERVERS=5", "REPLICAS=auth=9,catalog=9,payments=9,cart=9,orders=9,front=9"},
 	} {
 		t.Run(strings.Join(env, " "), func(t *testing.T) {
@@ -117,8 +118,12 @@ func TestPlanAddresses(t *testing.T) {
 				}
 			}
 			for _, vm := range vms {
-				if vm.Database && vm.DBHost != primary[vm.Service] {
-					t.Fatalf("%s: database host %s; want the first replica's %s", vm.Name, vm.DBHost, primary[vm.Service])
+				want := primary[vm.Service] // one replica: the database on its VM
+				if perService[vm.Service] >= 2 {
+					want = "primary." + vm.Service + "-db.service.consul" // a Patroni cluster's primary, found in Consul
+				}
+				if vm.Database && (vm.DBHost != want || vm.Patroni != (perService[vm.Service] >= 2)) {
+					t.Fatalf("%s: database host %s (Patroni %v); want %s", vm.Name, vm.DBHost, vm.Patroni, want)
 				}
 			}
 			for _, s := range topo.Services {
@@ -153,7 +158,7 @@ func TestVagrantfile(t *testing.T) {
 		{"libvirt", []string{"VAGRANT_DEFAULT_PROVIDER=libvirt"}, []string{"validate"}},
 		{"libvirt under qemu, direct kernel boot", []string{"VAGRANT_DEFAULT_PROVIDER=libvirt", "SHOPLAB_LIBVIRT_DRIVER=qemu",
 			"SHOPLAB_LIBVIRT_KERNEL=/boot/vmlinuz", "SHOPLAB_LIBVIRT_INITRD=/boot/initrd.img", "SHOPLAB_BOX=shoplab/debian12"}, []string{"validate"}},
-		{"three servers, two catalogs", []string{"CONSUL_SERVERS=3", "REPLICAS=catalog=2"}, []string{"validate", "--ignore-provider"}},
+		{"three servers, two catalogs and orders (make vm-test)", []string{"CONSUL_SERVERS=3", "REPLICAS=catalog=2,orders=2"}, []string{"validate", "--ignore-provider"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			out, err := run(t, root(t), append(env, c.env...), vagrant, c.args...)

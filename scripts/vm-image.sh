@@ -11,10 +11,14 @@ set -euo pipefail
 out=${1:?usage: scripts/vm-image.sh OUTDIR}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-if [[ -s $out/base.qcow2 && -s $out/vmlinuz && -s $out/initrd.img ]]; then
+# shellcheck source=provisioning/lib.sh
+source "$(dirname "$0")/../provisioning/lib.sh"
+# An image is reused only when it was made with the packages the lab needs now (recorded beside it).
+if [[ -s $out/base.qcow2 && -s $out/vmlinuz && -s $out/initrd.img && $(cat "$out/packages" 2>/dev/null) == "${SHOPLAB_PACKAGES[*]}" ]]; then
   echo "vm-image: reusing $out/base.qcow2"
   exit 0
 fi
+rm -f "$out/base.qcow2" "$out/packages"
 [[ $(id -u) -eq 0 ]] || { echo "vm-image: must run as root (debootstrap, chroot)" >&2; exit 1; }
 for tool in debootstrap qemu-img mkfs.ext4; do
   command -v "$tool" >/dev/null || { echo "vm-image: $tool is missing; install it with: apt-get install -y debootstrap qemu-utils e2fsprogs" >&2; exit 1; }
@@ -56,8 +60,6 @@ mount -t proc proc "$tree/proc"
 mount -t sysfs sys "$tree/sys"
 printf '#!/bin/sh\nexit 101\n' >"$tree/usr/sbin/policy-rc.d"
 chmod +x "$tree/usr/sbin/policy-rc.d"
-# shellcheck source=provisioning/lib.sh
-source "$(dirname "$0")/../provisioning/lib.sh"
 chroot "$tree" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${SHOPLAB_PACKAGES[@]}" >"$out/chroot-apt.log" 2>&1 ||
   { tail -20 "$out/chroot-apt.log" >&2; exit 1; }
 rm -f "$tree/usr/sbin/policy-rc.d"
@@ -92,5 +94,6 @@ t=$SECONDS
 truncate -s 6G "$out/base.raw"
 mkfs.ext4 -q -F -d "$tree" "$out/base.raw"
 qemu-img convert -O qcow2 "$out/base.raw" "$out/base.qcow2"
+echo "${SHOPLAB_PACKAGES[*]}" >"$out/packages"
 echo "vm-image: disk image took $((SECONDS - t))s; $(du -h "$out/base.qcow2" | cut -f1) qcow2, initrd $(du -h "$out/initrd.img" | cut -f1)"
 echo "vm-image: done in $((SECONDS - start))s"

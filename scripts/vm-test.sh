@@ -3,17 +3,27 @@
 #   1. image    a Debian 12 base image from Debian's packages (scripts/vm-image.sh)
 #   2. packer   the project's Packer template, qemu source, on that image under TCG → the lab's libvirt box
 #   3. box      the box added to a private VAGRANT_HOME
-#   4. up       the project's Vagrantfile with vagrant-libvirt (driver qemu, kernel booted directly), with
-#               catalog at two replicas; libvirtd, virtlogd and every vagrant command run inside a network
-#               namespace made here, so every VM address exists only inside it
-#   5. checks   from inside the namespace: every Consul member alive and every service passing, Consul DNS
-#               in a VM, `shoplab smoke` through the front VM; then one catalog VM halted and smoke again;
-#               then that VM up again (vagrant halt && vagrant up keeps working) and both catalogs passing;
-#               Consul's TLS: the server's API is HTTPS with the lab's CA (plain HTTP refused off loopback),
-#               and an agent without the CA (scripts/vm-intruder.sh on front-1) is refused by the servers' RPC
+#   4. up       the project's Vagrantfile with vagrant-libvirt (driver qemu, kernel booted directly), with catalog
+#               at two replicas (its database a Patroni cluster), and with SHOPLAB_VMTEST_HA=1 three Consul servers
+#               and orders at two replicas too;
+#               libvirtd, virtlogd and every vagrant command run inside a network namespace made here, so every
+#               VM address exists only inside it
+#   5. checks   from inside the namespace: every Consul member alive, every service passing, each Patroni cluster
+#               with a primary and a streaming synchronous replica (shoplab status --patroni); the mesh; Consul
+#               DNS in a VM; `shoplab smoke` through the front VM; then, each under load through the front, with
+#               the time it took and the failed requests reported: (HA) the Consul leader's VM powered off (a new
+#               leader, smoke during and after, the server back with vagrant up); the VM of catalog's database
+#               primary halted (Patroni promotes the replica; every order confirmed during the load still there;
+#               the old primary back as a replica); (HA) the same for orders' primary during checkouts (and every
+#               authorised payment belongs to a confirmed order: no double charge); Consul's TLS (the server's
+#               API is HTTPS with the lab's CA, plain HTTP refused off loopback, and an agent without the CA —
+#               scripts/vm-intruder.sh on front-1 — is refused by the servers' RPC)
 #   6. destroy  vagrant destroy -f; the daemons stopped by PID; the namespace deleted — on failure too
-# Settings: SHOPLAB_VMTEST_DIR (work directory, default /var/tmp/shoplab-vmtest: several GB), and the
-# Vagrantfile's SHOPLAB_* variables (this script sets the ones this machine needs). Runs as root.
+# Settings: SHOPLAB_VMTEST_DIR (work directory, default /var/tmp/shoplab-vmtest: several GB); SHOPLAB_VMTEST_HA=1
+# for the whole HA lab of step 4 (11 VMs, about 18 GiB of host memory); without it (CI's run) one Consul server,
+# catalog at two replicas and orders at one (8 VMs, about 13 GiB), so the Consul leader's loss and the orders
+# failover are left out and catalog's failover stays in; and the Vagrantfile's SHOPLAB_* variables (this script
+# sets the ones this machine needs). Runs as root.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,7 +72,15 @@ export VAGRANT_HOME=$work/vagrant-home VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_DEFA
 export VAGRANT_DOTFILE_PATH=$work/dotvagrant SHOPLAB_LAB_DIR=$work/lab SHOPLAB_BOX=shoplab/debian12
 export SHOPLAB_LIBVIRT_DRIVER=qemu SHOPLAB_LIBVIRT_KERNEL=$work/image/vmlinuz SHOPLAB_LIBVIRT_INITRD=$work/image/initrd.img
 export SHOPLAB_LIBVIRT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet net.ifnames=0"
-export SHOPLAB_LIBVIRT_POOL=$pool SHOPLAB_LIBVIRT_PREFIX=$prefix SHOPLAB_BOOT_TIMEOUT=900 SHOPLAB_SSH_TIMEOUT=50 REPLICAS=catalog=2
+export SHOPLAB_LIBVIRT_POOL=$pool SHOPLAB_LIBVIRT_PREFIX=$prefix SHOPLAB_BOOT_TIMEOUT=900 SHOPLAB_SSH_TIMEOUT=50
+ha=${SHOPLAB_VMTEST_HA:-0}
+if [[ $ha == 1 ]]; then
+  export CONSUL_SERVERS=3 REPLICAS=catalog=2,orders=2
+  servers=(192.168.56.10 192.168.56.11 192.168.56.12)
+else
+  export CONSUL_SERVERS=1 REPLICAS=catalog=2
+  servers=(192.168.56.10)
+fi
 export LIBVIRT_DEFAULT_URI=qemu:///system
 
 in_ns() { ip netns exec "$ns" "$@"; }
@@ -86,9 +104,10 @@ started_daemons=()
 cleanup() {
   local status=$?
   set +e
-  trap - EXIT
+  trap - EXIT ERR
   log "cleaning up"
   if ip netns list | grep -qw "$ns"; then
+    ((status == 0)) || collect_logs
     [[ -d $VAGRANT_DOTFILE_PATH ]] && timeout 600 ip netns exec "$ns" vagrant destroy -f >"$work/destroy.log" 2>&1
     for dom in $(virsh list --all --name 2>/dev/null | grep "^$prefix"); do
       virsh destroy "$dom" >/dev/null 2>&1
@@ -120,7 +139,20 @@ cleanup() {
     rm -f "$qemu_conf_backup"
   fi
   report
+  [[ -s $work/measured.txt ]] && { printf '\nvm-test measured:\n' >&2; cat "$work/measured.txt" >&2; }
   exit "$status"
+}
+
+# collect_logs keeps, after a failure, the last journal lines of the lab's units on every running VM in
+# $work/logs/ (the VMs are destroyed next).
+collect_logs() {
+  local vm
+  mkdir -p "$work/logs"
+  for vm in $(virsh list --name 2>/dev/null | grep "^$prefix" | sed "s/^$prefix//"); do
+    timeout 60 ip netns exec "$ns" vagrant ssh "$vm" -c \
+      "sudo journalctl --no-pager -n 400 -u 'shoplab@*' -u consul -u patroni -u postgresql" >"$work/logs/$vm.log" 2>&1
+  done
+  log "journals of the running VMs kept in $work/logs/"
 }
 
 report() {
@@ -185,7 +217,7 @@ vagrant_up() {
   if ! timeout 2400 ip netns exec "$ns" vagrant up "$@" 2>&1 | stamped >"$log"; then
     grep -v 'Progress:' "$log" | tail -40 >&2
     # Vagrant names each machine it gave up on; without names, everything asked for goes again.
-    mapfile -t failed < <(grep -oE "action on the '[a-z0-9-]+' machine" "$log" | cut -d"'" -f2 | sort -u)
+    mapfile -t failed < <({ grep -oE "action on the '[a-z0-9-]+' machine" "$log" || true; } | cut -d"'" -f2 | sort -u)
     ((${#failed[@]} > 0)) || failed=("$@")
     log "vagrant up failed on ${failed[*]:-every machine} (log: $log); once more with --provision"
     timeout 1800 ip netns exec "$ns" vagrant up --provision "${failed[@]}" 2>&1 | stamped >"$log.again" ||
@@ -194,31 +226,67 @@ vagrant_up() {
   fi
 }
 
-# phase_up: the Consul server first, alone (every other agent needs it to sign its certificate, and it boots
-# faster without seven others beside it), then the rest of the lab together.
+# phase_up: the Consul servers first, together (with three, they elect a leader once all are up; every other
+# agent needs them to sign its certificate, and they boot faster without the others beside them), then the rest.
 phase_up() {
   start_daemons
-  vagrant_up "$work/up-consul.log" consul-1
+  local names=() i
+  for ((i = 1; i <= CONSUL_SERVERS; i++)); do names+=("consul-$i"); done
+  vagrant_up "$work/up-consul.log" "${names[@]}"
   vagrant_up "$work/up.log"
 }
 
 ui_token() { ruby -rjson -e 'print JSON.parse(File.read(ARGV[0]))["ui_token"]["secret"]' "$SHOPLAB_LAB_DIR/vm/secrets.json"; }
 
-# The lab's Consul API from the host: HTTPS through the forwarded port, verified with the lab's own CA.
+# The lab's Consul API from the host: HTTPS through the forwarded port (consul-1's), verified with the lab's own
+# CA. While consul-1 is down, checks ask another server directly (api_of).
 consul_api=https://127.0.0.1:8500
 export CONSUL_CACERT=$SHOPLAB_LAB_DIR/vm/tls/ca.pem
 
-# wait_all_passing waits (bounded) until every member is alive and every service passing, seen from the host
-# side of the namespace through the forwarded Consul port.
+# wait_all_passing [API] waits (bounded) until every member is alive, every expected instance passing and every
+# Patroni cluster has its primary and streaming replica, as API (default: the forwarded port) sees it.
 wait_all_passing() {
-  local token start=$SECONDS
+  local api=${1:-$consul_api} token start=$SECONDS
   token=$(ui_token)
-  until in_ns env CONSUL_HTTP_TOKEN="$token" bin/shoplab status --consul "$consul_api" --members \
-    --topology provisioning/topology.yml >"$work/status.txt" 2>&1; do
-    ((SECONDS - start < 600)) || { cat "$work/status.txt" >&2; die "not every member alive and every service passing after 600s"; }
+  until in_ns env CONSUL_HTTP_TOKEN="$token" bin/shoplab status --consul "$api" --members \
+    --topology provisioning/topology.yml --patroni >"$work/status.txt" 2>&1; do
+    ((SECONDS - start < 600)) || { cat "$work/status.txt" >&2; die "not every member alive, instance passing and database replicated after 600s"; }
     sleep 5
   done
   cat "$work/status.txt" >&2
+  log "all present and passing after $((SECONDS - start))s"
+}
+
+# consul_get SERVER PATH prints the answer of a Consul server's API, asked with the UI token (from a header
+# file: never an argument).
+consul_get() {
+  local headers=$work/consul-headers
+  [[ -s $headers ]] || (umask 077 && printf 'X-Consul-Token: %s\n' "$(ui_token)" >"$headers")
+  in_ns curl -sf -m 5 --cacert "$CONSUL_CACERT" -H @"$headers" "https://$1:8501$2"
+}
+
+# consul_leader prints the address of the Raft leader as the first answering server of SERVERS... sees it.
+consul_leader() {
+  local ip out
+  for ip in "$@"; do
+    out=$(consul_get "$ip" /v1/status/leader 2>/dev/null) || continue
+    out=${out//\"/}
+    [[ -n $out ]] && { echo "${out%:*}"; return 0; }
+  done
+  return 1
+}
+
+vm_of() { # vm_of IP prints the VM that has that address
+  ruby -e 'require_relative "provisioning/lab"; vm = Shoplab.plan(Dir.pwd).find { |v| v.ip == ARGV[0] }; puts vm ? vm.name : ""' "$1"
+}
+
+# patroni_leader SCOPE prints the member that leads SCOPE's Patroni cluster (from its leader key in Consul).
+patroni_leader() {
+  local ip
+  for ip in "${servers[@]}"; do
+    consul_get "$ip" "/v1/kv/shoplab/$1/leader?raw" 2>/dev/null && return 0
+  done
+  return 1
 }
 
 # check_mesh: from the test's namespace (not from a VM) the payments VM's API port refuses a plain call and a
@@ -248,15 +316,16 @@ check_no_secret_in_argv() {
   secrets=$(ruby -rjson -e 's = JSON.parse(File.read(ARGV[0]))
     out = [s["gossip_key"], s["management_token"], s["auth_kek"], s["dns_token"]["secret"], s["ui_token"]["secret"]]
     out += s["agents"].values.map { |t| t["secret"] } + s["services"].values.map { |t| t["secret"] } + s["databases"].values
+    out += s.fetch("patroni", {}).values.flat_map(&:values) + s.fetch("patroni_tokens", {}).values.map { |t| t["secret"] }
     puts out.compact' "$SHOPLAB_LAB_DIR/vm/secrets.json")
-  for vm in consul-1 auth-1 orders-1; do
+  for vm in consul-1 auth-1 catalog-1; do
     # Every argument of every process, one per line.
     in_ns vagrant ssh "$vm" -c 'sudo cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\0" "\n"' >"$work/cmdline-$vm.txt" 2>/dev/null ||
       die "read the command lines of $vm"
     leaked=$(grep -cFf <(printf '%s\n' "$secrets") "$work/cmdline-$vm.txt" || true)
     [[ $leaked == 0 ]] || die "$vm: $leaked process command line(s) show a lab secret (see $work/cmdline-$vm.txt)"
   done
-  log "no lab secret in any process's command line on consul-1, auth-1, orders-1"
+  log "no lab secret in any process's command line on consul-1, auth-1, catalog-1 (a Patroni member)"
 }
 
 # check_consul_tls: the Consul server's API is HTTPS on the lab network, verified with the lab's CA and refused
@@ -265,7 +334,7 @@ check_no_secret_in_argv() {
 check_consul_tls() {
   local srv=192.168.56.10 out code
   out=$(in_ns curl -s -m 10 --cacert "$CONSUL_CACERT" "https://$srv:8501/v1/status/leader") || die "HTTPS to consul-1 with the lab CA failed"
-  [[ $out == *"$srv:8300"* ]] || die "HTTPS to consul-1 with the lab CA: got '$out'; want the leader $srv:8300"
+  [[ $out =~ 192\.168\.56\.1[0-2]:8300 ]] || die "HTTPS to consul-1 with the lab CA: got '$out'; want a server as the leader"
   code=0
   in_ns curl -s -m 10 -o /dev/null "https://$srv:8501/v1/status/leader" 2>/dev/null || code=$?
   ((code == 60)) || die "HTTPS to consul-1 without the lab CA: got curl exit $code; want 60 (certificate not trusted)"
@@ -291,32 +360,156 @@ phase_checks() {
   addrs=$(in_ns vagrant ssh catalog-1 -c 'dig +short catalog.service.consul' 2>/dev/null | tr -d '\r' | sort | tr '\n' ' ')
   [[ $addrs == "192.168.56.110 192.168.56.111 " ]] || die "Consul DNS in catalog-1: got '$addrs'; want both catalog VMs"
   log "Consul DNS in catalog-1: catalog.service.consul = $addrs"
+  addrs=$(in_ns vagrant ssh cart-1 -c 'dig +short primary.catalog-db.service.consul' 2>/dev/null | tr -d '\r' | tr '\n' ' ')
+  [[ $addrs == "192.168.56.110 " || $addrs == "192.168.56.111 " ]] || die "Consul DNS in cart-1: primary.catalog-db.service.consul = '$addrs'; want one catalog VM"
+  log "Consul DNS in cart-1: primary.catalog-db.service.consul = $addrs"
   in_ns bin/shoplab smoke --front http://127.0.0.1:8080 >&2 || die "smoke through the front VM"
-
-  log "halting catalog-2"
-  in_ns vagrant halt catalog-2 >"$work/halt.log" 2>&1 || { tail -10 "$work/halt.log" >&2; die "vagrant halt catalog-2"; }
-  wait_catalogs 1
-  in_ns bin/shoplab smoke --front http://127.0.0.1:8080 >&2 || die "smoke with catalog-2 halted"
-
-  log "bringing catalog-2 up again"
-  timeout 900 ip netns exec "$ns" vagrant up catalog-2 >"$work/up-again.log" 2>&1 || { tail -10 "$work/up-again.log" >&2; die "vagrant up catalog-2 after halt"; }
-  wait_catalogs 2
-  wait_all_passing
+  make_admin
+  ((ha == 0)) || check_consul_leader_down
+  check_db_failover catalog
+  ((ha == 0)) || check_db_failover orders
+  check_charges
   # Last: the intruder stays in the member list as "left" for a while.
   check_consul_tls
 }
 
-# wait_catalogs N waits (bounded) until exactly N catalog instances are passing.
-wait_catalogs() {
-  local want=$1 token start=$SECONDS n
-  token=$(ui_token)
-  while :; do
-    n=$(in_ns env CONSUL_HTTP_TOKEN="$token" bin/shoplab status --consul "$consul_api" 2>/dev/null | awk '$1 == "catalog" && $5 == "passing"' | wc -l) || true
-    [[ $n == "$want" ]] && break
-    ((SECONDS - start < 600)) || die "catalog did not settle to $want passing instance(s) within 600s"
-    sleep 3
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+front=http://127.0.0.1:8080
+
+# make_admin registers an account through the front and makes it an admin with the operator's command on
+# auth-1; admin_token is its token (the loads restock with it, so long runs do not sell out).
+admin_token=""
+make_admin() {
+  local email=vmtest-admin-$RANDOM$RANDOM@example.com
+  in_ns curl -sf -m 30 -o /dev/null -X POST -H 'Content-Type: application/json' \
+    --data "{\"email\":\"$email\",\"password\":\"vm-test-admin-password\",\"name\":\"vm-test operator\"}" "$front/api/auth/v1/users" ||
+    die "register the operator's account through the front"
+  in_ns vagrant ssh auth-1 -c "sudo shoplab-admin grant --email $email" >"$work/admin-grant.txt" 2>&1 || { cat "$work/admin-grant.txt" >&2; die "shoplab-admin grant"; }
+  admin_token=$(in_ns vagrant ssh auth-1 -c "sudo shoplab-admin token --email $email" 2>/dev/null | tr -d '\r' | tail -1)
+  [[ -n $admin_token ]] || die "shoplab-admin token printed nothing"
+  log "operator account $email made an admin on auth-1"
+}
+
+# start_load NAME ARGS... runs shoplab load through the front in the background (its pid in load_pid), with
+# the operator's token for restocking; its report goes to $work/load-NAME.txt.
+load_pid=""
+start_load() {
+  local name=$1
+  shift
+  in_ns env SHOPLAB_ADMIN_TOKEN="$admin_token" bin/shoplab load --front "$front" --max-error-rate 1 "$@" \
+    >"$work/load-$name.txt" 2>"$work/load-$name.err" &
+  load_pid=$!
+}
+
+# wait_load_running NAME PID waits (bounded) until that load has made its accounts and started its shoppers: the
+# halts below come during the load itself, not while it prepares.
+wait_load_running() {
+  local start=$SECONDS
+  until grep -qE 'shoppers checking out|journeys/s for' "$work/load-$1.err" 2>/dev/null; do
+    kill -0 "$2" 2>/dev/null || { cat "$work/load-$1.err" >&2; die "load $1 stopped while preparing"; }
+    ((SECONDS - start < 300)) || die "load $1 still preparing after 300s"
+    sleep 1
   done
-  log "catalog: $want passing instance(s) after $((SECONDS - start))s"
+}
+
+# end_load NAME waits for that load and prints its summary: requests, failures and when they happened.
+end_load() {
+  local status=0
+  wait "$load_pid" || status=$?
+  grep -E 'journeys in|failures between|checkouts:|orders:|lost|error in' "$work/load-$1.txt" | sed "s/^/  load $1: /" >&2 || true
+  return "$status"
+}
+
+# check_consul_leader_down powers off the Consul leader's VM under a steady load through the front: a new
+# leader is elected (the time is reported), smoke passes while the server is down, and the server rejoins on
+# vagrant up (three voters again).
+check_consul_leader_down() {
+  local leader vm ip others=() t0 new="" elapsed voters
+  leader=$(consul_leader "${servers[@]}") || die "no Consul leader"
+  vm=$(vm_of "$leader")
+  for ip in "${servers[@]}"; do [[ $ip == "$leader" ]] || others+=("$ip"); done
+  log "Consul leader is $vm ($leader): powering it off under load"
+  start_load consul --rate 4 --users 4 --duration 60s
+  wait_load_running consul "$load_pid"
+  sleep 10
+  t0=$(now)
+  in_ns vagrant halt --force "$vm" >"$work/halt-$vm.log" 2>&1 || { tail -10 "$work/halt-$vm.log" >&2; die "vagrant halt --force $vm"; }
+  until new=$(consul_leader "${others[@]}") && [[ $new != "$leader" ]]; do
+    [[ $(awk -v t="$(since "$t0")" 'BEGIN { print (t > 180) }') == 0 ]] || die "no new Consul leader within 180s of $vm going down"
+    sleep 0.5
+  done
+  elapsed=$(since "$t0")
+  log "Consul: $(vm_of "$new") leads, ${elapsed}s after $vm was powered off"
+  in_ns bin/shoplab smoke --front "$front" >&2 || die "smoke with the Consul leader $vm down"
+  end_load consul || die "the load during the Consul leader's loss"
+  log "bringing $vm up again"
+  timeout 900 ip netns exec "$ns" vagrant up "$vm" >"$work/up-$vm.log" 2>&1 || { tail -10 "$work/up-$vm.log" >&2; die "vagrant up $vm after its power-off"; }
+  wait_all_passing "https://$new:8501"
+  # Autopilot lets a returning server vote once it has been stable for a while (10 s by default).
+  t0=$(now)
+  until voters=$(consul_get "$new" /v1/operator/raft/configuration | grep -cE '"Voter": *true' || true) && ((voters == 3)); do
+    [[ $(awk -v t="$(since "$t0")" 'BEGIN { print (t > 120) }') == 0 ]] || die "Raft after $vm came back: $voters voters after 120s; want 3"
+    sleep 2
+  done
+  in_ns bin/shoplab smoke --front "$front" >&2 || die "smoke after $vm came back"
+  echo "consul_leader_down $vm new_leader_after_s=$elapsed" >>"$work/measured.txt"
+  log "Consul: $vm rejoined; 3 voters"
+}
+
+# check_db_failover SERVICE halts the VM of SERVICE's database primary while shoppers check out and browse
+# through the front: Patroni promotes the replica (time to a new primary in Consul reported), every order
+# confirmed during the load is found again afterwards, and the old primary rejoins as a replica on vagrant up.
+check_db_failover() {
+  local svc=$1 scope=$1-db leader new="" t0 elapsed served halt_pid mixed_pid
+  leader=$(patroni_leader "$scope") || die "no Patroni leader for $scope"
+  log "$scope: primary on $leader; halting that VM under checkouts and browsing"
+  start_load "$svc-mixed" --rate 4 --users 4 --duration 90s
+  mixed_pid=$load_pid
+  start_load "$svc" --scenario checkout --shoppers 4 --duration 90s --verify-orders
+  wait_load_running "$svc-mixed" "$mixed_pid"
+  wait_load_running "$svc" "$load_pid"
+  sleep 10
+  t0=$(now)
+  in_ns vagrant halt "$leader" >"$work/halt-$leader.log" 2>&1 &
+  halt_pid=$!
+  until new=$(patroni_leader "$scope") && [[ -n $new && $new != "$leader" ]] &&
+    consul_get "${servers[0]}" "/v1/health/service/$scope?tag=primary&passing" | grep -q "\"$scope/$new\""; do
+    [[ $(awk -v t="$(since "$t0")" 'BEGIN { print (t > 300) }') == 0 ]] || die "$scope: no new primary within 300s of halting $leader"
+    sleep 0.5
+  done
+  elapsed=$(since "$t0")
+  log "$scope: $new is the primary, registered in Consul, ${elapsed}s after the halt of $leader began"
+  wait "$halt_pid" || { tail -10 "$work/halt-$leader.log" >&2; die "vagrant halt $leader"; }
+  end_load "$svc" || die "the checkouts during $scope's failover: a confirmed order was lost (see $work/load-$svc.txt)"
+  load_pid=$mixed_pid
+  end_load "$svc-mixed" || die "the browsing during $scope's failover"
+  grep -q ', 0 lost' "$work/load-$svc.txt" || die "$scope failover: the orders were not all found again"
+  served=$(grep -o '^checkouts: [0-9]*' "$work/load-$svc.txt" | grep -o '[0-9]*$')
+  log "bringing $leader up again"
+  timeout 900 ip netns exec "$ns" vagrant up "$leader" >"$work/up-$leader.log" 2>&1 || { tail -10 "$work/up-$leader.log" >&2; die "vagrant up $leader after its halt"; }
+  wait_all_passing
+  in_ns bin/shoplab smoke --front "$front" >&2 || die "smoke after $leader came back"
+  echo "db_failover $scope halted=$leader new_primary=$new new_primary_after_s=$elapsed checkouts=$served" \
+    "failed_checkout_requests=$(grep -o '[0-9]* failed,' "$work/load-$svc.txt" | head -1)" \
+    "failed_browse_requests=$(grep -o '[0-9]* failed,' "$work/load-$svc-mixed.txt" | head -1)" >>"$work/measured.txt"
+  log "$scope: $leader rejoined as a replica"
+}
+
+# check_charges: every authorised payment belongs to a confirmed order and every confirmed order has one — no
+# charge twice, none without its order (payments' order_id is unique: one payment per order at most). Sagas
+# still under way finish first (bounded).
+check_charges() {
+  local leader paid confirmed start=$SECONDS
+  while :; do
+    if ((ha == 1)); then leader=$(patroni_leader orders-db) || die "no orders primary"; else leader=orders-1; fi
+    paid=$(in_ns vagrant ssh payments-1 -c "sudo -u postgres psql -tAq payments -c \"SELECT count(*) FROM payments WHERE status = 'authorized'\"" 2>/dev/null | tr -d '\r')
+    confirmed=$(in_ns vagrant ssh "$leader" -c "sudo -u postgres psql -tAq -h /var/run/postgresql orders -c \"SELECT count(*) FROM orders WHERE status = 'confirmed'\"" 2>/dev/null | tr -d '\r')
+    [[ -n $paid && $paid == "$confirmed" ]] && break
+    ((SECONDS - start < 120)) || die "payments authorised: $paid; orders confirmed: $confirmed; want the same"
+    sleep 5
+  done
+  log "charges: $paid authorised payments for $confirmed confirmed orders"
 }
 
 phase_destroy() {
@@ -325,6 +518,9 @@ phase_destroy() {
 }
 
 trap cleanup EXIT
+set -E # a command that stops the script says where, even inside a function
+trap 'log "stopped at line $LINENO: $BASH_COMMAND"' ERR
+rm -f "$work/measured.txt" "$work/consul-headers" # this run's: the lab's secrets are made anew
 timed image phase_image
 timed packer phase_packer
 timed box phase_box

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -325,6 +326,13 @@ func operatorCommands(t *testing.T, shoplab, state, bin, front string) {
 	testkit.Call(t, "GET", front+"/api/catalog/v1/products/"+kettle, "").Decode(t, &p)
 	if p.Stock < 290 {
 		t.Fatalf("kettle stock after the load: got %d; want it restocked to about 300\n%s", p.Stock, out)
+	}
+	// Checkouts whose orders are looked up again afterwards (the VM lab's failover checks use this).
+	out, err = exec.Command(shoplab, "load", "--front", front, "--scenario", "checkout", "--shoppers", "2", "--duration", "3s",
+		"--verify-orders", "--admin-token", token).CombinedOutput()
+	m := regexp.MustCompile(`orders: (\d+) confirmed during the run; afterwards (\d+) found confirmed, 0 lost`).FindStringSubmatch(string(out))
+	if err != nil || m == nil || m[1] != m[2] || m[1] == "0" {
+		t.Fatalf("shoplab load --verify-orders: %v\n%s\nwant every confirmed order found again", err, out)
 	}
 	if out := admin("revoke", "--email", email); !strings.Contains(out, "no longer an admin") {
 		t.Fatalf("revoke: got %q", out)

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -37,6 +39,8 @@ func runLoadWith(ctx context.Context, args []string, getenv func(string) string,
 	scenario := fs.String("scenario", "mixed", "mixed: journeys started at --rate (browse 10 : cart 3 : checkout 1); "+
 		"checkout: --shoppers each set one cart line and place an order, again and again, as fast as the shop answers")
 	shoppers := fs.Int("shoppers", 16, "checkout scenario: shoppers at once (1 to 512)")
+	verify := fs.Bool("verify-orders", false, "after the run, look up every order the shop confirmed during it: "+
+		"exit non-zero if one is gone or no longer confirmed (a failover test: no acknowledged order may be lost)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -70,6 +74,7 @@ func runLoadWith(ctx context.Context, args []string, getenv func(string) string,
 		return fmt.Errorf("prepare: %w", err)
 	}
 	watchHints(stderr, *front)
+	l.t0 = time.Now()
 	if prepared != nil {
 		prepared()
 	}
@@ -88,13 +93,19 @@ func runLoadWith(ctx context.Context, args []string, getenv func(string) string,
 		go func() { defer restocked.Done(); r.run(rctx, 2*time.Second, stderr) }()
 		defer func() { restocked.Wait(); r.report(stdout) }()
 	}
+	var elapsed time.Duration
 	if *scenario == "checkout" {
-		elapsed, placed := l.checkouts(ctx, *duration, *shoppers, stderr)
+		var placed int64
+		elapsed, placed = l.checkouts(ctx, *duration, *shoppers, stderr)
 		fmt.Fprintf(stdout, "checkouts: %d placed in %.1fs = %.1f/s with %d shoppers\n\n", placed, elapsed.Seconds(), float64(placed)/elapsed.Seconds(), *shoppers)
-		return l.report(stdout, elapsed, *maxErrors)
+	} else {
+		elapsed = l.drive(ctx, *duration, *rate, *maxInFlight, stderr)
 	}
-	elapsed := l.drive(ctx, *duration, *rate, *maxInFlight, stderr)
-	return l.report(stdout, elapsed, *maxErrors)
+	err := l.report(stdout, elapsed, *maxErrors)
+	if *verify {
+		err = errors.Join(err, l.verifyOrders(ctx, stdout))
+	}
+	return err
 }
 
 type stepStats struct {
@@ -110,12 +121,16 @@ type loader struct {
 	carts   chan *shopper // accounts for cart journeys
 	buyers  chan *shopper // accounts for checkout journeys
 
-	mu      sync.Mutex
-	stats   map[string]*stepStats
-	started atomic.Int64
-	dropped atomic.Int64
-	failed  atomic.Int64
-	ok      atomic.Int64
+	mu        sync.Mutex
+	stats     map[string]*stepStats
+	t0        time.Time     // when the load began: failures are reported as seconds since
+	firstFail time.Duration // since t0; zero until a request fails
+	lastFail  time.Duration
+	confirmed []placedOrder // every order the shop answered 201 confirmed
+	started   atomic.Int64
+	dropped   atomic.Int64
+	failed    atomic.Int64
+	ok        atomic.Int64
 }
 
 func (l *loader) prepare(ctx context.Context, users int) error {
@@ -158,6 +173,11 @@ func (l *loader) record(step string, took time.Duration, err error) {
 	}
 	st.durations = append(st.durations, took)
 	if err != nil {
+		at := time.Since(l.t0)
+		if l.failed.Load() == 0 {
+			l.firstFail = at
+		}
+		l.lastFail = at
 		st.errors++
 		l.failed.Add(1)
 		if len(st.samples) < 3 {
@@ -209,6 +229,78 @@ func (l *loader) cart(ctx context.Context) {
 	}
 }
 
+// placedOrder is an order the shop confirmed, with whose it is.
+type placedOrder struct {
+	s     *shopper
+	id    string
+	total int
+}
+
+// placeOrder places s's cart as the step "checkout: place order" and remembers the order when the shop
+// confirmed it.
+func (l *loader) placeOrder(ctx context.Context, s *shopper) bool {
+	start := time.Now()
+	a, err := s.expect(ctx, 201, "POST", "/api/orders/v1/orders", checkoutBody("4242424242424242"), "Idempotency-Key", "load-"+randomHex(12))
+	var o struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+		Total  int    `json:"total_cents"`
+	}
+	if err == nil {
+		err = a.decode(&o)
+	}
+	l.record("checkout: place order", time.Since(start), err)
+	if err != nil {
+		return false
+	}
+	if o.Status == "confirmed" {
+		l.mu.Lock()
+		l.confirmed = append(l.confirmed, placedOrder{s: s, id: o.ID, total: o.Total})
+		l.mu.Unlock()
+	}
+	return true
+}
+
+// verifyOrders looks up every order confirmed during the run, as its owner: each must still be there,
+// confirmed, with the same total. A lookup that fails on the way (not a 404) is tried again, a few times.
+func (l *loader) verifyOrders(ctx context.Context, out io.Writer) error {
+	l.mu.Lock()
+	orders := slices.Clone(l.confirmed)
+	l.mu.Unlock()
+	var lost []string
+	for _, o := range orders {
+		var err error
+		for try := 0; try < 5; try++ {
+			var a answer
+			if a, err = o.s.expect(ctx, 200, "GET", "/api/orders/v1/orders/"+o.id, nil); err == nil {
+				var got struct {
+					Status string `json:"status"`
+					Total  int    `json:"total_cents"`
+				}
+				if err = a.decode(&got); err == nil && (got.Status != "confirmed" || got.Total != o.total) {
+					err = fmt.Errorf("order %s: got %s, %d cents; want confirmed, %d cents", o.id, got.Status, got.Total, o.total)
+				}
+				break
+			}
+			if a.status == 404 || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil {
+			lost = append(lost, err.Error())
+		}
+	}
+	fmt.Fprintf(out, "orders: %d confirmed during the run; afterwards %d found confirmed, %d lost or changed\n", len(orders), len(orders)-len(lost), len(lost))
+	for _, e := range lost[:min(len(lost), 5)] {
+		fmt.Fprintf(out, "  %s\n", e)
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("%d confirmed order(s) lost or changed", len(lost))
+	}
+	return nil
+}
+
 // checkouts runs the checkout scenario: shoppers loops of one cart line and one order each (closed loop: each
 // shopper starts its next checkout when the last answered), for duration; it returns how long they ran and how
 // many orders they placed.
@@ -236,7 +328,7 @@ func (l *loader) checkouts(ctx context.Context, duration time.Duration, shoppers
 				if l.timed(work, s, "checkout: set item", 200, "PUT", "/api/cart/v1/cart/items/"+p.ID, map[string]int{"quantity": 1}) != nil {
 					continue
 				}
-				if l.timed(work, s, "checkout: place order", 201, "POST", "/api/orders/v1/orders", checkoutBody("4242424242424242"), "Idempotency-Key", "load-"+randomHex(12)) == nil {
+				if l.placeOrder(work, s) {
 					placed.Add(1)
 				}
 			}
@@ -278,7 +370,7 @@ func (l *loader) checkout(ctx context.Context) {
 	if l.timed(ctx, s, "checkout: set item", 200, "PUT", "/api/cart/v1/cart/items/"+p.ID, map[string]int{"quantity": 1}) != nil {
 		return
 	}
-	if l.timed(ctx, s, "checkout: place order", 201, "POST", "/api/orders/v1/orders", checkoutBody("4242424242424242"), "Idempotency-Key", "load-"+randomHex(12)) == nil {
+	if l.placeOrder(ctx, s) {
 		_ = l.timed(ctx, s, "checkout: order history", 200, "GET", "/api/orders/v1/orders", nil)
 	}
 }
@@ -370,6 +462,9 @@ func (l *loader) report(out io.Writer, elapsed time.Duration, maxErrorRate float
 	}
 	fmt.Fprintf(out, "\n%d journeys in %.1fs (%.1f/s), %d requests, %d failed, %d starts dropped (in-flight cap)\n",
 		l.started.Load(), elapsed.Seconds(), float64(l.started.Load())/elapsed.Seconds(), total, failed, l.dropped.Load())
+	if failed > 0 {
+		fmt.Fprintf(out, "failures between %.1fs and %.1fs after the start\n", l.firstFail.Seconds(), l.lastFail.Seconds())
+	}
 	for _, s := range steps {
 		for _, e := range l.stats[s].samples {
 			fmt.Fprintf(out, "  error in %s: %s\n", s, e)

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -23,6 +25,8 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	members := fs.Bool("members", false, "also list the cluster's members and fail unless every one is alive")
 	topo := fs.String("topology", "", "the topology file: fail unless every service it names has as many passing instances as its replicas")
 	replicas := fs.String("replicas", getenv("REPLICAS"), "with --topology: replica counts of this run, e.g. catalog=2 (as make run and the VM lab take them)")
+	patroni := fs.Bool("patroni", false, "with --topology: services with a database and two or more replicas keep it in a Patroni cluster "+
+		"(the VM lab): fail unless each has one running primary and every replica streaming")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -47,11 +51,7 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return fmt.Errorf("cannot ask Consul at %s: %w (is the lab running? start it with: make run)", *addr, err)
 	}
-	names := make([]string, 0, len(services))
-	for n := range services {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(services))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tINSTANCE\tNODE\tADDRESS\tSTATUS\tCHECKS")
 	unhealthy := 0
@@ -94,6 +94,13 @@ func runStatus(ctx context.Context, args []string, getenv func(string) string, s
 	var problems []string
 	if expected != nil {
 		problems = missingInstances(expected, passing)
+		if *patroni {
+			pp, err := listPatroni(ctx, client, patroniScopes(expected), stdout)
+			if err != nil {
+				return err
+			}
+			problems = append(problems, pp...)
+		}
 		for _, p := range problems {
 			fmt.Fprintln(stdout, "missing:", p)
 		}
@@ -114,6 +121,18 @@ func missingInstances(expected *topology.Topology, passing map[string]int) []str
 	for _, s := range expected.Services {
 		if got := passing[s.Name]; got < s.Replicas {
 			out = append(out, fmt.Sprintf("%s: %d of %d expected instances passing", s.Name, got, s.Replicas))
+		}
+	}
+	return out
+}
+
+// patroniScopes are the Patroni clusters the topology implies, with their member counts: <service>-db for
+// every service with a database and two or more replicas (provisioning/lab.rb plans the same).
+func patroniScopes(t *topology.Topology) map[string]int {
+	out := map[string]int{}
+	for _, s := range t.Services {
+		if s.Database && s.Replicas >= 2 {
+			out[s.Name+"-db"] = s.Replicas
 		}
 	}
 	return out

@@ -75,9 +75,9 @@ type Cluster struct {
 	binDir string
 }
 
-// credential returns the user to run PostgreSQL as: ourselves, or the postgres user when we are root
-// (PostgreSQL refuses to run as root).
-func credential() (*syscall.Credential, error) {
+// Credential returns the user to run PostgreSQL (and what runs it, such as Patroni) as: ourselves (nil), or
+// the postgres user when we are root (PostgreSQL refuses to run as root).
+func Credential() (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil
 	}
@@ -93,7 +93,8 @@ func credential() (*syscall.Credential, error) {
 	return nil, errors.New("running as root, and neither a postgres nor a nobody user exists to run PostgreSQL as")
 }
 
-func chownTree(root string, cred *syscall.Credential) error {
+// ChownTree gives root and everything beneath it to cred's user (nothing when cred is nil).
+func ChownTree(root string, cred *syscall.Credential) error {
 	if cred == nil {
 		return nil
 	}
@@ -121,7 +122,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	cred, err := credential()
+	cred, err := Credential()
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +132,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if err := os.Chmod(o.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := chownTree(o.Dir, cred); err != nil {
+	if err := ChownTree(o.Dir, cred); err != nil {
 		return nil, fmt.Errorf("give %s to the postgres user: %w", o.Dir, err)
 	}
 	c := &Cluster{opts: o, cred: cred, binDir: bin, Port: o.Port}

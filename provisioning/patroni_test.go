@@ -1,0 +1,325 @@
+package provisioning
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	_ "github.com/lib/pq"
+
+	"shoplab/internal/pgcluster"
+	"shoplab/internal/proc"
+	"shoplab/internal/testkit"
+)
+
+// patroniNode is one member of the test's cluster: its own loopback address, ports and directories.
+type patroniNode struct {
+	name, ip        string
+	pgPort, apiPort int
+	dir, config     string
+	env             []string
+	p               *proc.Process
+}
+
+// patroniEnv is what provisioning gives render_patroni_config on a VM, for a member on loopback.
+func patroniEnv(n *patroniNode, consul string) []string {
+	return []string{"SHOPLAB_NODE=" + n.name, "SHOPLAB_IP=" + n.ip, "SHOPLAB_SERVICE=catalog", "SHOPLAB_NETWORK=127.0.0.0/8",
+		"PATRONI_SCOPE=catalog-db", "CONSUL_PATRONI_TOKEN=unused-in-a-dev-agent", "PATRONI_CONSUL=" + consul,
+		"PATRONI_SUPERUSER_PASSWORD=su-pw", "PATRONI_REPLICATION_PASSWORD=repl-pw", "PATRONI_REST_PASSWORD=rest-pw",
+		"PATRONI_PG_PORT=" + strconv.Itoa(n.pgPort), "PATRONI_API_PORT=" + strconv.Itoa(n.apiPort),
+		"PATRONI_DATA_DIR=" + filepath.Join(n.dir, "data"), "PATRONI_SOCKET_DIR=" + n.dir,
+		// Quicker than the VMs' 30 s: a killed leader's session runs out sooner (Consul's minimum is 10 s).
+		"PATRONI_TTL=20", "PATRONI_LOOP_WAIT=2"}
+}
+
+// TestPatroniCluster runs the Patroni configuration provisioning renders, for real: two members with
+// PostgreSQL 15 and a Consul agent as the DCS, on loopback. It checks what the VM lab relies on: the rendered
+// configuration passes `patroni --validate-config` (and a bad one does not); one member leads and the other
+// streams as the synchronous standby; the cluster is in Consul as catalog-db, tagged primary and replica, and
+// `shoplab status --patroni` says so; the leader killed (SIGKILL, Patroni and PostgreSQL both) → the replica
+// is promoted with every committed row, and the old leader, started again, rejoins as a replica. Before the
+// crash, Consul is cut off for 25 s: the primary keeps taking writes.
+func TestPatroniCluster(t *testing.T) {
+	patroni := need(t, "patroni", "install it with: sudo apt-get install -y --no-install-recommends patroni python3-consul")
+	if _, err := pgcluster.BinDir(); err != nil {
+		testkit.Need(t, "postgresql", err, pgcluster.InstallHint)
+	}
+	consul := testkit.NewConsul(t)
+	// Patroni reaches Consul through a proxy the test can cut: Consul unreachable for a while.
+	dcs := testkit.NewProxy(t, consul.HTTPAddr)
+	cred, err := pgcluster.Credential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.MkdirTemp("", "shoplab-patroni-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil { // the postgres user walks into it
+		t.Fatal(err)
+	}
+	ports, err := proc.FreePorts(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*patroniNode{
+		{name: "catalog-1", ip: "127.0.0.2", pgPort: ports[0], apiPort: ports[1]},
+		{name: "catalog-2", ip: "127.0.0.3", pgPort: ports[2], apiPort: ports[3]},
+	}
+	for _, n := range nodes {
+		n.dir = filepath.Join(base, n.name)
+		n.config = filepath.Join(n.dir, "patroni.yml")
+		if err := os.MkdirAll(n.dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		n.env = patroniEnv(n, dcs.Addr())
+		if out, err := shellFunc(t, n.env, "render_patroni_config "+n.config); err != nil {
+			t.Fatalf("render %s: %v\n%s", n.name, err, out)
+		}
+		if out, err := run(t, root(t), nil, patroni, "--validate-config", n.config); err != nil {
+			b, _ := os.ReadFile(n.config)
+			t.Fatalf("patroni --validate-config %s: %v\n%s\n%s", n.name, err, out, b)
+		}
+		if fi, _ := os.Stat(n.config); fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: mode %v; want 0600 (it holds passwords)", n.config, fi.Mode().Perm())
+		}
+		if err := pgcluster.ChownTree(n.dir, cred); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A member that would advertise 127.0.0.1 to the others is refused by Patroni's own validator.
+	bad := filepath.Join(base, "bad.yml")
+	badEnv := append(slices.Clone(nodes[0].env), "SHOPLAB_IP=127.0.0.1")
+	if out, err := shellFunc(t, badEnv, "render_patroni_config "+bad); err != nil {
+		t.Fatalf("render: %v\n%s", err, out)
+	}
+	if out, err := run(t, root(t), nil, patroni, "--validate-config", bad); err == nil {
+		t.Fatalf("patroni --validate-config with connect_address 127.0.0.1: got success\n%s", out)
+	}
+
+	start := func(n *patroniNode) {
+		t.Helper()
+		p, err := proc.Start(proc.Spec{Name: "patroni " + n.name, Path: patroni, Args: []string{n.config}, Dir: n.dir,
+			LogPath: filepath.Join(n.dir, "patroni.log"), Credential: cred, ParentDeath: syscall.SIGKILL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.p = p
+	}
+	kill := func(n *patroniNode) {
+		t.Helper()
+		// Patroni leaves PostgreSQL running when it dies: kill both, as a crash of the VM would.
+		pid := postmasterPID(t, n)
+		_ = n.p.Stop(syscall.SIGKILL, 5*time.Second)
+		if pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	for _, n := range nodes {
+		start(n)
+		t.Cleanup(func() {
+			if n.p != nil {
+				_ = n.p.Stop(syscall.SIGTERM, 20*time.Second)
+			}
+			if pid := postmasterPID(t, n); pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		})
+	}
+	logs := func() string {
+		var b strings.Builder
+		for _, n := range nodes {
+			fmt.Fprintf(&b, "--- %s\n%s\n", n.name, proc.TailFile(filepath.Join(n.dir, "patroni.log"), 30))
+		}
+		return b.String()
+	}
+
+	// 1. One leader, one synchronous standby, both in Consul.
+	leader := waitCluster(t, consul.Client, 120*time.Second, "", logs)
+	var primary, replica *patroniNode
+	for _, n := range nodes {
+		if n.name == leader {
+			primary = n
+		} else {
+			replica = n
+		}
+	}
+	t.Logf("leader %s", leader)
+	out, err := run(t, root(t), []string{"CONSUL_HTTP_ADDR=" + consul.HTTPAddr}, testkit.Binary(t, "cmd/shoplab"),
+		"status", "--topology", "provisioning/topology.yml", "--replicas", "catalog=2", "--patroni")
+	for _, want := range []string{"catalog-db  " + primary.name, "leader", replica.name, "sync", "missing: catalog: 0 of 2 expected instances passing"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("shoplab status --patroni: want %q in\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "missing: catalog-db") {
+		t.Fatalf("shoplab status --patroni: a healthy cluster reported missing:\n%s", out)
+	}
+
+	// 2. The service's role and database, as setup_patroni makes them on the leader; rows committed there.
+	// The superuser's password reaches psql in its environment, as provisioning's never reaches an argument.
+	sqlEnv := append(slices.Clone(primary.env), "DB_PASSWORD=catalog-pw", "PGPASSWORD=su-pw")
+	if out, err := run(t, root(t), sqlEnv, "bash", "-c", fmt.Sprintf(
+		"set -euo pipefail; source provisioning/lib.sh; service_database_sql | psql -q -v ON_ERROR_STOP=1 -h %s -p %d -U postgres postgres",
+		primary.ip, primary.pgPort)); err != nil {
+		t.Fatalf("service_database_sql on the leader: %v\n%s", err, out)
+	}
+	dsn := func(n *patroniNode) string {
+		return fmt.Sprintf("host=%s port=%d dbname=catalog user=catalog password=catalog-pw sslmode=disable connect_timeout=5", n.ip, n.pgPort)
+	}
+	db := openDB(t, dsn(primary))
+	execSQL := func(q string, args ...any) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	execSQL(`CREATE TABLE stock (sku text PRIMARY KEY, n int NOT NULL)`)
+	for i := range 20 {
+		execSQL(`INSERT INTO stock VALUES ($1, $2)`, fmt.Sprintf("sku-%d", i), i)
+	}
+
+	// 3. Consul unreachable for longer than Patroni's retry_timeout (a Consul leader election under emulation
+	// took 19 s in make vm-test): the primary keeps taking writes (failsafe mode) instead of demoting itself.
+	dcs.Cut()
+	for i := range 25 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := db.ExecContext(ctx, `UPDATE stock SET n = n WHERE sku = 'sku-0'`)
+		cancel()
+		if err != nil {
+			dcs.Restore()
+			t.Fatalf("write on the primary %ds into Consul's absence: %v\n%s", i, err, logs())
+		}
+		time.Sleep(time.Second)
+	}
+	dcs.Restore()
+	db.Close()
+	if got := waitCluster(t, consul.Client, 60*time.Second, "", logs); got != primary.name {
+		t.Fatalf("after Consul came back: leader %s; want %s still", got, primary.name)
+	}
+
+	// 4. The leader crashes: the standby is promoted with every committed row.
+	killed := time.Now()
+	kill(primary)
+	waitCluster(t, consul.Client, 90*time.Second, replica.name, logs)
+	t.Logf("failover: %s promoted %.1fs after %s was killed", replica.name, time.Since(killed).Seconds(), primary.name)
+	db = openDB(t, dsn(replica))
+	defer db.Close()
+	var rows, sum int
+	if err := db.QueryRow(`SELECT count(*), coalesce(sum(n), 0) FROM stock`).Scan(&rows, &sum); err != nil || rows != 20 || sum != 190 {
+		t.Fatalf("rows on the promoted member: got %d rows, sum %d, err %v; want 20, 190", rows, sum, err)
+	}
+	if _, err := db.Exec(`INSERT INTO stock VALUES ('after', 1)`); err != nil {
+		t.Fatalf("write on the promoted member: %v", err)
+	}
+
+	// 5. The old leader comes back as a replica of the new one.
+	start(primary)
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		c := readCluster(t, consul.Client)
+		m, ok := c.members[primary.name]
+		if c.leader == replica.name && ok && m.Role == "replica" && m.State == "running" && slices.Contains(c.sync, primary.name) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not rejoin as the synchronous replica within 120s: %+v\n%s", primary.name, c, logs())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func postmasterPID(t *testing.T, n *patroniNode) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	return pid
+}
+
+func openDB(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// testCluster is the cluster's state as Consul holds it: the leader key, members and synchronous standbys.
+type testCluster struct {
+	leader  string
+	members map[string]testMember
+	sync    []string
+}
+
+type testMember struct {
+	Role  string `json:"role"`
+	State string `json:"state"`
+}
+
+func readCluster(t *testing.T, c *api.Client) testCluster {
+	t.Helper()
+	out := testCluster{members: map[string]testMember{}}
+	pairs, _, err := c.KV().List("shoplab/catalog-db/", nil)
+	if err != nil {
+		return out
+	}
+	for _, p := range pairs {
+		switch key := strings.TrimPrefix(p.Key, "shoplab/catalog-db/"); {
+		case key == "leader":
+			out.leader = string(p.Value)
+		case key == "sync":
+			var s struct {
+				Standby string `json:"sync_standby"`
+			}
+			if json.Unmarshal(p.Value, &s) == nil && s.Standby != "" {
+				out.sync = strings.Split(s.Standby, ",")
+			}
+		case strings.HasPrefix(key, "members/"):
+			var m testMember
+			_ = json.Unmarshal(p.Value, &m)
+			out.members[strings.TrimPrefix(key, "members/")] = m
+		}
+	}
+	return out
+}
+
+// waitCluster waits until the cluster has a leader (want, when given) registered in Consul as catalog-db with
+// the tag primary and passing, and the other member passing as its synchronous replica; it returns the leader.
+func waitCluster(t *testing.T, c *api.Client, within time.Duration, want string, logs func() string) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		cl := readCluster(t, c)
+		primaries, _, err1 := c.Health().Service("catalog-db", "primary", true, nil)
+		replicas, _, err2 := c.Health().Service("catalog-db", "replica", true, nil)
+		ok := err1 == nil && err2 == nil && cl.leader != "" && (want == "" || cl.leader == want) &&
+			len(primaries) == 1 && primaries[0].Service.ID == "catalog-db/"+cl.leader
+		if ok && want != "" {
+			return cl.leader // the other member is down: no replica to wait for
+		}
+		if ok && len(replicas) == 1 && len(cl.sync) == 1 && cl.sync[0] != cl.leader {
+			return cl.leader
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no cluster as wanted (leader %q) within %v: %+v, primaries %d, replicas %d\n%s", want, within, cl, len(primaries), len(replicas), logs())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
