@@ -77,11 +77,13 @@ func (a *apiHandler) serve(ctx *fasthttp.RequestCtx) {
 	// The clock is read twice per request, here and at the end: deadlines, metrics, the status page's plots
 	// and the access log all work from these two readings.
 	st := attemptState{start: time.Now(), requestID: requestIDOf(ctx)}
+	// The client's path, copied: forwarding rewrites the request's own into the upstream one.
+	clientPath := bytes.Clone(ctx.Path())
 	requestClock.set(st.start)
 	route, routeName, service := a.unmatched, "unmatched", ""
-	err := a.handle(ctx, &st, &route, &routeName, &service)
+	err := a.handle(ctx, clientPath, &st, &route, &routeName, &service)
 	if err != nil {
-		a.writeError(ctx, err, service, st.requestID)
+		a.writeError(ctx, err, service, st.requestID, clientPath)
 	}
 	h := &ctx.Response.Header
 	h.Set(web.RequestIDHeader, st.requestID)
@@ -97,7 +99,7 @@ func (a *apiHandler) serve(ctx *fasthttp.RequestCtx) {
 		st.target.traffic.record(end, status, took)
 	}
 	if a.access.enabled() {
-		e := accessEntry{method: ctx.Method(), path: ctx.Path(), route: routeName, status: status, took: took,
+		e := accessEntry{method: ctx.Method(), path: clientPath, route: routeName, status: status, took: took,
 			bytes: len(ctx.Response.Body()), requestID: st.requestID, service: service, upstream: st.instance,
 			upstreamStatus: st.upstreamStatus, retries: st.retries}
 		if st.err != nil {
@@ -107,13 +109,14 @@ func (a *apiHandler) serve(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-func (a *apiHandler) handle(ctx *fasthttp.RequestCtx, st *attemptState, route **metrics.Route, routeName, service *string) error {
+// handle routes the request in ctx, whose path clientPath is a copy of (forward rewrites the request's own).
+func (a *apiHandler) handle(ctx *fasthttp.RequestCtx, clientPath []byte, st *attemptState, route **metrics.Route, routeName, service *string) error {
 	r, forwarded := a.routes[string(ctx.Method())]
 	if !forwarded {
 		return web.Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method %s not allowed on %s", ctx.Method(), ctx.Path())
 	}
 	method := r.method
-	rest := ctx.Path()[len(apiPrefix):]
+	rest := clientPath[len(apiPrefix):]
 	i := bytes.IndexByte(rest, '/')
 	if i <= 0 {
 		return web.Errorf(http.StatusNotFound, "not_found", "no such endpoint: %s %s", method, ctx.Path())
@@ -135,13 +138,13 @@ func (a *apiHandler) handle(ctx *fasthttp.RequestCtx, st *attemptState, route **
 }
 
 // writeError answers with the front's own error body (API.md).
-func (a *apiHandler) writeError(ctx *fasthttp.RequestCtx, err error, service, requestID string) {
+func (a *apiHandler) writeError(ctx *fasthttp.RequestCtx, err error, service, requestID string, path []byte) {
 	var we *web.Error
 	if !errors.As(err, &we) {
 		we = gatewayError(err, service)
 	}
 	if we == nil {
-		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(ctx.Path()), "request_id", requestID, "error", err)
+		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(path), "request_id", requestID, "error", err)
 		we = web.Errorf(http.StatusInternalServerError, "internal_error", "internal error")
 	}
 	ctx.Response.Reset()
