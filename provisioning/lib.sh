@@ -472,11 +472,23 @@ setup_patroni() {
   tmp=$(mktemp)
   render_patroni_config "$tmp"
   patroni --validate-config "$tmp" >/dev/null || die "the rendered Patroni configuration does not validate (kept in $tmp)"
-  install -o postgres -g postgres -m 0600 "$tmp" /etc/patroni/config.yml
-  rm -f "$tmp"
-  systemctl daemon-reload
-  systemctl enable patroni.service
-  systemctl restart patroni.service
+  # Provisioning runs again (vagrant up --provision, a retried machine): a running Patroni is never restarted,
+  # since stopping the leader hands its lock to a replica mid-run. An unchanged configuration leaves it alone;
+  # a changed one is installed and re-read (SIGHUP); a stopped Patroni is started.
+  if systemctl is-active --quiet patroni.service && cmp -s "$tmp" /etc/patroni/config.yml; then
+    rm -f "$tmp"
+    echo "shoplab: Patroni of $PATRONI_SCOPE already runs with this configuration"
+  else
+    install -o postgres -g postgres -m 0600 "$tmp" /etc/patroni/config.yml
+    rm -f "$tmp"
+    systemctl daemon-reload
+    systemctl enable patroni.service
+    if systemctl is-active --quiet patroni.service; then
+      systemctl reload patroni.service
+    else
+      systemctl start patroni.service
+    fi
+  fi
   # Until a member leads, nobody can take writes; bounded, generous under emulation.
   wait_for "a Patroni leader of $PATRONI_SCOPE" 600 patroni_has_leader
   if patroni_role_is primary; then

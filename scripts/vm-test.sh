@@ -143,14 +143,17 @@ cleanup() {
   exit "$status"
 }
 
-# collect_logs keeps, after a failure, the last journal lines of the lab's units on every running VM in
-# $work/logs/ (the VMs are destroyed next).
+# collect_logs keeps, after a failure, the last journal lines of the lab's units and Patroni's whole journal on
+# every running VM in $work/logs/ (the VMs are destroyed next).
 collect_logs() {
   local vm
   mkdir -p "$work/logs"
   for vm in $(virsh list --name 2>/dev/null | grep "^$prefix" | sed "s/^$prefix//"); do
     timeout 60 ip netns exec "$ns" vagrant ssh "$vm" -c \
-      "sudo journalctl --no-pager -n 400 -u 'shoplab@*' -u consul -u patroni -u postgresql" >"$work/logs/$vm.log" 2>&1
+      "sudo journalctl --no-pager -n 400 -u 'shoplab@*' -u consul -u postgresql" >"$work/logs/$vm.log" 2>&1
+    # Patroni's whole journal: a replica that stopped streaming is explained by its bootstrap, long before the end.
+    timeout 60 ip netns exec "$ns" vagrant ssh "$vm" -c \
+      "sudo journalctl --no-pager -u patroni" >"$work/logs/$vm-patroni.log" 2>&1 || true
   done
   log "journals of the running VMs kept in $work/logs/"
 }
