@@ -106,12 +106,13 @@ func (g *gatewayBench) run(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(g.out, "\nThroughput: wrk -t1 -c%d -d%s, %d rounds interleaved; nginx 1 worker, the front GOMAXPROCS=1\n\n", g.conns, g.duration, g.rounds)
 	tw := tabwriter.NewWriter(g.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "contender\trequests/s (each round)\tmedian\tratio\tp50\tp99\terrors\t")
+	fmt.Fprintln(tw, "contender\trequests/s (each round)\tmedian\tratio\tround by round\tp50\tp99\terrors\t")
 	for _, c := range contenders {
 		rs := results[c.name]
-		ratio := "-"
+		ratio, byRound := "-", "-"
 		if c.versus != "" {
 			ratio = fmt.Sprintf("%.2f× %s", median(rs, rps)/median(results[c.versus], rps), strings.TrimSuffix(c.versus, ", mTLS upstream"))
+			byRound = roundRatios(rs, results[c.versus])
 		}
 		rounds := make([]string, len(rs))
 		errs := 0
@@ -119,7 +120,7 @@ func (g *gatewayBench) run(ctx context.Context) (err error) {
 			rounds[i] = fmt.Sprintf("%.0f", r.RPS)
 			errs += r.Errors
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t\n", c.name, strings.Join(rounds, " "), median(rs, rps), ratio,
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", c.name, strings.Join(rounds, " "), median(rs, rps), ratio, byRound,
 			time.Duration(median(rs, p50)).Round(10*time.Microsecond), time.Duration(median(rs, p99)).Round(10*time.Microsecond), errs)
 	}
 	tw.Flush()
@@ -176,6 +177,26 @@ func (g *gatewayBench) run(ctx context.Context) (err error) {
 	fmt.Fprintf(g.out, "\nThe front's memory: %.1f MiB resident at most while answering %.0f requests/s (%d failed); %.1f MiB at most over the whole run (VmHWM).\n",
 		g.frontRSSAtRate, res.Achieved(), res.Failed+res.Late, g.frontPeakRSS)
 	return nil
+}
+
+// roundRatios is the median and range of rs's requests/s over versus's, round by round: each pair ran back to
+// back, so on a noisy machine it says more than the ratio of the two medians.
+func roundRatios(rs, versus []wrkResult) string {
+	var v []float64
+	for i := range min(len(rs), len(versus)) {
+		if versus[i].RPS > 0 {
+			v = append(v, rs[i].RPS/versus[i].RPS)
+		}
+	}
+	if len(v) == 0 {
+		return "-"
+	}
+	slices.Sort(v)
+	mid := v[len(v)/2]
+	if len(v)%2 == 0 {
+		mid = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return fmt.Sprintf("%.2f× (%.2f–%.2f)", mid, v[0], v[len(v)-1])
 }
 
 func rps(r wrkResult) float64 { return r.RPS }

@@ -42,3 +42,29 @@ func TestRSSMiB(t *testing.T) {
 		t.Fatalf("rssMiB: got %v, %v; want 20, 40", rss, peak)
 	}
 }
+
+func TestRoundRatios(t *testing.T) {
+	w := func(v ...float64) []wrkResult {
+		rs := make([]wrkResult, len(v))
+		for i, x := range v {
+			rs[i].RPS = x
+		}
+		return rs
+	}
+	tests := []struct {
+		name      string
+		rs, other []wrkResult
+		want      string
+	}{
+		{"odd rounds", w(80, 60, 90), w(100, 100, 100), "0.80× (0.60–0.90)"},
+		{"even rounds", w(50, 70, 60, 80), w(100, 100, 100, 100), "0.65× (0.50–0.80)"},
+		{"pairs, not medians", w(40, 80), w(50, 100), "0.80× (0.80–0.80)"},
+		{"a round the other side lacks", w(80, 90), w(100), "0.80× (0.80–0.80)"},
+		{"nothing to compare", w(80), w(0), "-"},
+	}
+	for _, tc := range tests {
+		if got := roundRatios(tc.rs, tc.other); got != tc.want {
+			t.Errorf("%s: got %q; want %q", tc.name, got, tc.want)
+		}
+	}
+}
