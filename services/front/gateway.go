@@ -22,7 +22,6 @@ import (
 	"shoplab/internal/balancer"
 	"shoplab/internal/consulx"
 	"shoplab/internal/mesh"
-	"shoplab/internal/web"
 )
 
 // gateway routes /api/{service}/{path} to a passing instance of a public Consul service. It keeps one
@@ -302,6 +301,15 @@ func (t *target) forget(current []consulx.Instance) {
 	}
 }
 
+// The headers the gateway sets on every upstream request, by their canonical names.
+var (
+	headerForwardedHost  = []byte("X-Forwarded-Host")
+	headerForwardedProto = []byte("X-Forwarded-Proto")
+	headerForwardedFor   = []byte("X-Forwarded-For")
+	headerRequestID      = []byte("X-Request-Id")
+	valueHTTP            = []byte("http")
+)
+
 // hopHeaders are connection-level headers a proxy must not forward (RFC 9110 §7.6.1), in the canonical form
 // fasthttp keeps header names in.
 var hopHeaders = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
@@ -465,12 +473,13 @@ func (g *gateway) upstreamRequest(ctx *fasthttp.RequestCtx, path []byte, st *att
 	h := &ctx.Request.Header
 	delHop(h, true)
 	h.DelAllCookies()
-	h.SetBytesV("X-Forwarded-Host", h.Host()) // before the host becomes the instance's
-	h.Set("X-Forwarded-Proto", "http")
-	h.Set(web.RequestIDHeader, st.requestID)
+	// The names are written in fasthttp's canonical form, so it need not normalise them per request.
+	h.SetCanonical(headerForwardedHost, h.Host()) // before the host becomes the instance's
+	h.SetCanonical(headerForwardedProto, valueHTTP)
+	h.SetCanonical(headerRequestID, []byte(st.requestID))
 	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
 		var buf [64]byte
-		h.SetBytesV("X-Forwarded-For", a.AddrPort().Addr().Unmap().AppendTo(buf[:0]))
+		h.SetCanonical(headerForwardedFor, a.AddrPort().Addr().Unmap().AppendTo(buf[:0]))
 	} else {
 		h.Del("X-Forwarded-For")
 	}
