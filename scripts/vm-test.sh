@@ -451,7 +451,8 @@ check_consul_leader_down() {
   wait_all_passing "https://$new:8501"
   # Autopilot lets a returning server vote once it has been stable for a while (10 s by default).
   t0=$(now)
-  until voters=$(consul_get "$new" /v1/operator/raft/configuration | grep -cE '"Voter": *true' || true) && ((voters == 3)); do
+  # The answer is one line of JSON: count the matches, not the lines.
+  until voters=$(consul_get "$new" /v1/operator/raft/configuration | grep -oE '"Voter": *true' | wc -l) && ((voters == 3)); do
     [[ $(awk -v t="$(since "$t0")" 'BEGIN { print (t > 120) }') == 0 ]] || die "Raft after $vm came back: $voters voters after 120s; want 3"
     sleep 2
   done
