@@ -389,7 +389,9 @@ consul:
   host: ${PATRONI_CONSUL:-127.0.0.1:8500}
   token: "$CONSUL_PATRONI_TOKEN"
   register_service: true
-  service_check_interval: 5s
+  # A newly promoted primary is in Consul DNS only once its check has passed: a short interval shortens the
+  # failover's gap without a primary (the services wait DB_RETRY_WAIT for one).
+  service_check_interval: 2s
 bootstrap:
   dcs:
     ttl: ${PATRONI_TTL:-30}
@@ -528,7 +530,9 @@ render_service_env() {
       printf 'AUTH_KEY_ENCRYPTION_KEY=%s\n' "$AUTH_KEY_ENCRYPTION_KEY"
     fi
     if [[ -n ${DB_HOST:-} ]]; then
-      printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable\n" \
+      # read-write: a connection that reaches a standby (a name in Consul DNS not yet moved after a failover)
+      # is refused at once and opened again, rather than failing the writes it would carry.
+      printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=read-write\n" \
         "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
     fi
   } >"$out"

@@ -294,7 +294,7 @@ func TestServiceEnv(t *testing.T) {
 	}
 	b, _ := os.ReadFile(file)
 	for _, want := range []string{"LISTEN_ADDR=192.168.56.111:8082", "ADVERTISE_ADDR=192.168.56.111", "SERVICE_ID=catalog-2",
-		"CONSUL_HTTP_TOKEN=tok", "DATABASE_URL=host=192.168.56.110 port=5432 dbname=catalog user=catalog password=pw sslmode=disable"} {
+		"CONSUL_HTTP_TOKEN=tok", "DATABASE_URL=host=192.168.56.110 port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=read-write"} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Fatalf("env file: want %q in\n%s", want, b)
 		}

@@ -5,6 +5,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,7 +49,9 @@ type Config struct {
 	DeregisterAfter time.Duration
 	ShutdownTimeout time.Duration
 	ShutdownGrace   time.Duration
-	DBWait          time.Duration
+	DBWait          time.Duration // how long a starting service waits for its database to answer
+	DBRetryWait     time.Duration // how long a statement waits for a primary during a failover (pgdb)
+	DBFailoverGrace time.Duration // how long readiness only warns while the database has no primary
 	JWKSRefresh     time.Duration // how often a verifying service fetches auth's signing keys again
 	OpsListen       string        // where a mesh service serves /health and /metrics in plain HTTP
 	MeshAuthzTTL    time.Duration // how long an intention decision is cached per caller
@@ -75,6 +79,8 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		ShutdownGrace:   env.Duration("SHUTDOWN_GRACE", 200*time.Millisecond),
 		DBWait:          env.Duration("DB_WAIT", time.Minute),
+		DBRetryWait:     env.Duration("DB_RETRY_WAIT", 4*time.Second),
+		DBFailoverGrace: env.Duration("DB_FAILOVER_GRACE", 15*time.Second),
 		JWKSRefresh:     env.Duration("JWKS_REFRESH", time.Minute),
 		OpsListen:       env.String("OPS_LISTEN_ADDR", ""),
 		MeshAuthzTTL:    env.Duration("MESH_AUTHZ_TTL", 500*time.Millisecond),
@@ -385,7 +391,29 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 		return nil, nil, err
 	}
 	reg.WatchDB(db, c.Service)
-	return pgdb.Wrap(db), func(ctx context.Context) error { return schema.Check(ctx, db) }, nil
+	return pgdb.WrapRetrying(db, c.DBRetryWait, log.Named("db")), readiness(schema, db, c.DBFailoverGrace), nil
+}
+
+// readiness is the database's readiness check: it fails when the database does not answer or its schema is
+// not this binary's, but only warns (the instance stays in rotation) while the database has been without a
+// primary for less than grace: every instance shares that primary, so taking them all out of rotation for a
+// failover's few seconds would turn the requests that wait for the new primary (DB_RETRY_WAIT) into 503s
+// from the front.
+func readiness(schema *pgdb.Schema, db *sql.DB, grace time.Duration) func(context.Context) error {
+	var lastOK atomic.Int64 // unix nanoseconds of the last passing check
+	lastOK.Store(time.Now().UnixNano())
+	return func(ctx context.Context) error {
+		err := schema.Check(ctx, db)
+		switch {
+		case err == nil:
+			lastOK.Store(time.Now().UnixNano())
+			return nil
+		case (pgdb.Unavailable(err) || errors.Is(err, context.DeadlineExceeded)) && time.Since(time.Unix(0, lastOK.Load())) < grace:
+			return health.Degraded(fmt.Errorf("%w (for %s; failing after %s)", err,
+				time.Since(time.Unix(0, lastOK.Load())).Round(time.Second), grace))
+		}
+		return err
+	}
 }
 
 // Runtime is what a booted service has: a context that ends on SIGINT or SIGTERM, its configuration, logger,

@@ -1,10 +1,16 @@
 package app
 
 import (
+	"context"
+	"database/sql"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"shoplab/internal/health"
+	"shoplab/internal/pgdb"
 )
 
 func TestLoad(t *testing.T) {
@@ -54,5 +60,31 @@ func TestAdvertiseAddr(t *testing.T) {
 		if got != tc.want || (err != nil) != tc.wantErr {
 			t.Errorf("advertiseAddr(%q, %s): got %q, %v; want %q, error %v", tc.configured, tc.bound, got, err, tc.want, tc.wantErr)
 		}
+	}
+}
+
+// TestReadinessGrace: a database without a primary only warns for the grace period, then fails.
+func TestReadinessGrace(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	ln.Close() // nothing listens there now: connections are refused, as while no primary is up
+	db, err := sql.Open("postgres", fmt.Sprintf("host=127.0.0.1 port=%d user=x dbname=x sslmode=disable connect_timeout=1", addr.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	check := readiness(&pgdb.Schema{}, db, 400*time.Millisecond)
+	status := func() string {
+		return health.Run(context.Background(), time.Second, health.Check{Name: "database", Run: check}).Status
+	}
+	if got := status(); got != "warn" {
+		t.Errorf("within the grace: got %q; want warn", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := status(); got != "fail" {
+		t.Errorf("after the grace: got %q; want fail", got)
 	}
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/golang-migrate/migrate/v4/database/postgres"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	"github.com/hashicorp/go-hclog"
-	_ "github.com/lib/pq" // the PostgreSQL driver
+	"github.com/lib/pq"
 )
 
 // DefaultConnectTimeout is added to a DSN that does not set connect_timeout (seconds).
@@ -55,10 +55,11 @@ func Open(ctx context.Context, dsn string, wait time.Duration, log hclog.Logger)
 	if dsn == "" {
 		return nil, errors.New("open database: DATABASE_URL is empty")
 	}
-	db, err := sql.Open("postgres", WithConnectTimeout(dsn, DefaultConnectTimeout))
+	c, err := pq.NewConnector(WithConnectTimeout(dsn, DefaultConnectTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
+	db := sql.OpenDB(connector{c})
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(20)
 	db.SetConnMaxIdleTime(5 * time.Minute)

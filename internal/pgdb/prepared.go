@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 // DB is a *sql.DB whose statements are prepared once per connection and then reused: PostgreSQL parses,
@@ -12,8 +14,13 @@ import (
 // arguments is parsed and planned every time — the largest part of the database's CPU on a checkout, measured
 // in docs/benchmarks.md). Stores use it like a *sql.DB; statements are keyed by their SQL text, which in this
 // code base is constant.
+//
+// Statements also ride out a failover: see failover.go.
 type DB struct {
 	*sql.DB
+
+	retryWait time.Duration
+	log       hclog.Logger
 
 	mu        sync.RWMutex
 	stmts     map[string]*sql.Stmt
@@ -23,9 +30,15 @@ type DB struct {
 // maxPrepared bounds the statements kept prepared; beyond it, queries run unprepared.
 const maxPrepared = 256
 
-// Wrap returns db with statement preparation.
+// Wrap returns db with statement preparation, and no retries.
 func Wrap(db *sql.DB) *DB {
-	return &DB{DB: db, stmts: map[string]*sql.Stmt{}, preparing: map[string]bool{}}
+	return WrapRetrying(db, 0, hclog.NewNullLogger())
+}
+
+// WrapRetrying returns db with statement preparation, whose statements wait up to retryWait for a primary
+// (failover.go says which).
+func WrapRetrying(db *sql.DB, retryWait time.Duration, log hclog.Logger) *DB {
+	return &DB{DB: db, retryWait: retryWait, log: log, stmts: map[string]*sql.Stmt{}, preparing: map[string]bool{}}
 }
 
 // stmt returns query's prepared statement, or nil the first time: then the statement is prepared in the
@@ -62,32 +75,52 @@ func (d *DB) prepare(query string) {
 }
 
 // ExecContext runs query with args on a prepared statement.
-func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := d.stmt(query); st != nil {
-		return st.ExecContext(ctx, args...)
-	}
-	return d.DB.ExecContext(ctx, query, args...)
+func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
+	err = d.retry(ctx, statementRetry(query), func() error {
+		if st := d.stmt(query); st != nil {
+			res, err = st.ExecContext(ctx, args...)
+		} else {
+			res, err = d.DB.ExecContext(ctx, query, args...)
+		}
+		return err
+	})
+	return res, err
 }
 
 // QueryContext runs query with args on a prepared statement.
-func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if st := d.stmt(query); st != nil {
-		return st.QueryContext(ctx, args...)
-	}
-	return d.DB.QueryContext(ctx, query, args...)
+func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
+	err = d.retry(ctx, statementRetry(query), func() error {
+		if st := d.stmt(query); st != nil {
+			rows, err = st.QueryContext(ctx, args...)
+		} else {
+			rows, err = d.DB.QueryContext(ctx, query, args...)
+		}
+		return err
+	})
+	return rows, err
 }
 
 // QueryRowContext runs query with args on a prepared statement.
-func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if st := d.stmt(query); st != nil {
-		return st.QueryRowContext(ctx, args...)
-	}
-	return d.DB.QueryRowContext(ctx, query, args...)
+func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
+	_ = d.retry(ctx, statementRetry(query), func() error {
+		if st := d.stmt(query); st != nil {
+			row = st.QueryRowContext(ctx, args...)
+		} else {
+			row = d.DB.QueryRowContext(ctx, query, args...)
+		}
+		return row.Err() // the query's own error; sql.ErrNoRows only comes from Scan
+	})
+	return row
 }
 
-// BeginTx starts a transaction whose statements are prepared the same way.
+// BeginTx starts a transaction whose statements are prepared the same way. Starting one is retried like a
+// statement that did not run: nothing of the transaction's ran yet.
 func (d *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
-	tx, err := d.DB.BeginTx(ctx, opts)
+	var tx *sql.Tx
+	err := d.retry(ctx, Unavailable, func() (err error) {
+		tx, err = d.DB.BeginTx(ctx, opts)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

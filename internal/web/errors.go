@@ -7,18 +7,29 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
 
 // Error is an error that knows the HTTP status and machine-readable code it answers with.
 type Error struct {
-	Status  int
-	Code    string
-	Message string
+	Status     int
+	Code       string
+	Message    string
+	RetryAfter time.Duration // when set, the answer carries Retry-After (whole seconds, at least 1)
+	Cause      error         // when set, logged (as a warning) but never sent
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%d %s: %s: %v", e.Status, e.Code, e.Message, e.Cause)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Errorf builds an *Error with a formatted message.
 func Errorf(status int, code, format string, args ...any) *Error {
@@ -58,6 +69,12 @@ func WriteError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 			log.Error("request failed", "method", r.Method, "path", r.URL.Path, "request_id", RequestID(r.Context()), "error", err)
 			we = Errorf(http.StatusInternalServerError, "internal_error", "internal error")
 		}
+	}
+	if we.Cause != nil {
+		log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "request_id", RequestID(r.Context()), "status", we.Status, "error", we.Cause)
+	}
+	if we.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(we.RetryAfter.Round(time.Second)/time.Second))))
 	}
 	WriteErrorStatus(w, r, we.Status, we.Code, we.Message)
 }

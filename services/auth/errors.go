@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/authn"
+	"shoplab/internal/pgdb"
 	"shoplab/internal/web"
 )
 
@@ -37,6 +38,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 		errors.Is(err, authn.ErrExpired), errors.Is(err, authn.ErrRevoked), errors.Is(err, authn.ErrUnavailable),
 		errors.Is(err, authn.ErrForbidden):
 		err = authn.AsHTTPError(err)
+	case pgdb.Unavailable(err):
+		err = pgdb.HTTPError(err)
 	}
 	web.WriteError(w, r, log, err)
 }

@@ -41,7 +41,8 @@ func waitStatus(t *testing.T, c *api.Client, service, want string, within time.D
 }
 
 // TestRegistrationFollowsReadiness runs the real binary: it registers and is passing, its check turns critical
-// when its database becomes unreachable and passing again when it returns, and SIGTERM deregisters it.
+// when its database has been unreachable for DB_FAILOVER_GRACE (1 s here) and passing again when it returns,
+// and SIGTERM deregisters it.
 func TestRegistrationFollowsReadiness(t *testing.T) {
 	consul := testkit.NewConsul(t)
 	pg := testkit.Postgres(t)
@@ -53,6 +54,7 @@ func TestRegistrationFollowsReadiness(t *testing.T) {
 	env := testkit.AuthEnv()
 	for k, v := range map[string]string{
 		"DATABASE_URL": viaProxy, "CONSUL_HTTP_ADDR": consul.HTTPAddr, "CHECK_INTERVAL": "300ms", "CHECK_TIMEOUT": "250ms",
+		"DB_FAILOVER_GRACE": "1s",
 	} {
 		env[k] = v
 	}
@@ -73,6 +75,9 @@ func TestRegistrationFollowsReadiness(t *testing.T) {
 	proxy.Cut()
 	took = waitStatus(t, consul.Client, "auth", api.HealthCritical, 5*time.Second)
 	t.Logf("critical %s after the database was cut off", took)
+	if took < 700*time.Millisecond {
+		t.Errorf("critical %s after the database was cut off; want it only after the 1s grace", took)
+	}
 	r := testkit.Call(t, "GET", svc.OpsURL+"/health/ready", "")
 	if r.Status != 503 {
 		t.Fatalf("/health/ready without database: got %d %s; want 503", r.Status, r.Body)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"shoplab/internal/pgdb"
 	"shoplab/internal/svcclient"
 	"shoplab/internal/web"
 )
@@ -44,6 +45,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 	case svcclient.IsUnavailable(err):
 		log.Warn("dependency unavailable", "error", err)
 		err = web.Errorf(http.StatusServiceUnavailable, "dependency_unavailable", "the catalog is unavailable right now; try again")
+	case svcclient.Remote(err) != nil && svcclient.Remote(err).Status >= 500:
+		log.Warn("dependency failed", "error", err)
+		err = web.Errorf(http.StatusServiceUnavailable, "dependency_unavailable", "the catalog failed to answer; try again")
+	case pgdb.Unavailable(err):
+		err = pgdb.HTTPError(err)
 	}
 	web.WriteError(w, r, log, err)
 }

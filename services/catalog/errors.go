@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"shoplab/internal/pgdb"
 	"shoplab/internal/web"
 )
 
@@ -66,6 +67,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 		err = web.Errorf(http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for another stock adjustment of this product")
 	case errors.Is(err, errReservationCommitted):
 		err = web.Errorf(http.StatusConflict, "reservation_committed", "this order's reservation is committed and cannot be released")
+	case pgdb.Unavailable(err):
+		err = pgdb.HTTPError(err)
 	}
 	web.WriteError(w, r, log, err)
 }

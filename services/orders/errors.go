@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"shoplab/internal/pgdb"
 	"shoplab/internal/svcclient"
 	"shoplab/internal/web"
 )
@@ -49,6 +50,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 		log.Warn("dependency failed", "error", err, "request_id", web.RequestID(r.Context()))
 		err = web.Errorf(http.StatusServiceUnavailable, "dependency_unavailable",
 			"a service the checkout needs failed; retry with the same Idempotency-Key")
+	case pgdb.Unavailable(err):
+		err = pgdb.HTTPError(err)
 	}
 	web.WriteError(w, r, log, err)
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"shoplab/internal/pgdb"
 	"shoplab/internal/web"
 )
 
@@ -24,6 +25,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 		err = web.Errorf(http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
 	case errors.Is(err, errNotRefundable):
 		err = web.Errorf(http.StatusConflict, "not_refundable", "only an authorized payment can be refunded")
+	case pgdb.Unavailable(err):
+		err = pgdb.HTTPError(err)
 	}
 	web.WriteError(w, r, log, err)
 }

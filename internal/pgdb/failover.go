@@ -1,0 +1,154 @@
+package pgdb
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lib/pq"
+
+	"shoplab/internal/web"
+)
+
+// A database behind Patroni has no primary for a few seconds during a failover (the old one shut down, the new
+// one not yet promoted and in Consul DNS; about 7 s measured in make vm-test). What this file does about it:
+//   - statements that certainly did not run (no connection could be opened, or a standby refused them) and
+//     statements that only read run again on a fresh connection, with a capped backoff, for at most the DB's
+//     retry wait (DB_RETRY_WAIT) and never past the request's deadline;
+//   - what still fails is Unavailable, which services answer 503 with Retry-After rather than 500;
+//   - a transaction is never replayed here: BeginTx is retried (nothing ran yet), a statement inside one is
+//     not (the caller's whole operation would have to run again).
+
+// connectError marks an error from opening a connection: no statement of the caller's ran.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return "connect: " + e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+// connector opens connections with lib/pq and marks its failures as connectErrors.
+type connector struct{ driver.Connector }
+
+func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, &connectError{err}
+	}
+	return conn, nil
+}
+
+// Unavailable reports whether err means the database could not serve for want of a primary: no connection
+// could be opened (refused, no such host, timed out, server starting or shutting down, a standby where a
+// read-write session was asked for), the connection broke (the server shut down or its host went away), or
+// a standby refused a write. These pass once a primary is back.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var (
+		ce  *connectError
+		op  *net.OpError
+		dns *net.DNSError
+		pe  *pq.Error
+	)
+	switch {
+	case errors.As(err, &ce), errors.As(err, &op), errors.As(err, &dns),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+		return true
+	case errors.As(err, &pe):
+		return unavailableCode(pe.Code)
+	}
+	return false
+}
+
+// unavailableCode: connection exceptions (class 08), the server shutting down or starting (57P01 admin,
+// 57P02 crash, 57P03 cannot connect now), and a read-only transaction refusing a write (25006, a standby).
+func unavailableCode(code pq.ErrorCode) bool {
+	switch code {
+	case "57P01", "57P02", "57P03", "25006":
+		return true
+	}
+	return len(code) == 5 && code[:2] == "08"
+}
+
+// notRun reports whether err proves the statement never ran: its connection could not be opened, or the
+// server refused it as read-only.
+func notRun(err error) bool {
+	var (
+		ce *connectError
+		pe *pq.Error
+	)
+	return errors.As(err, &ce) || (errors.As(err, &pe) && pe.Code == "25006")
+}
+
+// readOnly reports whether query only reads: a plain SELECT. Running one twice changes nothing.
+func readOnly(query string) bool {
+	q := strings.TrimSpace(query)
+	if len(q) < 7 || !strings.EqualFold(q[:6], "select") {
+		return false
+	}
+	switch q[6] {
+	case ' ', '\n', '\t', '\r':
+		return true
+	}
+	return false
+}
+
+// retry runs op, and again while it fails in a way safe (per safe) to retry and the wait allows: the wait
+// ends at the DB's retry wait after the first failure or at ctx's deadline, whichever is sooner. It returns
+// op's last error.
+func (d *DB) retry(ctx context.Context, safe func(error) bool, op func() error) error {
+	err := op()
+	if err == nil || d.retryWait <= 0 || !safe(err) {
+		return err
+	}
+	start := time.Now()
+	deadline := start.Add(d.retryWait)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	backoff := 50 * time.Millisecond
+	for attempt := 2; ; attempt++ {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return err
+		}
+		t := time.NewTimer(min(backoff, left)) // the last attempt at the deadline
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		if err = op(); err == nil {
+			d.log.Info("database answered again after a wait", "waited", time.Since(start).Round(time.Millisecond), "attempts", attempt)
+			return nil
+		}
+		if !safe(err) {
+			return err
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// statementRetry is retry's rule for a statement outside a transaction.
+func statementRetry(query string) func(error) bool {
+	ro := readOnly(query)
+	return func(err error) bool { return notRun(err) || (ro && Unavailable(err)) }
+}
+
+// HTTPError returns err as a 503 database_unavailable web error with Retry-After when it is Unavailable, and
+// err unchanged otherwise: the one mapping every service with a database applies.
+func HTTPError(err error) error {
+	if !Unavailable(err) {
+		return err
+	}
+	return &web.Error{Status: http.StatusServiceUnavailable, Code: "database_unavailable",
+		Message: "the database is unavailable right now (a failover, say); try again shortly", RetryAfter: time.Second, Cause: err}
+}
