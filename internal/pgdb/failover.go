@@ -16,8 +16,9 @@ import (
 	"shoplab/internal/web"
 )
 
-// A database behind Patroni has no primary for a few seconds during a failover (the old one shut down, the new
-// one not yet promoted and in Consul DNS; about 7 s measured in make vm-test). What this file does about it:
+// A database behind Patroni has no primary for a while during a failover: the old one shut down, the new one
+// not yet promoted and passing in Consul DNS (about 7 s in CI's make vm-test of 2026-12-03, over 30 s on a
+// starved host on 2026-12-04). What this file does about it:
 //   - statements that certainly did not run (no connection could be opened, or a standby refused them) and
 //     statements that only read run again on a fresh connection, with a capped backoff, for at most the DB's
 //     retry wait (DB_RETRY_WAIT) and never past the request's deadline;
