@@ -70,7 +70,7 @@ func runLoadWith(ctx context.Context, args []string, getenv func(string) string,
 		accounts = max(*users, *shoppers)
 	}
 	fmt.Fprintf(stderr, "load: preparing %d accounts per journey kind against %s…\n", accounts, *front)
-	if err := l.prepare(ctx, accounts); err != nil {
+	if err := l.prepare(ctx, accounts, stderr); err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
 	watchHints(stderr, *front)
@@ -133,7 +133,7 @@ type loader struct {
 	ok        atomic.Int64
 }
 
-func (l *loader) prepare(ctx context.Context, users int) error {
+func (l *loader) prepare(ctx context.Context, users int, stderr io.Writer) error {
 	s := newShopper(l.front, l.client)
 	a, err := s.expect(ctx, 200, "GET", "/api/catalog/v1/products?limit=100", nil)
 	if err != nil {
@@ -152,14 +152,33 @@ func (l *loader) prepare(ctx context.Context, users int) error {
 	l.carts, l.buyers = make(chan *shopper, users), make(chan *shopper, users)
 	for range users {
 		for _, pool := range []chan *shopper{l.carts, l.buyers} {
-			u := newShopper(l.front, l.client)
-			if _, err := u.register(ctx); err != nil {
+			u, err := l.newAccount(ctx, stderr)
+			if err != nil {
 				return err
 			}
 			pool <- u
 		}
 	}
 	return nil
+}
+
+// newAccount registers and logs in a shopper for the load. Making accounts is not what a load measures: a
+// failed attempt (a lab slow to answer, say) is tried again with a fresh account, three attempts at most.
+func (l *loader) newAccount(ctx context.Context, stderr io.Writer) (*shopper, error) {
+	const attempts = 3
+	for try := 1; ; try++ {
+		u := newShopper(l.front, l.client)
+		_, err := u.register(ctx)
+		if err == nil || try == attempts || ctx.Err() != nil {
+			return u, err
+		}
+		fmt.Fprintf(stderr, "load: making an account failed (attempt %d of %d); trying again in 2s: %v\n", try, attempts, err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // record notes one request of step.

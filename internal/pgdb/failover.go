@@ -114,7 +114,9 @@ func (d *DB) retry(ctx context.Context, safe func(error) bool, op func() error) 
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	backoff := 50 * time.Millisecond
+	// Gentle: every attempt while there is no primary is a DNS lookup through the local Consul agent, which a
+	// starved lab needs for everything else too.
+	backoff := 100 * time.Millisecond
 	for attempt := 2; ; attempt++ {
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -134,7 +136,7 @@ func (d *DB) retry(ctx context.Context, safe func(error) bool, op func() error) 
 		if !safe(err) {
 			return err
 		}
-		backoff = min(backoff*2, 500*time.Millisecond)
+		backoff = min(backoff*2, time.Second)
 	}
 }
 

@@ -25,10 +25,10 @@ import (
 	"github.com/lib/pq"
 )
 
-// DefaultConnectTimeout is added to a DSN that does not set connect_timeout (seconds). Short: while a
-// failover has no primary, a connection attempt to the old primary's address can hang for all of it, and
-// statements retry on fresh connections within DB_RETRY_WAIT (failover.go).
-const DefaultConnectTimeout = 2
+// DefaultConnectTimeout is added to a DSN that does not set connect_timeout (seconds). Not shorter: on a
+// starved VM lab a real connection (TCP, SCRAM) has been seen to take seconds, and a timeout that cuts those
+// off fails requests that would have been served.
+const DefaultConnectTimeout = 5
 
 // WithConnectTimeout returns dsn with connect_timeout set unless it already sets one. It accepts both URL
 // (postgres://…) and key=value DSNs.

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// TestNewAccountRetries: making the load's accounts survives a lab that answers 504 twice, and gives up after
+// the third failed attempt with the error.
+func TestNewAccountRetries(t *testing.T) {
+	tests := []struct {
+		failures int32
+		wantErr  bool
+		wantTry  int32
+	}{
+		{failures: 0, wantTry: 1},
+		{failures: 2, wantTry: 3},
+		{failures: 5, wantErr: true, wantTry: 3},
+	}
+	for _, tc := range tests {
+		var tries atomic.Int32
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			switch r.URL.Path {
+			case "/api/auth/v1/users":
+				if tries.Add(1) <= tc.failures {
+					w.WriteHeader(http.StatusGatewayTimeout)
+					_, _ = w.Write([]byte(`{"error":{"code":"upstream_timeout","message":"auth did not answer in time","request_id":"x"}}`))
+					return
+				}
+				w.WriteHeader(http.StatusCreated)
+				_, _ = w.Write([]byte(`{"id":"u1"}`))
+			case "/api/auth/v1/sessions":
+				w.WriteHeader(http.StatusCreated)
+				_, _ = w.Write([]byte(`{"token":"tok"}`))
+			default:
+				http.NotFound(w, r)
+			}
+		}))
+		l := &loader{front: front.URL, client: front.Client()}
+		var stderr bytes.Buffer
+		u, err := l.newAccount(context.Background(), &stderr)
+		front.Close()
+		if (err != nil) != tc.wantErr || tries.Load() != tc.wantTry {
+			t.Errorf("%d failures: got error %v after %d attempts; want error %v after %d", tc.failures, err, tries.Load(), tc.wantErr, tc.wantTry)
+		}
+		if !tc.wantErr && (u == nil || u.token != "tok") {
+			t.Errorf("%d failures: got shopper %+v; want one logged in", tc.failures, u)
+		}
+		if tc.failures > 0 && !strings.Contains(stderr.String(), "making an account failed (attempt 1 of 3)") {
+			t.Errorf("%d failures: stderr %q; want the retry said", tc.failures, stderr.String())
+		}
+	}
+}
