@@ -115,11 +115,12 @@ type stepStats struct {
 }
 
 type loader struct {
-	front   string
-	client  *http.Client
-	catalog []product
-	carts   chan *shopper // accounts for cart journeys
-	buyers  chan *shopper // accounts for checkout journeys
+	front        string
+	client       *http.Client
+	accountPause time.Duration // between attempts at making an account (newAccount)
+	catalog      []product
+	carts        chan *shopper // accounts for cart journeys
+	buyers       chan *shopper // accounts for checkout journeys
 
 	mu        sync.Mutex
 	stats     map[string]*stepStats
@@ -163,20 +164,25 @@ func (l *loader) prepare(ctx context.Context, users int, stderr io.Writer) error
 }
 
 // newAccount registers and logs in a shopper for the load. Making accounts is not what a load measures: a
-// failed attempt (a lab slow to answer, say) is tried again with a fresh account, three attempts at most.
+// failed attempt (a lab slow to answer, say) is tried again with a fresh account, five attempts at most,
+// accountPause (3 s unless set) apart.
 func (l *loader) newAccount(ctx context.Context, stderr io.Writer) (*shopper, error) {
-	const attempts = 3
+	const attempts = 5
+	pause := l.accountPause
+	if pause <= 0 {
+		pause = 3 * time.Second
+	}
 	for try := 1; ; try++ {
 		u := newShopper(l.front, l.client)
 		_, err := u.register(ctx)
 		if err == nil || try == attempts || ctx.Err() != nil {
 			return u, err
 		}
-		fmt.Fprintf(stderr, "load: making an account failed (attempt %d of %d); trying again in 2s: %v\n", try, attempts, err)
+		fmt.Fprintf(stderr, "load: making an account failed (attempt %d of %d); trying again in %s: %v\n", try, attempts, pause, err)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(2 * time.Second):
+		case <-time.After(pause):
 		}
 	}
 }

@@ -8,10 +8,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
-// TestNewAccountRetries: making the load's accounts survives a lab that answers 504 twice, and gives up after
-// the third failed attempt with the error.
+// TestNewAccountRetries: making the load's accounts survives a lab that answers 504 a few times, and gives up
+// after the fifth failed attempt with the error.
 func TestNewAccountRetries(t *testing.T) {
 	tests := []struct {
 		failures int32
@@ -20,7 +21,8 @@ func TestNewAccountRetries(t *testing.T) {
 	}{
 		{failures: 0, wantTry: 1},
 		{failures: 2, wantTry: 3},
-		{failures: 5, wantErr: true, wantTry: 3},
+		{failures: 4, wantTry: 5},
+		{failures: 7, wantErr: true, wantTry: 5},
 	}
 	for _, tc := range tests {
 		var tries atomic.Int32
@@ -42,7 +44,7 @@ func TestNewAccountRetries(t *testing.T) {
 				http.NotFound(w, r)
 			}
 		}))
-		l := &loader{front: front.URL, client: front.Client()}
+		l := &loader{front: front.URL, client: front.Client(), accountPause: 10 * time.Millisecond}
 		var stderr bytes.Buffer
 		u, err := l.newAccount(context.Background(), &stderr)
 		front.Close()
@@ -52,7 +54,7 @@ func TestNewAccountRetries(t *testing.T) {
 		if !tc.wantErr && (u == nil || u.token != "tok") {
 			t.Errorf("%d failures: got shopper %+v; want one logged in", tc.failures, u)
 		}
-		if tc.failures > 0 && !strings.Contains(stderr.String(), "making an account failed (attempt 1 of 3)") {
+		if tc.failures > 0 && !strings.Contains(stderr.String(), "making an account failed (attempt 1 of 5)") {
 			t.Errorf("%d failures: stderr %q; want the retry said", tc.failures, stderr.String())
 		}
 	}
