@@ -404,13 +404,12 @@ func readiness(schema *pgdb.Schema, db *sql.DB, grace time.Duration) func(contex
 	lastOK.Store(time.Now().UnixNano())
 	return func(ctx context.Context) error {
 		err := schema.Check(ctx, db)
-		switch {
-		case err == nil:
+		if err == nil {
 			lastOK.Store(time.Now().UnixNano())
 			return nil
-		case (pgdb.Unavailable(err) || errors.Is(err, context.DeadlineExceeded)) && time.Since(time.Unix(0, lastOK.Load())) < grace:
-			return health.Degraded(fmt.Errorf("%w (for %s; failing after %s)", err,
-				time.Since(time.Unix(0, lastOK.Load())).Round(time.Second), grace))
+		}
+		if gone := time.Since(time.Unix(0, lastOK.Load())); gone < grace && (pgdb.Unavailable(err) || errors.Is(err, context.DeadlineExceeded)) {
+			return health.Degraded(fmt.Errorf("%w (for %s; failing after %s)", err, gone.Round(time.Second), grace))
 		}
 		return err
 	}

@@ -101,12 +101,13 @@ func readOnly(query string) bool {
 	return false
 }
 
-// retry runs op, and again while it fails in a way safe (per safe) to retry and the wait allows: the wait
-// ends at the DB's retry wait after the first failure or at ctx's deadline, whichever is sooner. It returns
-// op's last error.
-func (d *DB) retry(ctx context.Context, safe func(error) bool, op func() error) error {
+// retry runs op, and again while it fails in a way safe to retry (retryable: query's statement, or with
+// query "" the start of a transaction) and the wait allows: the wait ends at the DB's retry wait after the
+// first failure or at ctx's deadline, whichever is sooner. It returns op's last error. Nothing is worked out
+// before op has failed: this runs around every statement.
+func (d *DB) retry(ctx context.Context, query string, op func() error) error {
 	err := op()
-	if err == nil || d.retryWait <= 0 || !safe(err) {
+	if err == nil || d.retryWait <= 0 || !retryable(query, err) {
 		return err
 	}
 	start := time.Now()
@@ -133,17 +134,20 @@ func (d *DB) retry(ctx context.Context, safe func(error) bool, op func() error) 
 			d.log.Info("database answered again after a wait", "waited", time.Since(start).Round(time.Millisecond), "attempts", attempt)
 			return nil
 		}
-		if !safe(err) {
+		if !retryable(query, err) {
 			return err
 		}
 		backoff = min(backoff*2, time.Second)
 	}
 }
 
-// statementRetry is retry's rule for a statement outside a transaction.
-func statementRetry(query string) func(error) bool {
-	ro := readOnly(query)
-	return func(err error) bool { return notRun(err) || (ro && Unavailable(err)) }
+// retryable is retry's rule: a statement outside a transaction that did not run, or a read; any Unavailable
+// start of a transaction (query ""), since nothing of it ran yet.
+func retryable(query string, err error) bool {
+	if query == "" {
+		return Unavailable(err)
+	}
+	return notRun(err) || (readOnly(query) && Unavailable(err))
 }
 
 // HTTPError returns err as a 503 database_unavailable web error with Retry-After when it is Unavailable, and

@@ -71,8 +71,8 @@ func TestStatementRetry(t *testing.T) {
 		{"WITH x AS (DELETE FROM t) SELECT 1", io.EOF, false},
 	}
 	for _, tc := range tests {
-		if got := statementRetry(tc.query)(tc.err); got != tc.want {
-			t.Errorf("statementRetry(%q)(%v): got %v; want %v", tc.query, tc.err, got, tc.want)
+		if got := retryable(tc.query, tc.err); got != tc.want {
+			t.Errorf("retryable(%q, %v): got %v; want %v", tc.query, tc.err, got, tc.want)
 		}
 	}
 }

@@ -76,7 +76,7 @@ func (d *DB) prepare(query string) {
 
 // ExecContext runs query with args on a prepared statement.
 func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
-	err = d.retry(ctx, statementRetry(query), func() error {
+	err = d.retry(ctx, query, func() error {
 		if st := d.stmt(query); st != nil {
 			res, err = st.ExecContext(ctx, args...)
 		} else {
@@ -89,7 +89,7 @@ func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (res sq
 
 // QueryContext runs query with args on a prepared statement.
 func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
-	err = d.retry(ctx, statementRetry(query), func() error {
+	err = d.retry(ctx, query, func() error {
 		if st := d.stmt(query); st != nil {
 			rows, err = st.QueryContext(ctx, args...)
 		} else {
@@ -102,7 +102,7 @@ func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (rows 
 
 // QueryRowContext runs query with args on a prepared statement.
 func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
-	_ = d.retry(ctx, statementRetry(query), func() error {
+	_ = d.retry(ctx, query, func() error {
 		if st := d.stmt(query); st != nil {
 			row = st.QueryRowContext(ctx, args...)
 		} else {
@@ -117,7 +117,7 @@ func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) (ro
 // statement that did not run: nothing of the transaction's ran yet.
 func (d *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
 	var tx *sql.Tx
-	err := d.retry(ctx, Unavailable, func() (err error) {
+	err := d.retry(ctx, "", func() (err error) {
 		tx, err = d.DB.BeginTx(ctx, opts)
 		return err
 	})
