@@ -471,6 +471,12 @@ setup_patroni() {
   systemctl disable --now postgresql.service >/dev/null 2>&1 || true
   install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/patroni
   install -d -o root -g postgres -m 0750 /etc/patroni
+  # Ordered against the local Consul agent (stops before it: the leader's key is released at a halt).
+  install -d -m 0755 /etc/systemd/system/patroni.service.d
+  if ! cmp -s "$SHOPLAB_DIR/systemd/patroni-shoplab.conf" /etc/systemd/system/patroni.service.d/shoplab.conf; then
+    install -m 0644 "$SHOPLAB_DIR/systemd/patroni-shoplab.conf" /etc/systemd/system/patroni.service.d/shoplab.conf
+    systemctl daemon-reload
+  fi
   tmp=$(mktemp)
   render_patroni_config "$tmp"
   patroni --validate-config "$tmp" >/dev/null || die "the rendered Patroni configuration does not validate (kept in $tmp)"

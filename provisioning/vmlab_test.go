@@ -323,8 +323,9 @@ func TestServiceEnv(t *testing.T) {
 	}
 }
 
-// TestSystemdUnits: both units pass `systemd-analyze verify` with ExecStart pointed at a real binary, and
-// the service unit keeps its hardening.
+// TestSystemdUnits: the lab's units (and Debian's patroni.service with the lab's drop-in) pass
+// `systemd-analyze verify` with ExecStart pointed at a real binary, the service unit keeps its hardening, and
+// at shutdown the services stop before their database, Patroni before Consul.
 func TestSystemdUnits(t *testing.T) {
 	analyze := need(t, "systemd-analyze", "install it with: sudo apt-get install -y systemd")
 	consul, err := consulagent.Binary()
@@ -357,6 +358,33 @@ func TestSystemdUnits(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Fatalf("shoplab@.service: want %q", want)
 		}
+	}
+	// Debian's patroni.service with the lab's drop-in: still a valid unit, ordered after Consul (so it stops
+	// before it), with a stop timeout that lets a primary's shutdown finish.
+	debian, err := os.ReadFile("/lib/systemd/system/patroni.service")
+	if err != nil {
+		t.Fatalf("Debian's patroni.service: %v (install it with: sudo apt-get install -y patroni)", err)
+	}
+	dropIn, err := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", "patroni-shoplab.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// systemd-analyze verify reads no drop-ins beside a unit given by path: verify the two as one file (a
+	// section may appear twice, later settings win as a drop-in's do).
+	merged := string(debian) + "\n" + string(dropIn)
+	if err := os.WriteFile(filepath.Join(dir, "patroni.service"), []byte(merged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, dir, []string{"SYSTEMD_LOG_LEVEL=notice"}, analyze, "verify", filepath.Join(dir, "patroni.service")); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("systemd-analyze verify patroni.service with the drop-in: %v\n%s", err, out)
+	}
+	for _, want := range []string{"After=network-online.target consul.service\n", "Wants=network-online.target consul.service\n", "TimeoutStopSec=120\n"} {
+		if !strings.Contains(string(dropIn), want) {
+			t.Fatalf("patroni-shoplab.conf: want %q", want)
+		}
+	}
+	if !strings.Contains(string(b), "After=network-online.target consul.service postgresql.service patroni.service\n") {
+		t.Fatalf("shoplab@.service: want it ordered after its database and Consul (stopped before them)")
 	}
 	c, _ := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", "consul.service"))
 	for _, want := range []string{"Type=notify", "User=consul", "-config-dir=/etc/consul.d/"} {
