@@ -13,8 +13,8 @@
 #               DNS in a VM; `shoplab smoke` through the front VM; then, each under load through the front, with
 #               the time it took and the failed requests reported: (HA) the Consul leader's VM powered off (a new
 #               leader, smoke during and after, the server back with vagrant up); the VM of catalog's database
-#               primary halted (Patroni promotes the replica; every order confirmed during the load still there;
-#               the old primary back as a replica); (HA) the same for orders' primary during checkouts (and every
+#               primary powered off (Patroni promotes the replica; every order confirmed during the load still
+#               there; the old primary back as a replica); (HA) the same for orders' primary during checkouts (and every
 #               authorised payment belongs to a confirmed order: no double charge); Consul's TLS (the server's
 #               API is HTTPS with the lab's CA, plain HTTP refused off loopback, and an agent without the CA —
 #               scripts/vm-intruder.sh on front-1 — is refused by the servers' RPC)
