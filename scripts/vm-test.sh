@@ -427,7 +427,9 @@ end_load() {
 # power_off VM pulls the VM's plug: libvirt destroys the domain, the guest gets no shutdown. (vagrant-libvirt's
 # `halt --force` first asks the guest to shut down over ACPI and waits up to a minute; under emulation that
 # minute can pass, and then it raises instead of powering off — seen 2026-12-04.)
-power_off() { virsh destroy "$prefix$1"; }
+power_off() {
+  virsh destroy "$prefix$1" >"$work/halt-$1.log" 2>&1 || { tail -10 "$work/halt-$1.log" >&2; die "power off $1"; }
+}
 
 # check_consul_leader_down powers off the Consul leader's VM under a steady load through the front: a new
 # leader is elected (the time is reported), smoke passes while the server is down, and the server rejoins on
@@ -442,7 +444,7 @@ check_consul_leader_down() {
   wait_load_running consul "$load_pid"
   sleep 10
   t0=$(now)
-  power_off "$vm" >"$work/halt-$vm.log" 2>&1 || { tail -10 "$work/halt-$vm.log" >&2; die "power off $vm"; }
+  power_off "$vm"
   until new=$(consul_leader "${others[@]}") && [[ $new != "$leader" ]]; do
     [[ $(awk -v t="$(since "$t0")" 'BEGIN { print (t > 180) }') == 0 ]] || die "no new Consul leader within 180s of $vm going down"
     sleep 0.5
@@ -507,7 +509,7 @@ check_db_failover() {
   load_pid=$checkout_pid
   sleep 10
   t0=$(now)
-  power_off "$leader" >"$work/halt-$leader.log" 2>&1 || { tail -10 "$work/halt-$leader.log" >&2; die "power off $leader"; }
+  power_off "$leader"
   until new=$(patroni_leader "$scope") && [[ -n $new && $new != "$leader" ]] &&
     consul_get "${servers[0]}" "/v1/health/service/$scope?tag=primary&passing" | grep -q "\"$scope/$new\""; do
     if [[ $(awk -v t="$(since "$t0")" 'BEGIN { print (t > 300) }') == 1 ]]; then
