@@ -21,6 +21,9 @@ const (
 	TagPublic   = "public"
 	TagInternal = "internal"
 	MetaPublic  = "public"
+	// MetaMetricsPort names the port where an instance serves /metrics in plain HTTP (its health check's
+	// port): Prometheus' discovery scrapes every instance that registers it, there.
+	MetaMetricsPort = "metrics_port"
 )
 
 // ClientConfig describes how to reach the local Consul agent; the names follow Consul's own tools.
@@ -126,6 +129,7 @@ func (r Registration) agentRegistration() *api.AgentServiceRegistration {
 	for k, v := range r.Meta {
 		meta[k] = v
 	}
+	meta[MetaMetricsPort] = strconv.Itoa(r.CheckPort)
 	if r.Public {
 		tags = append(tags, TagPublic)
 		meta[MetaPublic] = "true"

@@ -509,8 +509,8 @@ func (l *Lab) startPrometheus(ctx context.Context) error {
 		return err
 	}
 	p, err := StartPrometheus(ctx, PrometheusOptions{Binary: bin, Dir: dir, Source: l.cfg.PrometheusSource, Port: port, Consul: consul,
-		LogPath: filepath.Join(l.cfg.State, "logs", "prometheus.log"),
-		Params:  PrometheusParams{ScrapeInterval: 5 * time.Second, ConsulAddr: l.cfg.consulAddr()}})
+		ConsulAddr: l.cfg.consulAddr(), LogPath: filepath.Join(l.cfg.State, "logs", "prometheus.log"),
+		Params: PrometheusParams{ScrapeInterval: 5 * time.Second, ScrapeTimeout: 2 * time.Second}})
 	if err != nil {
 		// The shop does not need it: say why and go on without it.
 		l.say("Prometheus did not start, the lab runs without it: %v", err)

@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,8 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,21 +26,26 @@ const PrometheusPort = 9095
 // PrometheusParams fills the placeholders of provisioning/prometheus/prometheus.yml.in.
 type PrometheusParams struct {
 	ScrapeInterval time.Duration // how often every target is scraped and the rules evaluated
-	ConsulAddr     string        // the local Consul agent, host:port
+	ScrapeTimeout  time.Duration // how long one scrape may take (0: half the interval); at most the interval
 	RulesFile      string        // where rules.yml is
-	SDURL          string        // the discovery endpoint (ConsulTargets)
+	SDURL          string        // the discovery endpoint's base URL (Discovery): one path per scrape job
 }
 
-// RenderPrometheus fills the template (prometheus.yml.in) with p: the one configuration both labs render.
+// RenderPrometheus fills the template (prometheus.yml.in) with p: the one configuration both labs render (make
+// run here, the VM lab with `shoplab prometheus-config` on its monitor VM).
 func RenderPrometheus(template []byte, p PrometheusParams) ([]byte, error) {
-	if p.ScrapeInterval < time.Second || p.ConsulAddr == "" || p.RulesFile == "" || p.SDURL == "" {
-		return nil, fmt.Errorf("prometheus config: a scrape interval of at least 1s, Consul's address, the rules file and the discovery URL are required")
+	if p.ScrapeTimeout == 0 {
+		p.ScrapeTimeout = p.ScrapeInterval / 2
+	}
+	if p.ScrapeInterval < time.Second || p.ScrapeTimeout < 500*time.Millisecond || p.ScrapeTimeout > p.ScrapeInterval ||
+		p.RulesFile == "" || p.SDURL == "" {
+		return nil, fmt.Errorf("prometheus config: a scrape interval of at least 1s, a scrape timeout from 500ms to the interval, the rules file and the discovery URL are required")
 	}
 	out := strings.NewReplacer(
-		"@SCRAPE_INTERVAL@", p.ScrapeInterval.String(),
-		"@CONSUL_ADDR@", p.ConsulAddr,
+		"@SCRAPE_INTERVAL@", promDuration(p.ScrapeInterval),
+		"@SCRAPE_TIMEOUT@", promDuration(p.ScrapeTimeout),
 		"@RULES_FILE@", p.RulesFile,
-		"@SD_URL@", p.SDURL,
+		"@SD_URL@", strings.TrimRight(p.SDURL, "/"),
 	).Replace(string(template))
 	if left := placeholder.FindString(out); left != "" {
 		return nil, fmt.Errorf("prometheus config: the template has a placeholder this shoplab does not know: %s", left)
@@ -51,7 +53,42 @@ func RenderPrometheus(template []byte, p PrometheusParams) ([]byte, error) {
 	return []byte(out), nil
 }
 
+// WritePrometheusFiles renders source's prometheus.yml.in into dir/prometheus.yml, its rules pointing at a copy
+// of source's rules.yml in dir, and returns the configuration's path.
+func WritePrometheusFiles(source, dir string, p PrometheusParams) (string, error) {
+	tmpl, err := os.ReadFile(filepath.Join(source, "prometheus.yml.in"))
+	if err != nil {
+		return "", err
+	}
+	rules, err := os.ReadFile(filepath.Join(source, "rules.yml"))
+	if err != nil {
+		return "", err
+	}
+	p.RulesFile = filepath.Join(dir, "rules.yml")
+	conf, err := RenderPrometheus(tmpl, p)
+	if err != nil {
+		return "", err
+	}
+	// Neither file holds a secret: readable by the Prometheus user, whoever renders them.
+	if err := os.WriteFile(p.RulesFile, rules, 0o644); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(path, conf, 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
 var placeholder = regexp.MustCompile(`@[A-Z_]+@`)
+
+// promDuration writes d as Prometheus reads durations: whole seconds, else whole milliseconds ("2.5s" is refused).
+func promDuration(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
 
 // Prometheus is a Prometheus server run as a child process, with the discovery endpoint it reads Consul's
 // catalog from.
@@ -63,13 +100,14 @@ type Prometheus struct {
 
 // PrometheusOptions says how to run one.
 type PrometheusOptions struct {
-	Binary  string // the prometheus binary
-	Dir     string // where its configuration, rules and data go
-	Source  string // the directory holding prometheus.yml.in and rules.yml
-	Port    int
-	Params  PrometheusParams // RulesFile and SDURL are filled in
-	Consul  *api.Client      // the catalog the discovery endpoint serves
-	LogPath string
+	Binary     string // the prometheus binary
+	Dir        string // where its configuration, rules and data go
+	Source     string // the directory holding prometheus.yml.in and rules.yml
+	Port       int
+	Params     PrometheusParams // RulesFile and SDURL are filled in
+	Consul     *api.Client      // the catalog the discovery endpoint serves
+	ConsulAddr string           // the local Consul agent (host:port), whose own metrics are scraped
+	LogPath    string
 }
 
 // StartPrometheus serves Consul's catalog as Prometheus' discovery endpoint on a free loopback port, renders
@@ -79,36 +117,20 @@ func StartPrometheus(ctx context.Context, o PrometheusOptions) (_ *Prometheus, e
 	if err != nil {
 		return nil, err
 	}
-	pr := &Prometheus{sd: &http.Server{Handler: ConsulTargets(o.Consul), ReadHeaderTimeout: 5 * time.Second}}
+	d := Discovery{Consul: o.Consul, ConsulAgents: []string{o.ConsulAddr}}
+	pr := &Prometheus{sd: &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second}}
 	go func() { _ = pr.sd.Serve(ln) }()
 	defer func() {
 		if err != nil {
 			_ = pr.Stop()
 		}
 	}()
-	o.Params.SDURL = "http://" + ln.Addr().String() + "/targets"
-
-	tmpl, err := os.ReadFile(filepath.Join(o.Source, "prometheus.yml.in"))
-	if err != nil {
-		return nil, err
-	}
-	rules, err := os.ReadFile(filepath.Join(o.Source, "rules.yml"))
-	if err != nil {
-		return nil, err
-	}
+	o.Params.SDURL = "http://" + ln.Addr().String()
 	if err := os.MkdirAll(filepath.Join(o.Dir, "data"), 0o700); err != nil {
 		return nil, err
 	}
-	o.Params.RulesFile = filepath.Join(o.Dir, "rules.yml")
-	conf, err := RenderPrometheus(tmpl, o.Params)
+	confPath, err := WritePrometheusFiles(o.Source, o.Dir, o.Params)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(o.Params.RulesFile, rules, 0o600); err != nil {
-		return nil, err
-	}
-	confPath := filepath.Join(o.Dir, "prometheus.yml")
-	if err := os.WriteFile(confPath, conf, 0o600); err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", o.Port)
@@ -150,57 +172,6 @@ func (p *Prometheus) Stop() error {
 	return errors.Join(err, p.sd.Close())
 }
 
-// sdGroup is one target group of Prometheus' HTTP service discovery.
-type sdGroup struct {
-	Targets []string          `json:"targets"`
-	Labels  map[string]string `json:"labels"`
-}
-
-// ConsulTargets serves Consul's catalog in the format of Prometheus' http_sd_configs: every instance of every
-// service (passing or not) at the address its /metrics answers on — the operations port a Connect-native
-// instance registers as meta "ops_port", else its service port — labelled with its service, instance id and
-// node. Consul's own "consul" service is left out (the configuration scrapes the agent apart).
-func ConsulTargets(client *api.Client) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
-		q := (&api.QueryOptions{}).WithContext(ctx)
-		services, _, err := client.Catalog().Services(q)
-		if err != nil {
-			sdError(w, err)
-			return
-		}
-		groups := []sdGroup{}
-		names := make([]string, 0, len(services))
-		for name := range services {
-			if name != "consul" {
-				names = append(names, name)
-			}
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			entries, _, err := client.Catalog().Service(name, "", q)
-			if err != nil {
-				sdError(w, err)
-				return
-			}
-			for _, e := range entries {
-				addr, port := e.ServiceAddress, e.ServicePort
-				if addr == "" {
-					addr = e.Address
-				}
-				if ops, err := strconv.Atoi(e.ServiceMeta["ops_port"]); err == nil && ops > 0 {
-					port = ops
-				}
-				groups = append(groups, sdGroup{Targets: []string{net.JoinHostPort(addr, strconv.Itoa(port))},
-					Labels: map[string]string{"service": name, "instance": e.ServiceID, "node": e.Node}})
-			}
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(groups)
-	})
-}
-
 // prometheusBinary finds prometheus on PATH ("" when it is not installed).
 func prometheusBinary() string {
 	p, err := exec.LookPath("prometheus")
@@ -208,11 +179,4 @@ func prometheusBinary() string {
 		return ""
 	}
 	return p
-}
-
-// sdError answers 502 with the error body when Consul did not answer; Prometheus keeps the targets it had.
-func sdError(w http.ResponseWriter, err error) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadGateway)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": "consul: " + err.Error()})
 }

@@ -3,8 +3,10 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/consulx"
@@ -32,8 +35,8 @@ func source(t *testing.T) string {
 }
 
 func TestRenderPrometheus(t *testing.T) {
-	tmpl := []byte("interval: @SCRAPE_INTERVAL@\nserver: @CONSUL_ADDR@\nsd: @SD_URL@\nrules: @RULES_FILE@\n")
-	ok := PrometheusParams{ScrapeInterval: 5 * time.Second, ConsulAddr: "127.0.0.1:8500", RulesFile: "/r.yml", SDURL: "http://127.0.0.1:1/targets"}
+	tmpl := []byte("interval: @SCRAPE_INTERVAL@\ntimeout: @SCRAPE_TIMEOUT@\nsd: @SD_URL@/services\nrules: @RULES_FILE@\n")
+	ok := PrometheusParams{ScrapeInterval: 5 * time.Second, ScrapeTimeout: 2 * time.Second, RulesFile: "/r.yml", SDURL: "http://127.0.0.1:1/"}
 	tests := []struct {
 		name    string
 		tmpl    []byte
@@ -41,10 +44,13 @@ func TestRenderPrometheus(t *testing.T) {
 		want    string // in the output, or in the error
 		wantErr bool
 	}{
-		{"filled", tmpl, ok, "interval: 5s\nserver: 127.0.0.1:8500\nsd: http://127.0.0.1:1/targets\nrules: /r.yml\n", false},
-		{"no Consul", tmpl, PrometheusParams{ScrapeInterval: time.Second, RulesFile: "/r", SDURL: "u"}, "Consul's address", true},
-		{"no discovery", tmpl, PrometheusParams{ScrapeInterval: time.Second, RulesFile: "/r", ConsulAddr: "x:1"}, "discovery URL", true},
-		{"interval too short", tmpl, PrometheusParams{ScrapeInterval: time.Millisecond, ConsulAddr: "x:1", RulesFile: "/r", SDURL: "u"}, "scrape interval", true},
+		{"filled", tmpl, ok, "interval: 5s\ntimeout: 2s\nsd: http://127.0.0.1:1/services\nrules: /r.yml\n", false},
+		{"timeout by default half the interval", tmpl, PrometheusParams{ScrapeInterval: 10 * time.Second, RulesFile: "/r", SDURL: "u"}, "timeout: 5s\n", false},
+		{"durations as Prometheus reads them", tmpl, PrometheusParams{ScrapeInterval: 5 * time.Second, RulesFile: "/r", SDURL: "u"}, "interval: 5s\ntimeout: 2500ms\n", false},
+		{"no discovery", tmpl, PrometheusParams{ScrapeInterval: time.Second, RulesFile: "/r"}, "discovery URL", true},
+		{"no rules", tmpl, PrometheusParams{ScrapeInterval: time.Second, SDURL: "u"}, "rules file", true},
+		{"interval too short", tmpl, PrometheusParams{ScrapeInterval: time.Millisecond, RulesFile: "/r", SDURL: "u"}, "scrape interval", true},
+		{"timeout over the interval", tmpl, PrometheusParams{ScrapeInterval: time.Second, ScrapeTimeout: 2 * time.Second, RulesFile: "/r", SDURL: "u"}, "scrape timeout", true},
 		{"unknown placeholder", append(tmpl, "x: @NOPE@\n"...), ok, "@NOPE@", true},
 	}
 	for _, tc := range tests {
@@ -72,29 +78,35 @@ func needPromtool(t *testing.T) string {
 	return p
 }
 
-// TestPrometheusFilesCheck: the rendered configuration and the rules pass promtool, as the labs use them.
+// TestPrometheusFilesCheck: the configuration as each lab renders it passes promtool, and so do the rules and
+// their unit tests (rules_test.yml: when each alert fires, what each recording rule computes).
 func TestPrometheusFilesCheck(t *testing.T) {
 	promtool := needPromtool(t)
-	dir := t.TempDir()
-	tmpl, err := os.ReadFile(filepath.Join(source(t), "prometheus.yml.in"))
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		name string
+		p    PrometheusParams
+	}{
+		{"make run", PrometheusParams{ScrapeInterval: 5 * time.Second, ScrapeTimeout: 2 * time.Second, SDURL: "http://127.0.0.1:40000"}},
+		{"VM lab (monitor-1)", PrometheusParams{ScrapeInterval: 30 * time.Second, ScrapeTimeout: 10 * time.Second, SDURL: "http://127.0.0.1:9096"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path, err := WritePrometheusFiles(source(t), t.TempDir(), c.p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(promtool, "check", "config", path).CombinedOutput(); err != nil {
+				conf, _ := os.ReadFile(path)
+				t.Fatalf("promtool check config: %v\n%s\n%s", err, out, conf)
+			}
+		})
 	}
-	rules := filepath.Join(source(t), "rules.yml")
-	conf, err := RenderPrometheus(tmpl, PrometheusParams{ScrapeInterval: 5 * time.Second, ConsulAddr: "127.0.0.1:8500", RulesFile: rules,
-		SDURL: "http://127.0.0.1:9096/targets"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(path, conf, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(promtool, "check", "config", path).CombinedOutput(); err != nil {
-		t.Fatalf("promtool check config: %v\n%s\n%s", err, out, conf)
-	}
-	if out, err := exec.Command(promtool, "check", "rules", rules).CombinedOutput(); err != nil {
+	if out, err := exec.Command(promtool, "check", "rules", filepath.Join(source(t), "rules.yml")).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	cmd := exec.Command(promtool, "test", "rules", "rules_test.yml")
+	cmd.Dir = source(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules rules_test.yml: %v\n%s", err, out)
 	}
 }
 
@@ -111,7 +123,7 @@ func TestPrometheusFollowsConsul(t *testing.T) {
 	const interval = 5 * time.Second
 
 	// Two instances with real /metrics: "plain" on its registered port, "mesh" registered on a port that
-	// serves nothing, with its metrics on the operations port named in its meta.
+	// serves nothing, with its health and metrics on an operations port (its meta metrics_port).
 	serve := func() int {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -132,14 +144,14 @@ func TestPrometheusFollowsConsul(t *testing.T) {
 		return r
 	}
 	register("widget-plain", plainPort, plainPort, nil)
-	mesh := register("widget-mesh", 1, opsPort, map[string]string{"ops_port": strconv.Itoa(opsPort)})
+	mesh := register("widget-mesh", 1, opsPort, nil)
 
 	port, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := StartPrometheus(context.Background(), PrometheusOptions{Binary: bin, Dir: t.TempDir(), Source: source(t), Port: port, Consul: consul.Client,
-		LogPath: filepath.Join(t.TempDir(), "prometheus.log"), Params: PrometheusParams{ScrapeInterval: interval, ConsulAddr: consul.HTTPAddr}})
+		ConsulAddr: consul.HTTPAddr, LogPath: filepath.Join(t.TempDir(), "prometheus.log"), Params: PrometheusParams{ScrapeInterval: interval}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,4 +217,88 @@ func targets(t *testing.T, url string) map[string]string {
 		out[name] = a.Health
 	}
 	return out
+}
+
+// TestDiscovery: each path of the discovery endpoint against a real Consul agent — a shoplab instance at its
+// metrics port (and a registration without one left out), a Patroni member at its address and Patroni's API
+// port, every node at the node exporter's port, the Consul agents given and every node at the agent metrics
+// relay's port — and a 502 with the error body when Consul does not answer.
+func TestDiscovery(t *testing.T) {
+	consul := testkit.NewConsul(t)
+	ctx := context.Background()
+	if _, err := consulx.Register(ctx, consul.Client, consulx.Registration{Name: "widget", ID: "widget-1", Address: "127.0.0.1",
+		Port: 7001, CheckPort: 8001, InitialPassing: true}, hclog.NewNullLogger()); err != nil {
+		t.Fatal(err)
+	}
+	agent := consul.Client.Agent()
+	// As Patroni registers a member: its PostgreSQL's address, its role as a tag, an HTTP check on its API.
+	if err := agent.ServiceRegister(&api.AgentServiceRegistration{ID: "things-db/n1", Name: "things-db", Address: "127.0.0.2", Port: 5432,
+		Tags: []string{PatroniTag, "primary"}, Check: &api.AgentServiceCheck{HTTP: "http://127.0.0.2:8008/primary", Interval: "10s"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.ServiceRegister(&api.AgentServiceRegistration{ID: "other-1", Name: "other", Address: "127.0.0.3", Port: 7003}); err != nil {
+		t.Fatal(err)
+	}
+	node, err := agent.NodeName()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(Discovery{Consul: consul.Client, NodeExporterPort: 9100, PatroniAPIPort: 8008, ConsulMetricsPort: 9107,
+		ConsulAgents: []string{consul.HTTPAddr}}.Handler())
+	defer srv.Close()
+
+	tests := []struct {
+		path string
+		want string
+	}{
+		{"/services", `[{"targets":["127.0.0.1:8001"],"labels":{"instance":"widget-1","node":"` + node + `","service":"widget"}}]`},
+		{"/patroni", `[{"targets":["127.0.0.2:8008"],"labels":{"instance":"things-db/n1","node":"` + node + `","service":"things-db"}}]`},
+		{"/nodes", `[{"targets":["127.0.0.1:9100"],"labels":{"instance":"` + node + `","node":"` + node + `"}}]`},
+		{"/consul", `[{"targets":["` + consul.HTTPAddr + `"],"labels":{"service":"consul"}},` +
+			`{"targets":["127.0.0.1:9107"],"labels":{"instance":"` + node + `","node":"` + node + `"}}]`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			code, body := get(t, srv.URL+tc.path)
+			if code != http.StatusOK || body != tc.want {
+				t.Fatalf("GET %s: got %d %s; want 200 %s", tc.path, code, body, tc.want)
+			}
+		})
+	}
+	none := httptest.NewServer(Discovery{Consul: consul.Client}.Handler())
+	defer none.Close()
+	for _, path := range []string{"/nodes", "/patroni", "/consul"} {
+		if code, body := get(t, none.URL+path); code != http.StatusOK || body != "[]" {
+			t.Fatalf("GET %s without ports or agents to give: got %d %s; want 200 []", path, code, body)
+		}
+	}
+
+	port, err := proc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := consulx.NewClient(consulx.ClientConfig{Address: "127.0.0.1:" + strconv.Itoa(port), Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := httptest.NewServer(Discovery{Consul: gone}.Handler())
+	defer down.Close()
+	if code, body := get(t, down.URL+"/services"); code != http.StatusBadGateway || !strings.Contains(body, `"error":"consul: `) {
+		t.Fatalf("GET /services with Consul gone: got %d %s; want 502 with the error body", code, body)
+	}
+}
+
+// get returns the status and the trimmed body of a GET.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }

@@ -71,6 +71,10 @@ func TestRegistrationFollowsReadiness(t *testing.T) {
 	if e.Address != "127.0.0.1" || fmt.Sprint(e.Port) != port || e.Meta["public"] != "true" || !contains(e.Tags, "public") {
 		t.Fatalf("registration: got address %s port %d meta %v tags %v; want 127.0.0.1:%s, public", e.Address, e.Port, e.Meta, e.Tags, port)
 	}
+	// Prometheus' discovery scrapes an instance where its meta says: for a mesh service, the plain operations port.
+	if e.Meta["metrics_port"] == "" || e.Meta["metrics_port"] != e.Meta["ops_port"] {
+		t.Fatalf("registration meta: got metrics_port %q, ops_port %q; want both, the same port", e.Meta["metrics_port"], e.Meta["ops_port"])
+	}
 
 	proxy.Cut()
 	took = waitStatus(t, consul.Client, "auth", api.HealthCritical, 5*time.Second)
