@@ -66,9 +66,9 @@ clean-data: ## wipe the local lab's data (.lab/: PostgreSQL data, logs, secrets)
 	@if [ -f .lab/lab.json ]; then echo "the lab is running (.lab/lab.json); stop it with Ctrl-C first" >&2; exit 1; fi
 	rm -rf .lab
 
-vm-binaries: consul ## build the linux binaries the VMs run into bin/linux-$(VM_ARCH) (VM_ARCH=arm64 for ARM hosts)
+vm-binaries: consul ## build the linux binaries the VMs run (the services, shoplab, consul) into bin/linux-$(VM_ARCH) (VM_ARCH=arm64 for ARM hosts)
 	@mkdir -p $(VMBIN)
-	GOOS=linux GOARCH=$(VM_ARCH) CGO_ENABLED=0 $(GOBUILD) -o $(VMBIN)/ ./services/...
+	GOOS=linux GOARCH=$(VM_ARCH) CGO_ENABLED=0 $(GOBUILD) -o $(VMBIN)/ ./services/... ./cmd/shoplab
 	@c=$$(command -v consul || echo $(CURDIR)/$(BIN)/consul); \
 	if [ "$(VM_ARCH)" = "$$(go env GOARCH)" ] && [ "$$(go env GOOS)" = linux ]; then cp "$$c" $(VMBIN)/consul; \
 	else cd tools/consul && GOOS=linux GOARCH=$(VM_ARCH) $(GOBUILD) -ldflags "-s -w" -o ../../$(VMBIN)/consul github.com/hashicorp/consul; fi

@@ -9,8 +9,11 @@ source "$(dirname "$0")/lib.sh"
 install_packages
 install_consul
 install_services
-# Installing PostgreSQL made a cluster that starts on boot; provisioning enables it only where a service has data.
-systemctl disable postgresql.service >/dev/null 2>&1 || true
+# Installing PostgreSQL made a cluster that starts on boot, and Prometheus is enabled by its package;
+# provisioning enables each only where it belongs. The node exporter runs on every VM: it stays enabled, on
+# loopback only until provisioning gives it the VM's private address.
+systemctl disable postgresql.service prometheus.service >/dev/null 2>&1 || true
+printf 'ARGS="--web.listen-address=127.0.0.1:9100"\n' >/etc/default/prometheus-node-exporter
 # Log in with keys only: the vagrant user keeps Vagrant's key (given to it for the bake; Vagrant swaps in a
 # fresh key on first boot) and its passwordless sudo, but no password login any more.
 if [[ -s $SHOPLAB_STAGE/vagrant.pub ]]; then

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
-# Plans the VM lab from provisioning/topology.yml: one VM per Consul server and one per service instance, each
+# Plans the VM lab from provisioning/topology.yml: one VM per Consul server, one per service instance and the
+# monitor (Prometheus; SHOPLAB_MONITOR=0 leaves it out), each
 # with a fixed private address inside 192.168.56.0/21 (VirtualBox's allowed host-only range), checked here so
 # a bad plan fails when the Vagrantfile loads, not half-way through `vagrant up`. It also keeps the lab's
 # secrets — the Consul gossip key, the ACL tokens and the database passwords — generated once per lab on the
@@ -19,6 +20,7 @@ module Shoplab
   NETWORK = IPAddr.new("192.168.56.0/21")
   HOST_ADDRESS = IPAddr.new("192.168.56.1") # the host's side of the private network
   CONSUL_BASE = IPAddr.new("192.168.56.10")
+  MONITOR_ADDRESS = IPAddr.new("192.168.56.20")
   SERVICE_BASE = IPAddr.new("192.168.56.100")
   MAX_CONSUL_SERVERS = 5
   BOX = "shoplab/debian12"
@@ -88,6 +90,12 @@ module Shoplab
                       forwards: front && r.zero? ? [{ "guest" => 8080, "host" => env_int(env, "SHOPLAB_FRONT_PORT", 8080, 1, 65_535) }] : [])
       end
     end
+    if env.fetch("SHOPLAB_MONITOR", "1") != "0"
+      # Prometheus, scraping every instance, Patroni member and VM through Consul; its UI forwarded to the host.
+      vms << VM.new(name: "monitor-1", role: "monitor", ip: MONITOR_ADDRESS.to_i, index: 1,
+                    memory: memory.positive? ? memory : 512, cpus: cpus,
+                    forwards: [{ "guest" => 9090, "host" => env_int(env, "SHOPLAB_PROMETHEUS_PORT", 9090, 1, 65_535) }])
+    end
     vms.each { |vm| vm.ip = IPAddr.new(vm.ip, Socket::AF_INET).to_s }
     check(vms)
     vms
@@ -132,6 +140,7 @@ module Shoplab
     s["auth_kek"] ||= [SecureRandom.random_bytes(32)].pack("m0") # seals auth's signing keys
     s["patroni"] ||= {}        # per service: the cluster's superuser, replication and REST API passwords
     s["patroni_tokens"] ||= {} # per VM: its Patroni's Consul token
+    s["monitor_token"] ||= { "accessor" => uuid, "secret" => uuid } # Prometheus' discovery: reads services and nodes
     vms.each do |vm|
       s["agents"][vm.name] ||= { "accessor" => uuid, "secret" => uuid }
       next unless vm.service
@@ -241,6 +250,9 @@ module Shoplab
     end
     vms.select(&:patroni).each do |vm|
       lines << "patroni #{vm.name} #{s['patroni_tokens'][vm.name]['accessor']} #{s['patroni_tokens'][vm.name]['secret']}"
+    end
+    vms.select { |vm| vm.role == "monitor" }.each do |vm|
+      lines << "monitor #{vm.name} #{s['monitor_token']['accessor']} #{s['monitor_token']['secret']}"
     end
     lines.join("\n")
   end

@@ -10,8 +10,10 @@ SHOPLAB_SERVICES=(auth catalog cart orders payments front)
 
 # Debian packages every VM needs. A baked box has them; otherwise they are installed (needs the internet).
 # Patroni (with its Consul client, python3-consul, an alternative dependency Debian does not pull in by itself)
-# runs the PostgreSQL of a service with two or more replicas.
-SHOPLAB_PACKAGES=(postgresql systemd-resolved bind9-dnsutils ca-certificates curl patroni python3-consul)
+# runs the PostgreSQL of a service with two or more replicas; the node exporter runs on every VM, Prometheus on
+# the monitor VM.
+SHOPLAB_PACKAGES=(postgresql systemd-resolved bind9-dnsutils ca-certificates curl patroni python3-consul
+  prometheus prometheus-node-exporter)
 
 log() { printf 'shoplab: %s\n' "$*" >&2; }
 die() {
@@ -58,13 +60,13 @@ install_consul() {
   install -m 0644 "$SHOPLAB_DIR/systemd/consul.service" /etc/systemd/system/consul.service
 }
 
-# install_services puts every service binary found in the stage (or already installed) and the template unit
-# in place.
+# install_services puts every service binary found in the stage (or already installed), the shoplab command
+# (the monitor VM runs its Prometheus discovery) and the template unit in place.
 install_services() {
   local s
   install -d -m 0755 "$SHOPLAB_LIB"
   install -d -m 0700 /etc/shoplab
-  for s in "${SHOPLAB_SERVICES[@]}"; do
+  for s in "${SHOPLAB_SERVICES[@]}" shoplab; do
     if [[ -f $SHOPLAB_STAGE/bin/$s ]]; then
       install -m 0755 "$SHOPLAB_STAGE/bin/$s" "$SHOPLAB_LIB/$s"
     fi
@@ -133,6 +135,12 @@ HCL
 # The service mesh: Consul's CA issues every service its leaf certificate (the services are Connect-native).
 connect {
   enabled = true
+}
+
+# The agent's own metrics in Prometheus' format at /v1/agent/metrics (the VM copies them to its node exporter).
+telemetry {
+  prometheus_retention_time = "1m"
+  disable_hostname          = true
 }
 
 acl {
@@ -241,17 +249,17 @@ configure_consul() {
 }
 
 # acl_rules prints the ACL rules of a token kind: a Patroni member its own cluster's keys and service, an agent
-# may write its own node, a service its own service
+# may write its own node and read its own agent's settings and metrics, a service its own service
 # (which is also what its mesh leaf certificate and the intention checks of calls to it need) and read the
-# intentions that name it, and both read the catalogue; the DNS token reads nodes and services; the UI token
-# (for people, and for make lab-verify) reads everything, intentions included, and changes nothing. Nobody
-# but the operator's management token writes intentions.
+# intentions that name it, and both read the catalogue; the DNS token and the monitor's (Prometheus' discovery)
+# read nodes and services; the UI token (for people, and for make lab-verify) reads everything, intentions
+# included, and changes nothing. Nobody but the operator's management token writes intentions.
 acl_rules() {
   local kind=$1 name=$2
   case $kind in
-  agent) printf 'node "%s" { policy = "write" }\nservice_prefix "" { policy = "read" }\n' "$name" ;;
+  agent) printf 'node "%s" { policy = "write" }\nagent "%s" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' "$name" "$name" ;;
   service) printf 'service "%s" {\n  policy     = "write"\n  intentions = "read"\n}\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n' "$name" ;;
-  dns) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' ;;
+  dns | monitor) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' ;;
   patroni)
     # A Patroni member (name: its node, e.g. catalog-1; its cluster catalog-db): its cluster's keys, its own
     # sessions and the cluster's service registration, and reading its agent's settings.
@@ -389,6 +397,9 @@ consul:
   host: ${PATRONI_CONSUL:-127.0.0.1:8500}
   token: "$CONSUL_PATRONI_TOKEN"
   register_service: true
+  # Beside its role: Prometheus' discovery scrapes every member tagged so at its REST API (/metrics).
+  service_tags:
+    - patroni
   # A newly promoted primary is in Consul DNS only once its check has passed: a short interval shortens the
   # failover's gap without a primary (the services wait DB_RETRY_WAIT for one).
   service_check_interval: 2s
@@ -542,6 +553,68 @@ render_service_env() {
         "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
     fi
   } >"$out"
+}
+
+# The node exporter's collectors on a lab VM: the machine's CPU, load, memory, pressure, file systems and network.
+# Fewer than Debian's defaults: every VM runs under emulation.
+NODE_EXPORTER_ARGS=(--collector.disable-defaults --collector.cpu --collector.loadavg --collector.meminfo --collector.pressure
+  --collector.filesystem --collector.netdev --collector.uname)
+
+# setup_node_exporter makes every VM scrapeable by the monitor, on its private address (SHOPLAB_IP): Debian's
+# node exporter on port 9100, and `shoplab consul-metrics` on 9107, which relays the local Consul agent's own
+# metrics (its API answers on loopback only) with the agent's token (CONSUL_AGENT_TOKEN, agent:read on its own
+# node) from a root-only file handed to the unit as a credential, never an argument.
+setup_node_exporter() {
+  : "${SHOPLAB_IP:?}" "${CONSUL_AGENT_TOKEN:?}"
+  local tmp unit
+  printf 'ARGS="--web.listen-address=%s:9100 %s"\n' "$SHOPLAB_IP" "${NODE_EXPORTER_ARGS[*]}" >/etc/default/prometheus-node-exporter
+  install -d -m 0755 /etc/systemd/system/prometheus-node-exporter.service.d
+  install -m 0644 "$SHOPLAB_DIR/systemd/node-exporter-shoplab.conf" /etc/systemd/system/prometheus-node-exporter.service.d/shoplab.conf
+  tmp=$(mktemp)
+  printf '%s' "$CONSUL_AGENT_TOKEN" >"$tmp"
+  install -o root -g root -m 0600 "$tmp" /etc/consul.d/metrics.token
+  rm -f "$tmp"
+  printf 'CONSUL_METRICS_LISTEN=%s:9107\n' "$SHOPLAB_IP" >/etc/default/shoplab-consul-metrics
+  install -m 0644 "$SHOPLAB_DIR/systemd/shoplab-consul-metrics.service" /etc/systemd/system/
+  systemctl daemon-reload
+  # Enabling a unit Debian also ships as a SysV script runs systemd-sysv-install, which takes minutes under
+  # emulation: only when it is not enabled yet (the baked box has the node exporter enabled).
+  for unit in prometheus-node-exporter.service shoplab-consul-metrics.service; do
+    systemctl is-enabled --quiet "$unit" || systemctl enable "$unit"
+    systemctl restart "$unit"
+  done
+}
+
+# PROMETHEUS_DIR holds the monitor's Prometheus configuration and rules, rendered from provisioning/prometheus.
+PROMETHEUS_DIR=/etc/prometheus/shoplab
+
+# setup_monitor makes this VM the lab's monitor: shoplab-prometheus-sd serves the local agent's catalog to
+# Prometheus (with CONSUL_MONITOR_TOKEN, which only reads services and nodes, given to it as a credential), and
+# Debian's Prometheus runs the configuration both labs render from provisioning/prometheus, checked by promtool
+# first, scraping every 30 s (a lab of emulated VMs has little CPU to spare), on port 9090 of every interface
+# (forwarded to the host), keeping 7 days.
+setup_monitor() {
+  : "${CONSUL_MONITOR_TOKEN:?}"
+  local tmp
+  [[ -x $SHOPLAB_LIB/shoplab ]] || die "no shoplab binary: use the baked box (make box) or run make vm-binaries on the host"
+  tmp=$(mktemp)
+  printf '%s' "$CONSUL_MONITOR_TOKEN" >"$tmp"
+  install -o root -g root -m 0600 "$tmp" /etc/shoplab/prometheus-sd.token
+  rm -f "$tmp"
+  install -m 0644 "$SHOPLAB_DIR/systemd/shoplab-prometheus-sd.service" /etc/systemd/system/
+  install -d -m 0755 "$PROMETHEUS_DIR"
+  "$SHOPLAB_LIB/shoplab" prometheus-config --source "$SHOPLAB_DIR/prometheus" --out "$PROMETHEUS_DIR" \
+    --sd-url http://127.0.0.1:9096 --interval 30s --timeout 10s >/dev/null
+  promtool check config "$PROMETHEUS_DIR/prometheus.yml" >/dev/null || die "the rendered Prometheus configuration does not pass promtool ($PROMETHEUS_DIR)"
+  printf 'ARGS="--config.file=%s/prometheus.yml --web.listen-address=0.0.0.0:9090 --storage.tsdb.retention.time=7d"\n' \
+    "$PROMETHEUS_DIR" >/etc/default/prometheus
+  systemctl daemon-reload
+  local unit
+  for unit in shoplab-prometheus-sd.service prometheus.service; do
+    systemctl is-enabled --quiet "$unit" || systemctl enable "$unit"
+    systemctl restart "$unit"
+  done
+  wait_for "Prometheus on monitor" 300 curl -sf http://127.0.0.1:9090/-/ready
 }
 
 # install_operator_tools puts the operator's commands in place: shoplab-admin on auth VMs.

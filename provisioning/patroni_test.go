@@ -5,6 +5,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +21,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	_ "github.com/lib/pq"
 
+	"shoplab/internal/lab"
 	"shoplab/internal/pgcluster"
 	"shoplab/internal/proc"
 	"shoplab/internal/testkit"
@@ -69,13 +74,14 @@ func TestPatroniCluster(t *testing.T) {
 	if err := os.Chmod(base, 0o755); err != nil { // the postgres user walks into it
 		t.Fatal(err)
 	}
-	ports, err := proc.FreePorts(4)
+	ports, err := proc.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every member's REST API on the same port, at its own address, as on the VMs (Prometheus finds them so).
 	nodes := []*patroniNode{
 		{name: "catalog-1", ip: "127.0.0.2", pgPort: ports[0], apiPort: ports[1]},
-		{name: "catalog-2", ip: "127.0.0.3", pgPort: ports[2], apiPort: ports[3]},
+		{name: "catalog-2", ip: "127.0.0.3", pgPort: ports[2], apiPort: ports[1]},
 	}
 	for _, n := range nodes {
 		n.dir = filepath.Join(base, n.name)
@@ -166,6 +172,11 @@ func TestPatroniCluster(t *testing.T) {
 	if strings.Contains(out, "missing: catalog-db") {
 		t.Fatalf("shoplab status --patroni: a healthy cluster reported missing:\n%s", out)
 	}
+	// Prometheus' discovery (the VM lab's monitor) finds both members, tagged patroni, at their REST API, whose
+	// /metrics says which one is the primary.
+	if got, want := patroniPrimaries(t, consul.Client, primary.apiPort), map[string]string{primary.name: "1", replica.name: "0"}; !maps.Equal(got, want) {
+		t.Fatalf("patroni_primary through the discovery: got %v; want %v", got, want)
+	}
 
 	// 2. The service's role and database, as setup_patroni makes them on the leader; rows committed there.
 	// The superuser's password reaches psql in its environment, as provisioning's never reaches an argument.
@@ -224,6 +235,10 @@ func TestPatroniCluster(t *testing.T) {
 	}
 	if _, err := db.Exec(`INSERT INTO stock VALUES ('after', 1)`); err != nil {
 		t.Fatalf("write on the promoted member: %v", err)
+	}
+	// The dead member stays a target (Prometheus shows it down), the promoted one reports itself primary.
+	if got := patroniPrimaries(t, consul.Client, primary.apiPort); got[replica.name] != "1" || got[primary.name] != "" {
+		t.Fatalf("patroni_primary through the discovery after the failover: got %v; want %s 1 and %s unreachable", got, replica.name, primary.name)
 	}
 
 	// 5. The old leader comes back as a replica of the new one.
@@ -322,4 +337,46 @@ func waitCluster(t *testing.T, c *api.Client, within time.Duration, want string,
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// patroniPrimaries asks the lab's Prometheus discovery (lab.Discovery, /patroni) for the Patroni members, then
+// each member's /metrics for its patroni_primary{scope="catalog-db"}: member → value ("" when it does not answer).
+func patroniPrimaries(t *testing.T, c *api.Client, apiPort int) map[string]string {
+	t.Helper()
+	srv := httptest.NewServer(lab.Discovery{Consul: c, PatroniAPIPort: apiPort}.Handler())
+	defer srv.Close()
+	var groups []struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels"`
+	}
+	resp, err := http.Get(srv.URL + "/patroni")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&groups)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, g := range groups {
+		member := strings.TrimPrefix(g.Labels["instance"], "catalog-db/")
+		if len(g.Targets) != 1 || g.Labels["service"] != "catalog-db" {
+			t.Fatalf("discovery /patroni: got %+v; want one target of catalog-db per member", g)
+		}
+		out[member] = ""
+		resp, err := client.Get("http://" + g.Targets[0] + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, `patroni_primary{scope="catalog-db"} `); ok {
+				out[member] = strings.TrimSpace(v)
+			}
+		}
+	}
+	return out
 }

@@ -5,6 +5,8 @@
 #   SHOPLAB_ROLE=service        a Consul client agent and one service, with its own PostgreSQL if it has data
 #                               (a Patroni member on every replica VM when the service has two or more)
 #   SHOPLAB_ROLE=front          a Consul client agent and the front
+#   SHOPLAB_ROLE=monitor        a Consul client agent and Prometheus, scraping the whole lab
+# Every VM also runs a node exporter, with its Consul agent's own metrics.
 set -euo pipefail
 # shellcheck source=provisioning/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -17,6 +19,7 @@ install_consul
 install_services
 configure_consul
 consul_dns
+setup_node_exporter
 
 case $SHOPLAB_ROLE in
 consul-server)
@@ -32,6 +35,9 @@ service | front)
   fi
   start_service
   install_operator_tools
+  ;;
+monitor)
+  setup_monitor
   ;;
 *) die "unknown role $SHOPLAB_ROLE" ;;
 esac

@@ -131,7 +131,15 @@ func TestPlanAddresses(t *testing.T) {
 					t.Fatalf("service %s: got no VM", s.Name)
 				}
 			}
+			if last := vms[len(vms)-1]; last.Name != "monitor-1" || last.Role != "monitor" || last.Service != "" {
+				t.Fatalf("last VM: got %s (role %s, service %q); want monitor-1, the monitor", last.Name, last.Role, last.Service)
+			}
 		})
+	}
+	for _, vm := range plan(t, "SHOPLAB_MONITOR=0") {
+		if vm.Role == "monitor" {
+			t.Fatalf("SHOPLAB_MONITOR=0: got %s in the plan; want no monitor", vm.Name)
+		}
 	}
 	for _, bad := range [][]string{{"CONSUL_SERVERS=2"}, {"CONSUL_SERVERS=7"}, {"REPLICAS=catalog=10"}, {"REPLICAS=nothing=2"}, {"SHOPLAB_VM_MEMORY=12"}} {
 		out, err := run(t, root(t), bad, "ruby", "provisioning/lab.rb")
@@ -251,6 +259,7 @@ func TestConsulConfigs(t *testing.T) {
 		{"server of three", "consul-server", "192.168.56.10,192.168.56.11,192.168.56.12"},
 		{"client", "service", "192.168.56.10,192.168.56.11,192.168.56.12"},
 		{"front client", "front", "192.168.56.10"},
+		{"monitor client", "monitor", "192.168.56.10"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "consul.hcl")
@@ -263,7 +272,8 @@ func TestConsulConfigs(t *testing.T) {
 				t.Fatalf("consul validate: %v\n%s\n%s", err, out, b)
 			}
 			b, _ := os.ReadFile(file)
-			for _, want := range []string{`bind_addr      = "192.168.56.110"`, `advertise_addr = "192.168.56.110"`, `default_policy           = "deny"`} {
+			for _, want := range []string{`bind_addr      = "192.168.56.110"`, `advertise_addr = "192.168.56.110"`, `default_policy           = "deny"`,
+				`prometheus_retention_time = "1m"`} {
 				if !strings.Contains(string(b), want) {
 					t.Fatalf("config: want %q in\n%s", want, b)
 				}
@@ -331,10 +341,13 @@ func TestSystemdUnits(t *testing.T) {
 	consul, err := consulagent.Binary()
 	testkit.Need(t, "consul", err, consulagent.InstallHint)
 	auth := testkit.Binary(t, "services/auth")
+	shoplab := testkit.Binary(t, "cmd/shoplab")
 	dir := t.TempDir()
 	units := map[string]struct{ src, from, to string }{
-		"consul.service":       {"consul.service", "/usr/local/bin/consul", consul},
-		"shoplab@auth.service": {"shoplab@.service", "/usr/local/lib/shoplab/%i", auth},
+		"consul.service":                 {"consul.service", "/usr/local/bin/consul", consul},
+		"shoplab@auth.service":           {"shoplab@.service", "/usr/local/lib/shoplab/%i", auth},
+		"shoplab-prometheus-sd.service":  {"shoplab-prometheus-sd.service", "/usr/local/lib/shoplab/shoplab", shoplab},
+		"shoplab-consul-metrics.service": {"shoplab-consul-metrics.service", "/usr/local/lib/shoplab/shoplab", shoplab},
 	}
 	for name, u := range units {
 		b, err := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", u.src))
@@ -348,6 +361,8 @@ func TestSystemdUnits(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(unit), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for name := range units {
 		out, err := run(t, dir, []string{"SYSTEMD_LOG_LEVEL=notice"}, analyze, "verify", filepath.Join(dir, name))
 		if err != nil || strings.TrimSpace(out) != "" {
 			t.Fatalf("systemd-analyze verify %s: %v\n%s", name, err, out)
@@ -359,25 +374,11 @@ func TestSystemdUnits(t *testing.T) {
 			t.Fatalf("shoplab@.service: want %q", want)
 		}
 	}
-	// Debian's patroni.service with the lab's drop-in: still a valid unit, ordered after Consul (so it stops
-	// before it), with a stop timeout that lets a primary's shutdown finish.
-	debian, err := os.ReadFile("/lib/systemd/system/patroni.service")
-	if err != nil {
-		t.Fatalf("Debian's patroni.service: %v (install it with: sudo apt-get install -y patroni)", err)
-	}
-	dropIn, err := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", "patroni-shoplab.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// systemd-analyze verify reads no drop-ins beside a unit given by path: verify the two as one file (a
-	// section may appear twice, later settings win as a drop-in's do).
-	merged := string(debian) + "\n" + string(dropIn)
-	if err := os.WriteFile(filepath.Join(dir, "patroni.service"), []byte(merged), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := run(t, dir, []string{"SYSTEMD_LOG_LEVEL=notice"}, analyze, "verify", filepath.Join(dir, "patroni.service")); err != nil || strings.TrimSpace(out) != "" {
-		t.Fatalf("systemd-analyze verify patroni.service with the drop-in: %v\n%s", err, out)
-	}
+	// Debian's units with the lab's drop-ins: patroni.service still a valid unit, ordered after Consul (so it
+	// stops before it), with a stop timeout that lets a primary's shutdown finish; prometheus-node-exporter.service
+	// after the network (it listens on the VM's private address).
+	dropIn := withDropIn(t, analyze, dir, "patroni.service", "patroni-shoplab.conf", "patroni")
+	withDropIn(t, analyze, dir, "prometheus-node-exporter.service", "node-exporter-shoplab.conf", "prometheus-node-exporter")
 	for _, want := range []string{"After=network-online.target consul.service\n", "Wants=network-online.target consul.service\n", "TimeoutStopSec=120\n"} {
 		if !strings.Contains(string(dropIn), want) {
 			t.Fatalf("patroni-shoplab.conf: want %q", want)
@@ -392,6 +393,29 @@ func TestSystemdUnits(t *testing.T) {
 			t.Fatalf("consul.service: want %q", want)
 		}
 	}
+}
+
+// withDropIn verifies Debian's unit (from package pkg) with the lab's drop-in, and returns the drop-in.
+func withDropIn(t *testing.T, analyze, dir, unit, dropInFile, pkg string) []byte {
+	t.Helper()
+	debian, err := os.ReadFile("/lib/systemd/system/" + unit)
+	if err != nil {
+		t.Fatalf("Debian's %s: %v (install it with: sudo apt-get install -y %s)", unit, err, pkg)
+	}
+	dropIn, err := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", dropInFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// systemd-analyze verify reads no drop-ins beside a unit given by path: verify the two as one file (a
+	// section may appear twice, later settings win as a drop-in's do).
+	merged := string(debian) + "\n" + string(dropIn)
+	if err := os.WriteFile(filepath.Join(dir, unit), []byte(merged), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, dir, []string{"SYSTEMD_LOG_LEVEL=notice"}, analyze, "verify", filepath.Join(dir, unit)); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("systemd-analyze verify %s with the drop-in: %v\n%s", unit, err, out)
+	}
+	return dropIn
 }
 
 // TestIntentionsMatchTheLocalLab: the intentions the VM lab's first server writes (lab.rb, from the topology)

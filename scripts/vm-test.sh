@@ -10,18 +10,21 @@
 #               VM address exists only inside it
 #   5. checks   from inside the namespace: every Consul member alive, every service passing, each Patroni cluster
 #               with a primary and a streaming synchronous replica (shoplab status --patroni); the mesh; Consul
-#               DNS in a VM; `shoplab smoke` through the front VM; then, each under load through the front, with
+#               DNS in a VM; `shoplab smoke` through the front VM; monitor-1's Prometheus (through its forwarded
+#               port) scraping every instance, Patroni member, node exporter and Consul agent; then, each under
+#               load through the front, with
 #               the time it took and the failed requests reported: (HA) the Consul leader's VM powered off (a new
 #               leader, smoke during and after, the server back with vagrant up); the VM of catalog's database
 #               primary powered off (Patroni promotes the replica; every order confirmed during the load still
-#               there; the old primary back as a replica); (HA) the same for orders' primary during checkouts (and every
+#               there; Prometheus sees its VM's targets down, then up again; the old primary back as a replica);
+#               (HA) the same for orders' primary during checkouts (and every
 #               authorised payment belongs to a confirmed order: no double charge); Consul's TLS (the server's
 #               API is HTTPS with the lab's CA, plain HTTP refused off loopback, and an agent without the CA —
 #               scripts/vm-intruder.sh on front-1 — is refused by the servers' RPC)
 #   6. destroy  vagrant destroy -f; the daemons stopped by PID; the namespace deleted — on failure too
 # Settings: SHOPLAB_VMTEST_DIR (work directory, default /var/tmp/shoplab-vmtest: several GB); SHOPLAB_VMTEST_HA=1
-# for the whole HA lab of step 4 (11 VMs, about 18 GiB of host memory); without it (CI's run) one Consul server,
-# catalog at two replicas and orders at one (8 VMs, about 13 GiB), so the Consul leader's loss and the orders
+# for the whole HA lab of step 4 (12 VMs with monitor-1, about 19 GiB of host memory); without it (CI's run) one
+# Consul server, catalog at two replicas and orders at one (9 VMs, about 14 GiB), so the Consul leader's loss and the orders
 # failover are left out and catalog's failover stays in; and the Vagrantfile's SHOPLAB_* variables (this script
 # sets the ones this machine needs). Runs as root.
 set -euo pipefail
@@ -50,7 +53,7 @@ done
 vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt || die "the vagrant-libvirt plugin is missing: apt-get install -y vagrant-libvirt"
 [[ -x bin/packer ]] || die "bin/packer is missing: make packer"
 [[ -f $keys/vagrant ]] || die "Vagrant's insecure key pair was not found"
-for b in consul auth catalog cart orders payments front; do
+for b in consul auth catalog cart orders payments front shoplab; do
   [[ -x bin/linux-amd64/$b ]] || die "bin/linux-amd64/$b is missing: make vm-binaries"
 done
 [[ -x bin/shoplab ]] || die "bin/shoplab is missing: make build"
@@ -230,13 +233,18 @@ vagrant_up() {
 }
 
 # phase_up: the Consul servers first, together (with three, they elect a leader once all are up; every other
-# agent needs them to sign its certificate, and they boot faster without the others beside them), then the rest.
+# agent needs them to sign its certificate, and they boot faster without the others beside them), then the
+# services, then the monitor: on 2 emulating cores a ninth guest booting beside the others starved the database
+# bootstraps and the services' checks (2026-12-06).
 phase_up() {
   start_daemons
   local names=() i
   for ((i = 1; i <= CONSUL_SERVERS; i++)); do names+=("consul-$i"); done
   vagrant_up "$work/up-consul.log" "${names[@]}"
-  vagrant_up "$work/up.log"
+  mapfile -t names < <(ruby -e 'require_relative "provisioning/lab"
+    puts Shoplab.plan(Dir.pwd).reject { |v| %w[consul-server monitor].include?(v.role) }.map(&:name)')
+  vagrant_up "$work/up.log" "${names[@]}"
+  vagrant_up "$work/up-monitor.log"
 }
 
 ui_token() { ruby -rjson -e 'print JSON.parse(File.read(ARGV[0]))["ui_token"]["secret"]' "$SHOPLAB_LAB_DIR/vm/secrets.json"; }
@@ -306,6 +314,49 @@ check_mesh() {
   log "mesh: payments refused a plain call (400 from its TLS port) and a call without a certificate (curl exit $code); health 200 on :9085"
 }
 
+# The monitor's Prometheus, through its port forwarded to 127.0.0.1 in the namespace.
+prometheus=http://127.0.0.1:9090
+
+# prom_value EXPR prints the value of an instant query's first result ("" when there is none).
+prom_value() {
+  # shellcheck disable=SC2016 # Ruby's own $stdin
+  in_ns curl -sf -m 10 --get --data-urlencode "query=$1" "$prometheus/api/v1/query" |
+    ruby -rjson -e 'r = JSON.parse($stdin.read)["data"]["result"]; print(r.empty? ? "" : r[0]["value"][1])'
+}
+
+# prom_wait EXPR WANT LIMIT waits (bounded by LIMIT seconds) until EXPR's value is WANT; it prints how long that
+# took, or fails.
+prom_wait() {
+  local expr=$1 want=$2 limit=$3 start got
+  start=$(now)
+  until got=$(prom_value "$expr" 2>/dev/null) && [[ $got == "$want" ]]; do
+    [[ $(awk -v t="$(since "$start")" -v l="$limit" 'BEGIN { print (t > l) }') == 0 ]] ||
+      die "Prometheus: $expr is '${got:-}' after ${limit}s; want $want"
+    sleep 1
+  done
+  since "$start"
+}
+
+# check_prometheus: monitor-1's Prometheus, found through Consul, scrapes every instance of the topology, every
+# Patroni member, the node exporter of every VM and, through it, every VM's Consul agent — all up.
+check_prometheus() {
+  local counts instances nodes members expr took
+  counts=$(ruby -e 'require_relative "provisioning/lab"; v = Shoplab.plan(Dir.pwd)
+    puts [v.count(&:service), v.size, v.count(&:patroni)].join(" ")')
+  read -r instances nodes members <<<"$counts"
+  expr="count(up{job=\"shoplab\"} == 1) == $instances and count(up{job=\"shoplab\"}) == $instances"
+  expr+=" and count(up{job=\"node\"} == 1) == $nodes and count(up{job=\"patroni\"} == 1) == $members"
+  expr+=" and count(up{job=\"consul\"} == 1) == $nodes"
+  expr+=" and count(count by (node) ({job=\"consul\", __name__=~\"consul_.+\"})) == $nodes"
+  if ! took=$(prom_wait "$expr" "$instances" 300); then
+    # shellcheck disable=SC2016 # Ruby's own $stdin
+    in_ns curl -s -m 10 "$prometheus/api/v1/targets?state=active" | ruby -rjson -e '
+      JSON.parse($stdin.read)["data"]["activeTargets"].each { |t| warn "  #{t["labels"]["job"]} #{t["labels"]["instance"]} #{t["health"]} #{t["lastError"]}" }' || true
+    die "Prometheus on monitor-1 does not scrape everything"
+  fi
+  log "Prometheus on monitor-1: $instances instances, $members Patroni members, $nodes node exporters and $nodes Consul agents up (after ${took}s)"
+}
+
 # check_operator: the operator's command on the auth VM works.
 check_operator() {
   in_ns vagrant ssh auth-1 -c 'sudo shoplab-admin list' >"$work/admin-list.txt" 2>&1 || { cat "$work/admin-list.txt" >&2; die "shoplab-admin list on auth-1"; }
@@ -320,15 +371,16 @@ check_no_secret_in_argv() {
     out = [s["gossip_key"], s["management_token"], s["auth_kek"], s["dns_token"]["secret"], s["ui_token"]["secret"]]
     out += s["agents"].values.map { |t| t["secret"] } + s["services"].values.map { |t| t["secret"] } + s["databases"].values
     out += s.fetch("patroni", {}).values.flat_map(&:values) + s.fetch("patroni_tokens", {}).values.map { |t| t["secret"] }
+    out << s["monitor_token"]["secret"]
     puts out.compact' "$SHOPLAB_LAB_DIR/vm/secrets.json")
-  for vm in consul-1 auth-1 catalog-1; do
+  for vm in consul-1 auth-1 catalog-1 monitor-1; do
     # Every argument of every process, one per line.
     in_ns vagrant ssh "$vm" -c 'sudo cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\0" "\n"' >"$work/cmdline-$vm.txt" 2>/dev/null ||
       die "read the command lines of $vm"
     leaked=$(grep -cFf <(printf '%s\n' "$secrets") "$work/cmdline-$vm.txt" || true)
     [[ $leaked == 0 ]] || die "$vm: $leaked process command line(s) show a lab secret (see $work/cmdline-$vm.txt)"
   done
-  log "no lab secret in any process's command line on consul-1, auth-1, catalog-1 (a Patroni member)"
+  log "no lab secret in any process's command line on consul-1, auth-1, catalog-1 (a Patroni member), monitor-1"
 }
 
 # check_consul_tls: the Consul server's API is HTTPS on the lab network, verified with the lab's CA and refused
@@ -367,6 +419,7 @@ phase_checks() {
   [[ $addrs == "192.168.56.110 " || $addrs == "192.168.56.111 " ]] || die "Consul DNS in cart-1: primary.catalog-db.service.consul = '$addrs'; want one catalog VM"
   log "Consul DNS in cart-1: primary.catalog-db.service.consul = $addrs"
   in_ns bin/shoplab smoke --front http://127.0.0.1:8080 >&2 || die "smoke through the front VM"
+  check_prometheus
   make_admin
   ((ha == 0)) || check_consul_leader_down
   check_db_failover catalog
@@ -495,18 +548,19 @@ db_diagnose() {
 # power-off, not a guest shutdown: the VM that dies cannot hand its lock over, and the time a guest shutdown
 # takes under emulation (37 s to over 300 s in 2026-12-04's runs) made the failover's own time unmeasurable.
 check_db_failover() {
-  local svc=$1 scope=$1-db leader new="" t0 elapsed served mixed_pid checkout_pid
+  local svc=$1 scope=$1-db leader new="" t0 elapsed served mixed_pid checkout_pid prom_down="" prom_up
   leader=$(patroni_leader "$scope") || die "no Patroni leader for $scope"
   log "$scope: primary on $leader; powering that VM off under checkouts and browsing"
   # One load prepares its accounts at a time: making accounts is password hashing on auth's one VM, which a
-  # starved host (2026-12-04's CI runs) could not do for both loads at once within the front's timeouts.
+  # starved host (2026-12-04's CI runs) could not do for both loads at once within the front's timeouts. The
+  # gentle browsing load first: the checkout load, which shops as fast as the lab answers, starved auth's
+  # hashing for the other's accounts (2026-12-06, with the monitor's VM beside the others).
+  start_load "$svc-mixed" --rate 4 --users 4 --duration 120s
+  mixed_pid=$load_pid
+  wait_load_running "$svc-mixed" "$mixed_pid"
   start_load "$svc" --scenario checkout --shoppers 4 --duration 90s --verify-orders
   checkout_pid=$load_pid
   wait_load_running "$svc" "$checkout_pid"
-  start_load "$svc-mixed" --rate 4 --users 4 --duration 90s
-  mixed_pid=$load_pid
-  wait_load_running "$svc-mixed" "$mixed_pid"
-  load_pid=$checkout_pid
   sleep 10
   t0=$(now)
   power_off "$leader"
@@ -516,10 +570,17 @@ check_db_failover() {
       db_diagnose "$scope"
       die "$scope: no new primary within 300s of powering $leader off"
     fi
+    # When Prometheus first sees every target of the dead VM (instance, Patroni member, node, Consul agent) down.
+    [[ -n $prom_down || $(prom_value "max(up{node=\"$leader\"})" 2>/dev/null) != 0 ]] || prom_down=$(since "$t0")
     sleep 0.5
   done
   elapsed=$(since "$t0")
   log "$scope: $new is the primary, registered in Consul, ${elapsed}s after $leader was powered off"
+  if [[ -z $prom_down ]]; then
+    prom_wait "max(up{node=\"$leader\"})" 0 120 >/dev/null
+    prom_down=$(since "$t0")
+  fi
+  log "Prometheus: every target of $leader down ${prom_down}s after the power-off"
   end_load "$svc" || die "the checkouts during $scope's failover: a confirmed order was lost (see $work/load-$svc.txt)"
   load_pid=$mixed_pid
   end_load "$svc-mixed" || die "the browsing during $scope's failover"
@@ -528,10 +589,13 @@ check_db_failover() {
   log "bringing $leader up again"
   timeout 900 ip netns exec "$ns" vagrant up "$leader" >"$work/up-$leader.log" 2>&1 || { tail -10 "$work/up-$leader.log" >&2; die "vagrant up $leader after its power-off"; }
   wait_all_passing
+  prom_up=$(prom_wait "min(up{node=\"$leader\"})" 1 180)
+  log "Prometheus: every target of $leader up again ${prom_up}s after it passed in Consul"
   in_ns bin/shoplab smoke --front "$front" >&2 || die "smoke after $leader came back"
   echo "db_failover $scope halted=$leader new_primary=$new new_primary_after_s=$elapsed checkouts=$served" \
     "failed_checkout_requests=$(grep -o '[0-9]* failed,' "$work/load-$svc.txt" | head -1)" \
-    "failed_browse_requests=$(grep -o '[0-9]* failed,' "$work/load-$svc-mixed.txt" | head -1)" >>"$work/measured.txt"
+    "failed_browse_requests=$(grep -o '[0-9]* failed,' "$work/load-$svc-mixed.txt" | head -1)" \
+    "prometheus_down_after_s=$prom_down prometheus_up_after_passing_s=$prom_up" >>"$work/measured.txt"
   log "$scope: $leader rejoined as a replica"
 }
 

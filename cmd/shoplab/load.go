@@ -164,15 +164,15 @@ func (l *loader) prepare(ctx context.Context, users int, stderr io.Writer) error
 }
 
 // newAccount registers and logs in a shopper for the load. Making accounts is not what a load measures: a
-// failed attempt (a lab slow to answer, say) is tried again with a fresh account, five attempts at most,
-// accountPause (3 s unless set) apart.
+// failed attempt (a lab slow to answer, say) is tried again with a fresh account, eight attempts at most, the
+// pause between them accountPause (3 s unless set), doubling up to 15 s (about 80 s in all).
 func (l *loader) newAccount(ctx context.Context, stderr io.Writer) (*shopper, error) {
-	const attempts = 5
+	const attempts = 8
 	pause := l.accountPause
 	if pause <= 0 {
 		pause = 3 * time.Second
 	}
-	for try := 1; ; try++ {
+	for try := 1; ; try, pause = try+1, min(2*pause, max(pause, 15*time.Second)) {
 		u := newShopper(l.front, l.client)
 		_, err := u.register(ctx)
 		if err == nil || try == attempts || ctx.Err() != nil {
@@ -376,7 +376,7 @@ func (l *loader) checkouts(ctx context.Context, duration time.Duration, shoppers
 
 // watchHints says where to watch the shop while the load runs.
 func watchHints(out io.Writer, front string) {
-	fmt.Fprintf(out, "load: watch it on %s/status (live plots) and, when Prometheus runs, http://127.0.0.1:9095 (make run's, with the default ports)\n", strings.TrimRight(front, "/"))
+	fmt.Fprintf(out, "load: watch it on %s/status (live plots) and in Prometheus: http://127.0.0.1:9095 for make run, http://localhost:9090 for the VM lab (default ports)\n", strings.TrimRight(front, "/"))
 }
 
 func (l *loader) checkout(ctx context.Context) {

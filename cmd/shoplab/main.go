@@ -6,6 +6,8 @@
 //	shoplab load     bounded load of weighted journeys, then latency percentiles per step
 //	shoplab admin    the operator's commands: grant or revoke the admin role, list admins, mint a token
 //	shoplab bench    the front against nginx, then checkouts per second (make bench)
+//	shoplab prometheus-config, prometheus-sd, consul-metrics   the VM lab's monitoring: Prometheus' files,
+//	                 Consul's catalog for it, each VM's Consul agent metrics
 package main
 
 import (
@@ -47,6 +49,9 @@ commands:
   load     send bounded load of weighted journeys through the front and report latencies
   admin    grant or revoke the admin role, list the admins, print an admin's token (the local lab)
   bench    measure the front against nginx (wrk), then checkouts per second through a lab (make bench)
+  prometheus-config   render Prometheus' configuration and rules into a directory (the VM lab's monitor-1)
+  prometheus-sd       serve the local Consul agent's catalog to Prometheus' HTTP discovery (monitor-1)
+  consul-metrics      serve the local Consul agent's own metrics off its loopback (every VM of the lab)
 
 Run "shoplab <command> -h" for a command's flags.`
 
@@ -69,6 +74,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runAdmin(ctx, rest, getenv, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, getenv, stdout, stderr)
+	case "prometheus-config":
+		return runPrometheusConfig(ctx, rest, getenv, stdout, stderr)
+	case "prometheus-sd":
+		return runPrometheusSD(ctx, rest, getenv, stdout, stderr)
+	case "consul-metrics":
+		return runConsulMetrics(ctx, rest, getenv, stdout, stderr)
 	case "bench-proxy": // started by bench; not listed
 		return runBenchProxy(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
