@@ -103,29 +103,70 @@ stamped() {
 running() { [[ -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 qemu_conf_backup=""
 started_daemons=()
+owns_ns=0
+qemu_conf_marker='# shoplab vm-test'
+
+# remove_lab_definitions removes what libvirt keeps of a lab across runs (in /etc/libvirt, not in the namespace):
+# its domains with their disks, its two networks and its storage pool. Needs our libvirtd running.
+remove_lab_definitions() {
+  local dom net
+  for dom in $(virsh list --all --name 2>/dev/null | grep "^$prefix"); do
+    virsh destroy "$dom" >/dev/null 2>&1
+    virsh undefine "$dom" --remove-all-storage >/dev/null 2>&1 || virsh undefine "$dom" >/dev/null 2>&1
+  done
+  for net in shoplab vagrant-libvirt; do
+    if virsh net-info "$net" >/dev/null 2>&1; then
+      virsh net-destroy "$net" >/dev/null 2>&1
+      virsh net-undefine "$net" >/dev/null 2>&1
+    fi
+  done
+  if virsh pool-info "$pool" >/dev/null 2>&1; then
+    virsh pool-destroy "$pool" >/dev/null 2>&1
+    virsh pool-undefine "$pool" >/dev/null 2>&1
+  fi
+  return 0
+}
+
+# reclaim_leftovers takes back what an earlier run that never reached its cleanup (killed, or the machine
+# restarted) left: its daemons (by the PIDs it wrote, and only if they are still libvirtd or virtlogd), its
+# namespace (refused while any process still runs in it: another vm-test) and its lines in qemu.conf. Its
+# domains, networks and pool are removed once libvirtd runs again (start_daemons).
+reclaim_leftovers() {
+  local pidfile pid comm pids
+  for pidfile in "$work/libvirtd.pid" "$work/virtlogd.pid"; do
+    [[ -s $pidfile ]] || continue
+    pid=$(cat "$pidfile")
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+    if [[ $comm == libvirtd || $comm == virtlogd ]] && running "$pid"; then
+      log "stopping $comm (pid $pid) left by an earlier run"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do running "$pid" || break; sleep 0.2; done
+      running "$pid" && kill -9 "$pid" 2>/dev/null
+    fi
+    rm -f "$pidfile"
+  done
+  if ip netns list | grep -qw "$ns"; then
+    pids=$(ip netns pids "$ns" | tr '\n' ' ')
+    [[ -z ${pids// /} ]] || die "network namespace $ns still has processes ($pids): is another vm-test running? stop it, or: ip netns pids $ns"
+    log "deleting network namespace $ns left by an earlier run"
+    ip netns delete "$ns"
+  fi
+  if grep -qx "$qemu_conf_marker" /etc/libvirt/qemu.conf; then
+    log "removing the lines an earlier run added to /etc/libvirt/qemu.conf"
+    sed -i "/^$qemu_conf_marker\$/,+2d" /etc/libvirt/qemu.conf
+  fi
+}
 
 cleanup() {
   local status=$?
   set +e
   trap - EXIT ERR
   log "cleaning up"
-  if ip netns list | grep -qw "$ns"; then
+  # Only a namespace this run made is ours to empty and delete (another run's is left alone).
+  if ((owns_ns)) && ip netns list | grep -qw "$ns"; then
     ((status == 0)) || collect_logs
     [[ -d $VAGRANT_DOTFILE_PATH ]] && timeout 600 ip netns exec "$ns" vagrant destroy -f >"$work/destroy.log" 2>&1
-    for dom in $(virsh list --all --name 2>/dev/null | grep "^$prefix"); do
-      virsh destroy "$dom" >/dev/null 2>&1
-      virsh undefine "$dom" --remove-all-storage >/dev/null 2>&1
-    done
-    for net in shoplab vagrant-libvirt; do
-      if virsh net-info "$net" >/dev/null 2>&1; then
-        virsh net-destroy "$net" >/dev/null 2>&1
-        virsh net-undefine "$net" >/dev/null 2>&1
-      fi
-    done
-    if virsh pool-info "$pool" >/dev/null 2>&1; then
-      virsh pool-destroy "$pool" >/dev/null 2>&1
-      virsh pool-undefine "$pool" >/dev/null 2>&1
-    fi
+    remove_lab_definitions
   fi
   for pidfile in "${started_daemons[@]}"; do
     if [[ -s $pidfile ]]; then
@@ -136,7 +177,7 @@ cleanup() {
       rm -f "$pidfile"
     fi
   done
-  ip netns list | grep -qw "$ns" && ip netns delete "$ns"
+  ((owns_ns)) && ip netns list | grep -qw "$ns" && ip netns delete "$ns"
   if [[ -n $qemu_conf_backup ]]; then
     cp "$qemu_conf_backup" /etc/libvirt/qemu.conf
     rm -f "$qemu_conf_backup"
@@ -191,13 +232,15 @@ phase_box() {
 }
 
 start_daemons() {
+  reclaim_leftovers
   ip netns add "$ns"
+  owns_ns=1
   in_ns ip link set lo up
   # Guests run as root here (no libvirt-qemu user needed for our files); the original is put back at the end.
   if ! grep -q '^user = "root"' /etc/libvirt/qemu.conf; then
     qemu_conf_backup=$(mktemp)
     cp /etc/libvirt/qemu.conf "$qemu_conf_backup"
-    printf '\n# shoplab vm-test\nuser = "root"\ngroup = "root"\n' >>/etc/libvirt/qemu.conf
+    printf '%s\nuser = "root"\ngroup = "root"\n' "$qemu_conf_marker" >>/etc/libvirt/qemu.conf
   fi
   mkdir -p /run/libvirt
   in_ns virtlogd -d -p "$work/virtlogd.pid"
@@ -207,6 +250,8 @@ start_daemons() {
   local i
   for i in $(seq 1 50); do virsh list >/dev/null 2>&1 && break; sleep 0.2; done
   ((i < 50)) || die "libvirtd did not answer"
+  remove_lab_definitions
+  rm -rf "$work/pool"
   mkdir -p "$work/pool"
   virsh pool-define-as "$pool" dir --target "$work/pool" >/dev/null
   virsh pool-build "$pool" >/dev/null
