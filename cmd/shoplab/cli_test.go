@@ -57,6 +57,20 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
+// TestUsageListsCommands: every command but bench-proxy (started by bench) is in the usage text, and "help"
+// prints it.
+func TestUsageListsCommands(t *testing.T) {
+	for name := range commands {
+		if name != "bench-proxy" && !strings.Contains(usage, "\n  "+name+" ") {
+			t.Errorf("usage: got no line for %q; want one", name)
+		}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"help"}, func(string) string { return "" }, &out, &out); err != nil || out.String() != usage+"\n" {
+		t.Errorf("shoplab help: got %v and %q; want nil and the usage", err, out.String())
+	}
+}
+
 // TestPrometheusConfigCommand: "shoplab prometheus-config", as monitor-1's provisioning runs it, writes the
 // configuration (pointing at the discovery endpoint and the rules beside it) and prints its path.
 func TestPrometheusConfigCommand(t *testing.T) {

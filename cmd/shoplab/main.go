@@ -55,36 +55,32 @@ commands:
 
 Run "shoplab <command> -h" for a command's flags.`
 
+// commands maps each command to what runs it; bench-proxy is started by bench and not listed in usage.
+var commands = map[string]func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error{
+	"lab":               runLab,
+	"status":            runStatus,
+	"smoke":             runSmoke,
+	"load":              runLoad,
+	"admin":             runAdmin,
+	"bench":             runBench,
+	"prometheus-config": runPrometheusConfig,
+	"prometheus-sd":     runPrometheusSD,
+	"consul-metrics":    runConsulMetrics,
+	"bench-proxy":       runBenchProxy,
+}
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return usageError{"no command given"}
 	}
 	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "lab":
-		return runLab(ctx, rest, getenv, stdout, stderr)
-	case "status":
-		return runStatus(ctx, rest, getenv, stdout, stderr)
-	case "smoke":
-		return runSmoke(ctx, rest, getenv, stdout, stderr)
-	case "load":
-		return runLoad(ctx, rest, getenv, stdout, stderr)
-	case "admin":
-		return runAdmin(ctx, rest, getenv, stdout, stderr)
-	case "bench":
-		return runBench(ctx, rest, getenv, stdout, stderr)
-	case "prometheus-config":
-		return runPrometheusConfig(ctx, rest, getenv, stdout, stderr)
-	case "prometheus-sd":
-		return runPrometheusSD(ctx, rest, getenv, stdout, stderr)
-	case "consul-metrics":
-		return runConsulMetrics(ctx, rest, getenv, stdout, stderr)
-	case "bench-proxy": // started by bench; not listed
-		return runBenchProxy(ctx, rest, getenv, stdout, stderr)
-	case "help", "-h", "--help":
+	if cmd == "help" || cmd == "-h" || cmd == "--help" {
 		fmt.Fprintln(stdout, usage)
 		return nil
+	}
+	if runCommand, ok := commands[cmd]; ok {
+		return runCommand(ctx, rest, getenv, stdout, stderr)
 	}
 	fmt.Fprintln(stderr, usage)
 	return usageError{fmt.Sprintf("unknown command %q", cmd)}
