@@ -110,21 +110,21 @@ qemu_conf_marker='# shoplab vm-test'
 # its domains with their disks, its two networks and its storage pool. Needs our libvirtd running.
 remove_lab_definitions() {
   local dom net
+  # Each step may fail (a domain already shut off, a network never started): errors are ignored here.
   for dom in $(virsh list --all --name 2>/dev/null | grep "^$prefix"); do
-    virsh destroy "$dom" >/dev/null 2>&1
-    virsh undefine "$dom" --remove-all-storage >/dev/null 2>&1 || virsh undefine "$dom" >/dev/null 2>&1
+    virsh destroy "$dom" >/dev/null 2>&1 || true
+    virsh undefine "$dom" --remove-all-storage >/dev/null 2>&1 || virsh undefine "$dom" >/dev/null 2>&1 || true
   done
   for net in shoplab vagrant-libvirt; do
     if virsh net-info "$net" >/dev/null 2>&1; then
-      virsh net-destroy "$net" >/dev/null 2>&1
-      virsh net-undefine "$net" >/dev/null 2>&1
+      virsh net-destroy "$net" >/dev/null 2>&1 || true
+      virsh net-undefine "$net" >/dev/null 2>&1 || true
     fi
   done
   if virsh pool-info "$pool" >/dev/null 2>&1; then
-    virsh pool-destroy "$pool" >/dev/null 2>&1
-    virsh pool-undefine "$pool" >/dev/null 2>&1
+    virsh pool-destroy "$pool" >/dev/null 2>&1 || true
+    virsh pool-undefine "$pool" >/dev/null 2>&1 || true
   fi
-  return 0
 }
 
 # reclaim_leftovers takes back what an earlier run that never reached its cleanup (killed, or the machine
@@ -147,7 +147,7 @@ reclaim_leftovers() {
   done
   if ip netns list | grep -qw "$ns"; then
     pids=$(ip netns pids "$ns" | tr '\n' ' ')
-    [[ -z ${pids// /} ]] || die "network namespace $ns still has processes ($pids): is another vm-test running? stop it, or: ip netns pids $ns"
+    [[ -z $pids ]] || die "network namespace $ns still has processes ($pids): is another vm-test running? stop it, or: ip netns pids $ns"
     log "deleting network namespace $ns left by an earlier run"
     ip netns delete "$ns"
   fi
