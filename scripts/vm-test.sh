@@ -111,7 +111,7 @@ qemu_conf_marker='# shoplab vm-test'
 remove_lab_definitions() {
   local dom net
   # Each step may fail (a domain already shut off, a network never started): errors are ignored here.
-  for dom in $(virsh list --all --name 2>/dev/null | grep "^$prefix"); do
+  for dom in $(virsh list --all --name 2>/dev/null | grep "^$prefix" || true); do
     virsh destroy "$dom" >/dev/null 2>&1 || true
     virsh undefine "$dom" --remove-all-storage >/dev/null 2>&1 || virsh undefine "$dom" >/dev/null 2>&1 || true
   done
