@@ -137,7 +137,7 @@ connect {
   enabled = true
 }
 
-# The agent's own metrics in Prometheus' format at /v1/agent/metrics (the VM copies them to its node exporter).
+# The agent's own metrics in Prometheus' format at /v1/agent/metrics (shoplab consul-metrics relays them off loopback).
 telemetry {
   prometheus_retention_time = "1m"
   disable_hostname          = true
@@ -555,6 +555,26 @@ render_service_env() {
   } >"$out"
 }
 
+# write_secret puts a secret ($1) into a root-only file ($2), through a temporary file, never an argument.
+write_secret() {
+  local tmp
+  tmp=$(mktemp)
+  printf '%s' "$1" >"$tmp"
+  install -o root -g root -m 0600 "$tmp" "$2"
+  rm -f "$tmp"
+}
+
+# enable_and_restart enables each unit not enabled yet and restarts it. Only when not enabled yet: enabling a
+# unit Debian also ships as a SysV script runs systemd-sysv-install, which takes minutes under emulation (the
+# baked box has the node exporter and Prometheus enabled or disabled already).
+enable_and_restart() {
+  local unit
+  for unit in "$@"; do
+    systemctl is-enabled --quiet "$unit" || systemctl enable "$unit"
+    systemctl restart "$unit"
+  done
+}
+
 # The node exporter's collectors on a lab VM: the machine's CPU, load, memory, pressure, file systems and network.
 # Fewer than Debian's defaults: every VM runs under emulation.
 NODE_EXPORTER_ARGS=(--collector.disable-defaults --collector.cpu --collector.loadavg --collector.meminfo --collector.pressure
@@ -566,23 +586,14 @@ NODE_EXPORTER_ARGS=(--collector.disable-defaults --collector.cpu --collector.loa
 # node) from a root-only file handed to the unit as a credential, never an argument.
 setup_node_exporter() {
   : "${SHOPLAB_IP:?}" "${CONSUL_AGENT_TOKEN:?}"
-  local tmp unit
   printf 'ARGS="--web.listen-address=%s:9100 %s"\n' "$SHOPLAB_IP" "${NODE_EXPORTER_ARGS[*]}" >/etc/default/prometheus-node-exporter
   install -d -m 0755 /etc/systemd/system/prometheus-node-exporter.service.d
   install -m 0644 "$SHOPLAB_DIR/systemd/node-exporter-shoplab.conf" /etc/systemd/system/prometheus-node-exporter.service.d/shoplab.conf
-  tmp=$(mktemp)
-  printf '%s' "$CONSUL_AGENT_TOKEN" >"$tmp"
-  install -o root -g root -m 0600 "$tmp" /etc/consul.d/metrics.token
-  rm -f "$tmp"
+  write_secret "$CONSUL_AGENT_TOKEN" /etc/consul.d/metrics.token
   printf 'CONSUL_METRICS_LISTEN=%s:9107\n' "$SHOPLAB_IP" >/etc/default/shoplab-consul-metrics
   install -m 0644 "$SHOPLAB_DIR/systemd/shoplab-consul-metrics.service" /etc/systemd/system/
   systemctl daemon-reload
-  # Enabling a unit Debian also ships as a SysV script runs systemd-sysv-install, which takes minutes under
-  # emulation: only when it is not enabled yet (the baked box has the node exporter enabled).
-  for unit in prometheus-node-exporter.service shoplab-consul-metrics.service; do
-    systemctl is-enabled --quiet "$unit" || systemctl enable "$unit"
-    systemctl restart "$unit"
-  done
+  enable_and_restart prometheus-node-exporter.service shoplab-consul-metrics.service
 }
 
 # PROMETHEUS_DIR holds the monitor's Prometheus configuration and rules, rendered from provisioning/prometheus.
@@ -595,12 +606,8 @@ PROMETHEUS_DIR=/etc/prometheus/shoplab
 # (forwarded to the host), keeping 7 days.
 setup_monitor() {
   : "${CONSUL_MONITOR_TOKEN:?}"
-  local tmp
   [[ -x $SHOPLAB_LIB/shoplab ]] || die "no shoplab binary: use the baked box (make box) or run make vm-binaries on the host"
-  tmp=$(mktemp)
-  printf '%s' "$CONSUL_MONITOR_TOKEN" >"$tmp"
-  install -o root -g root -m 0600 "$tmp" /etc/shoplab/prometheus-sd.token
-  rm -f "$tmp"
+  write_secret "$CONSUL_MONITOR_TOKEN" /etc/shoplab/prometheus-sd.token
   install -m 0644 "$SHOPLAB_DIR/systemd/shoplab-prometheus-sd.service" /etc/systemd/system/
   install -d -m 0755 "$PROMETHEUS_DIR"
   "$SHOPLAB_LIB/shoplab" prometheus-config --source "$SHOPLAB_DIR/prometheus" --out "$PROMETHEUS_DIR" \
@@ -609,11 +616,7 @@ setup_monitor() {
   printf 'ARGS="--config.file=%s/prometheus.yml --web.listen-address=0.0.0.0:9090 --storage.tsdb.retention.time=7d"\n' \
     "$PROMETHEUS_DIR" >/etc/default/prometheus
   systemctl daemon-reload
-  local unit
-  for unit in shoplab-prometheus-sd.service prometheus.service; do
-    systemctl is-enabled --quiet "$unit" || systemctl enable "$unit"
-    systemctl restart "$unit"
-  done
+  enable_and_restart shoplab-prometheus-sd.service prometheus.service
   wait_for "Prometheus on monitor" 300 curl -sf http://127.0.0.1:9090/-/ready
 }
 
