@@ -114,8 +114,9 @@ func TestConsulMetricsRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	relay := func(addr string) *httptest.Server {
-		env := map[string]string{"CONSUL_HTTP_ADDR": addr, "CONSUL_HTTP_TOKEN_FILE": tokenFile}
-		h, err := newAgentMetrics(func(k string) string { return env[k] })
+		t.Setenv("CONSUL_HTTP_ADDR", addr)
+		t.Setenv("CONSUL_HTTP_TOKEN_FILE", tokenFile)
+		h, err := newAgentMetrics()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,9 +152,8 @@ func TestConsulMetricsRelay(t *testing.T) {
 			}
 		})
 	}
-	if _, err := newAgentMetrics(func(k string) string {
-		return map[string]string{"CONSUL_HTTP_TOKEN_FILE": "/nonexistent/token"}[k]
-	}); err == nil || !strings.Contains(err.Error(), "CONSUL_HTTP_TOKEN_FILE") {
+	t.Setenv("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/token")
+	if _, err := newAgentMetrics(); err == nil || !strings.Contains(err.Error(), "CONSUL_HTTP_TOKEN_FILE") {
 		t.Fatalf("a missing token file: got %v; want an error naming CONSUL_HTTP_TOKEN_FILE", err)
 	}
 }

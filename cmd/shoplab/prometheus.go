@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/consul/api"
+
 	"shoplab/internal/consulx"
 	"shoplab/internal/lab"
 )
@@ -78,13 +80,9 @@ func runPrometheusSD(ctx context.Context, args []string, _ func(string) string, 
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("prometheus-sd: %w", err)
-	}
-	fmt.Fprintln(stderr, "prometheus-sd: serving Consul's catalog to Prometheus on", ln.Addr())
-	return serveUntilSignal(ctx, ln, lab.Discovery{Consul: consul, NodeExporterPort: *nodePort, PatroniAPIPort: *patroniPort,
-		ConsulMetricsPort: *agentPort, ConsulAgents: direct}.Handler())
+	return serveUntilSignal(ctx, "prometheus-sd", "Consul's catalog to Prometheus", *listen, stderr,
+		lab.Discovery{Consul: consul, NodeExporterPort: *nodePort, PatroniAPIPort: *patroniPort,
+			ConsulMetricsPort: *agentPort, ConsulAgents: direct}.Handler())
 }
 
 // runConsulMetrics is "shoplab consul-metrics": serves the local Consul agent's own metrics (its
@@ -92,22 +90,17 @@ func runPrometheusSD(ctx context.Context, args []string, _ func(string) string, 
 // an agent's HTTP API answers on its loopback only. Each request is one call to the agent, bounded at 5 s; an
 // agent that does not answer makes it 502, so Prometheus shows the agent down. The agent and its token come from
 // CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE; the token needs agent:read on its node.
-func runConsulMetrics(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
+func runConsulMetrics(ctx context.Context, args []string, _ func(string) string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("consul-metrics", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:9107", "where Prometheus asks")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	h, err := newAgentMetrics(getenv)
+	h, err := newAgentMetrics()
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("consul-metrics: %w", err)
-	}
-	fmt.Fprintln(stderr, "consul-metrics: serving the local Consul agent's metrics on", ln.Addr())
-	return serveUntilSignal(ctx, ln, h)
+	return serveUntilSignal(ctx, "consul-metrics", "the local Consul agent's metrics", *listen, stderr, h)
 }
 
 // agentMetrics relays the local Consul agent's metrics.
@@ -116,24 +109,30 @@ type agentMetrics struct {
 	client     *http.Client
 }
 
-func newAgentMetrics(getenv func(string) string) (*agentMetrics, error) {
-	addr := getenv("CONSUL_HTTP_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:8500"
-	}
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	token := getenv("CONSUL_HTTP_TOKEN")
-	if f := getenv("CONSUL_HTTP_TOKEN_FILE"); token == "" && f != "" {
-		b, err := os.ReadFile(f)
+// newAgentMetrics reads the agent's address, token and TLS settings as the Consul library does
+// (api.DefaultConfig: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN(_FILE), CONSUL_HTTP_SSL, CONSUL_CACERT, …). The
+// library has no call for the agent's metrics in Prometheus' format, so the request is made here.
+func newAgentMetrics() (*agentMetrics, error) {
+	cfg := api.DefaultConfig()
+	token := cfg.Token
+	if token == "" && cfg.TokenFile != "" {
+		b, err := os.ReadFile(cfg.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("consul-metrics: the token (CONSUL_HTTP_TOKEN_FILE): %w", err)
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	return &agentMetrics{url: strings.TrimRight(addr, "/") + "/v1/agent/metrics?format=prometheus", token: token,
-		client: &http.Client{Timeout: 5 * time.Second}}, nil
+	client, err := api.NewHttpClient(cfg.Transport, cfg.TLSConfig)
+	if err != nil {
+		return nil, fmt.Errorf("consul-metrics: %w", err)
+	}
+	client.Timeout = 5 * time.Second
+	scheme, addr := cfg.Scheme, cfg.Address
+	if s, a, ok := strings.Cut(addr, "://"); ok { // CONSUL_HTTP_ADDR may carry the scheme, as the library allows
+		scheme, addr = s, a
+	}
+	return &agentMetrics{url: scheme + "://" + strings.TrimRight(addr, "/") + "/v1/agent/metrics?format=prometheus",
+		token: token, client: client}, nil
 }
 
 func (m *agentMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -163,8 +162,14 @@ func (m *agentMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(w, io.LimitReader(resp.Body, 32<<20))
 }
 
-// serveUntilSignal serves h on ln until ctx ends or SIGTERM/SIGINT, then shuts down (at most 5 s).
-func serveUntilSignal(ctx context.Context, ln net.Listener, h http.Handler) error {
+// serveUntilSignal listens on addr, says on stderr what the command serves there, and serves h until ctx
+// ends or SIGTERM/SIGINT, then shuts down (at most 5 s).
+func serveUntilSignal(ctx context.Context, command, what, addr string, stderr io.Writer, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s: %w", command, err)
+	}
+	fmt.Fprintf(stderr, "%s: serving %s on %s\n", command, what, ln.Addr())
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
