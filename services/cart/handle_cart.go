@@ -90,9 +90,9 @@ type productSource interface {
 }
 
 type itemSetter interface {
-	cartReader
-	// SetItem inserts or replaces the item, refusing a cart over maxLines lines or in two currencies.
-	SetItem(ctx context.Context, userID string, it item) error
+	// SetItem inserts or replaces the item, refusing a cart over maxLines lines or in two currencies, and
+	// returns the cart as it is afterwards.
+	SetItem(ctx context.Context, userID string, it item) ([]item, error)
 }
 
 func handleSetItem(log hclog.Logger, store itemSetter, catalog productSource, productID func(*http.Request) string) http.Handler {
@@ -113,11 +113,12 @@ func handleSetItem(log hclog.Logger, store itemSetter, catalog productSource, pr
 			return
 		}
 		it := item{ProductID: p.ID, Name: p.Name, Quantity: req.Quantity, UnitPriceCents: p.PriceCents, Currency: p.Currency}
-		if err := store.SetItem(r.Context(), userID(r), it); err != nil {
+		items, err := store.SetItem(r.Context(), userID(r), it)
+		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		writeCart(w, r, log, store, userID(r))
+		web.WriteJSON(w, http.StatusOK, newCart(items))
 	})
 }
 
@@ -210,7 +211,8 @@ type lineRemover interface {
 }
 
 // handleInternalRemove takes the lines of a confirmed order out of its user's cart — each only in the version
-// the order read, so a line set again since then stays; removing them again changes nothing.
+// the order read, so a line set again since then stays; removing them again changes nothing. It answers how
+// many lines it removed.
 func handleInternalRemove(log hclog.Logger, store lineRemover, user func(*http.Request) string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := decodeRemove(r)
@@ -218,15 +220,18 @@ func handleInternalRemove(log hclog.Logger, store lineRemover, user func(*http.R
 			writeError(w, r, log, err)
 			return
 		}
+		var n int
 		if len(req.Lines) > 0 {
-			_, err = store.RemoveLines(r.Context(), user(r), req.Lines)
+			n, err = store.RemoveLines(r.Context(), user(r), req.Lines)
 		} else {
-			_, err = store.RemoveItems(r.Context(), user(r), req.ProductIDs)
+			n, err = store.RemoveItems(r.Context(), user(r), req.ProductIDs)
 		}
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		writeCart(w, r, log, store, user(r))
+		// How many lines went, not the cart: orders does not read it, and reading it back was one more query
+		// per checkout.
+		web.WriteJSON(w, http.StatusOK, map[string]int{"removed": n})
 	})
 }

@@ -34,38 +34,45 @@ func (s *postgresStore) Items(ctx context.Context, userID string) ([]item, error
 	return items, rows.Err()
 }
 
-func (s *postgresStore) SetItem(ctx context.Context, userID string, it item) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+// SetItem sets one line and returns the cart afterwards, in one round trip (cart_set_item, migration 0003):
+// the user's cart is locked for the change so the line limit and the currency rule hold under concurrency.
+func (s *postgresStore) SetItem(ctx context.Context, userID string, it item) ([]item, error) {
+	rows, err := s.db.QueryContext(ctx, `
+		SELECT r_outcome, r_product_id, r_name, r_quantity, r_unit_price_cents, r_currency, r_version
+		FROM cart_set_item($1, $2, $3, $4, $5, $6, $7)`,
+		userID, it.ProductID, it.Quantity, it.Name, it.UnitPriceCents, it.Currency, maxLines)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("set cart item %s: %w", it.ProductID, err)
 	}
-	defer tx.Rollback()
-	// Serialise changes to one user's cart so the line limit and currency rule hold under concurrency.
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('cart:' || $1))`, userID); err != nil {
-		return fmt.Errorf("lock cart: %w", err)
+	defer rows.Close()
+	var items []item
+	for rows.Next() {
+		var (
+			outcome string
+			line    struct {
+				productID, name, currency sql.NullString
+				quantity, price, version  sql.NullInt64
+			}
+		)
+		if err := rows.Scan(&outcome, &line.productID, &line.name, &line.quantity, &line.price, &line.currency, &line.version); err != nil {
+			return nil, fmt.Errorf("scan cart item: %w", err)
+		}
+		switch outcome {
+		case "ok":
+			items = append(items, item{ProductID: line.productID.String, Name: line.name.String, Quantity: int(line.quantity.Int64),
+				UnitPriceCents: line.price.Int64, Currency: line.currency.String, Version: line.version.Int64})
+		case "currency_mismatch":
+			return nil, errCurrencyMismatch
+		case "cart_full":
+			return nil, errCartFull
+		default:
+			return nil, fmt.Errorf("set cart item %s: unexpected outcome %q", it.ProductID, outcome)
+		}
 	}
-	var lines, otherCurrencies int
-	if err := tx.QueryRowContext(ctx, `
-		SELECT count(*) FILTER (WHERE product_id <> $2), count(*) FILTER (WHERE currency <> $3)
-		FROM cart_items WHERE user_id = $1`, userID, it.ProductID, it.Currency).Scan(&lines, &otherCurrencies); err != nil {
-		return fmt.Errorf("check cart: %w", err)
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("set cart item %s: %w", it.ProductID, err)
 	}
-	if otherCurrencies > 0 {
-		return errCurrencyMismatch
-	}
-	if lines >= maxLines {
-		return errCartFull
-	}
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO cart_items (user_id, product_id, quantity, name, unit_price_cents, currency)
-		VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (user_id, product_id) DO UPDATE
-		SET quantity = EXCLUDED.quantity, name = EXCLUDED.name, unit_price_cents = EXCLUDED.unit_price_cents,
-		    currency = EXCLUDED.currency, updated_at = now(), version = nextval('cart_line_version')`,
-		userID, it.ProductID, it.Quantity, it.Name, it.UnitPriceCents, it.Currency); err != nil {
-		return fmt.Errorf("set cart item %s: %w", it.ProductID, err)
-	}
-	return tx.Commit()
+	return items, nil
 }
 
 func (s *postgresStore) RemoveItems(ctx context.Context, userID string, productIDs []string) (int, error) {

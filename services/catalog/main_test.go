@@ -238,6 +238,13 @@ func TestReservations(t *testing.T) {
 	if k := c.stock(t, kettle); k != k0-2 {
 		t.Fatalf("kettle stock after a refused reservation: got %d; want %d", k, k0-2)
 	}
+	// ... and the refused order left no reservation behind: it may reserve what there is.
+	if r := reserve(t, c.URL, "ord_2", reservationItem{kettle, 1}); r.Status != 201 {
+		t.Fatalf("reserve after a refusal: got %d %s; want 201", r.Status, r.Body)
+	}
+	if r := testkit.Call(t, "POST", c.URL+"/internal/v1/reservations/ord_2/release", ""); r.Status != 200 || c.stock(t, kettle) != k0-2 {
+		t.Fatalf("release ord_2: got %d %s, kettle stock %d; want 200 and %d", r.Status, r.Body, c.stock(t, kettle), k0-2)
+	}
 	testkit.WantError(t, reserve(t, c.URL, "ord_3", reservationItem{"prd_missing", 1}), 404, "product_not_found")
 
 	// Commit keeps the stock taken; release after commit is refused.

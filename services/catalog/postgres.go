@@ -105,55 +105,44 @@ func (s *postgresStore) Categories(ctx context.Context) ([]string, error) {
 	return out, rows.Err()
 }
 
-// Reserve takes the stock for an order in one transaction. The reservation row is inserted first: a
-// concurrent reservation for the same order waits on its primary key and then finds it. Each product's stock
-// is taken with a conditional update (stock >= quantity), in product-id order so concurrent orders cannot
-// deadlock; any shortfall rolls the whole reservation back.
+// Reserve takes the stock for an order in one round trip (catalog_reserve, migration 0004): the reservation
+// row first — a concurrent reservation for the same order waits on its primary key and then finds it — then
+// each product's stock with a conditional update (stock >= quantity), in product-id order so concurrent orders
+// cannot deadlock; any shortfall undoes the whole reservation.
 func (s *postgresStore) Reserve(ctx context.Context, req reserveRequest) (reservation, bool, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return reservation{}, false, err
+	ids := make([]string, len(req.Items)) // sorted by product
+	quantities := make([]int64, len(req.Items))
+	for i, it := range req.Items {
+		ids[i], quantities[i] = it.ProductID, int64(it.Quantity)
 	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO reservations (order_id, status) VALUES ($1, 'reserved') ON CONFLICT (order_id) DO NOTHING`, req.OrderID)
-	if err != nil {
-		return reservation{}, false, fmt.Errorf("insert reservation %s: %w", req.OrderID, err)
+	var (
+		outcome   string
+		short     sql.NullString
+		available sql.NullInt64
+	)
+	if err := s.db.QueryRowContext(ctx, `SELECT r_outcome, r_product_id, r_available FROM catalog_reserve($1, $2, $3::integer[])`,
+		req.OrderID, pq.Array(ids), pq.Array(quantities)).Scan(&outcome, &short, &available); err != nil {
+		return reservation{}, false, fmt.Errorf("reserve stock for %s: %w", req.OrderID, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		existing, err := loadReservation(ctx, tx, req.OrderID, false)
-		if err != nil {
-			return reservation{}, false, err
+	switch outcome {
+	case "reserved":
+		return reservation{OrderID: req.OrderID, Status: "reserved", Items: req.Items}, true, nil
+	case "exists":
+		existing, err := loadReservation(ctx, s.db, req.OrderID, false)
+		return existing, false, err
+	case "short":
+		if !available.Valid { // unknown or archived: it cannot be ordered
+			return reservation{}, false, &unknownProductError{productID: short.String}
 		}
-		return existing, false, tx.Commit()
+		wanted := 0
+		for _, it := range req.Items {
+			if it.ProductID == short.String {
+				wanted = it.Quantity
+			}
+		}
+		return reservation{}, false, &insufficientStockError{productID: short.String, available: int(available.Int64), wanted: wanted}
 	}
-	for _, it := range req.Items { // sorted by product: concurrent reservations lock rows in one order
-		// Take the stock and record the item in one statement: no row means not enough stock (or no product).
-		res, err := tx.ExecContext(ctx, `
-			WITH took AS (
-				UPDATE products SET stock = stock - $3, updated_at = now()
-				WHERE id = $2 AND stock >= $3 AND archived_at IS NULL RETURNING id)
-			INSERT INTO reservation_items (order_id, product_id, quantity) SELECT $1, id, $3 FROM took`,
-			req.OrderID, it.ProductID, it.Quantity)
-		if err != nil {
-			return reservation{}, false, fmt.Errorf("take stock of %s: %w", it.ProductID, err)
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			continue
-		}
-		var stock int
-		err = tx.QueryRowContext(ctx, `SELECT stock FROM products WHERE id = $1 AND archived_at IS NULL`, it.ProductID).Scan(&stock)
-		if errors.Is(err, sql.ErrNoRows) { // unknown or archived: it cannot be ordered
-			return reservation{}, false, &unknownProductError{productID: it.ProductID}
-		}
-		if err != nil {
-			return reservation{}, false, fmt.Errorf("read stock of %s: %w", it.ProductID, err)
-		}
-		return reservation{}, false, &insufficientStockError{productID: it.ProductID, available: stock, wanted: it.Quantity}
-	}
-	if err := tx.Commit(); err != nil {
-		return reservation{}, false, fmt.Errorf("commit reservation %s: %w", req.OrderID, err)
-	}
-	return reservation{OrderID: req.OrderID, Status: "reserved", Items: req.Items}, true, nil
+	return reservation{}, false, fmt.Errorf("reserve stock for %s: unexpected outcome %q", req.OrderID, outcome)
 }
 
 func loadReservation(ctx context.Context, q interface {

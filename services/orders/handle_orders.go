@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -204,23 +203,20 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 
 // claimKey returns the record of the caller's Idempotency-Key, placing the cart as a new order under it if the
 // key is new (then the order is returned too). Uniqueness comes from the key's primary key, inserted with the
-// order in one transaction: of concurrent requests with one key, one creates the order and the others get
-// its record.
+// order in one statement: of concurrent requests with one key, one creates the order and the others get its
+// record. Nearly every key is new, so the cart is priced before the key is looked up (one query less per
+// checkout); a repeated request that cannot price the cart (emptied by the first, a product gone since) finds
+// the key's record instead of the error.
 func claimKey(ctx context.Context, log hclog.Logger, store checkoutStore, carts cartSource, userID, key string, req checkoutRequest, now func() time.Time) (keyRecord, *order, error) {
-	rec, found, err := store.KeyRecord(ctx, userID, key)
-	if err != nil || found {
-		return rec, nil, err
-	}
 	o, err := priceCart(ctx, carts, userID, req, now)
-	if errors.Is(err, errCartEmpty) {
-		// The cart may be empty because a request with this key already placed it and emptied it.
-		rec, found, err = store.KeyRecord(ctx, userID, key)
-		if err == nil && !found {
-			err = errCartEmpty
-		}
-		return rec, nil, err
-	}
 	if err != nil {
+		rec, found, lookErr := store.KeyRecord(ctx, userID, key)
+		switch {
+		case lookErr != nil:
+			return keyRecord{}, nil, lookErr
+		case found:
+			return rec, nil, nil
+		}
 		return keyRecord{}, nil, err
 	}
 	rec, created, err := store.CreateOrder(ctx, o, key, req.fingerprint())

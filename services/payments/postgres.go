@@ -123,10 +123,10 @@ func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []by
 	return a, fresh, nil
 }
 
-// chargeFresh is Charge's common case — a new key, for an order without a payment — in one statement: the
-// payment, and the key with its answer, go in together. ok is false (and nothing is stored) in any other case,
-// for Charge to decide: a concurrent request for the same order waits on the payment's unique order and then
-// finds it there.
+// chargeFresh is Charge's common case — a new key, for an order without a payment — in one round trip
+// (payments_charge_fresh, migration 0002): the payment, and the key with its answer, go in together. ok is
+// false (and nothing is stored) in any other case, for Charge to decide: a concurrent request for the same
+// order waits on the payment's unique order and then finds it there.
 func (s *postgresStore) chargeFresh(ctx context.Context, key string, fingerprint []byte, p payment, render func(payment, bool) (answer, error)) (answer, bool, error) {
 	a, err := render(p, true)
 	if err != nil {
@@ -139,31 +139,14 @@ func (s *postgresStore) chargeFresh(ctx context.Context, key string, fingerprint
 	if p.DeclineReason != "" {
 		reason = p.DeclineReason
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return answer{}, false, err
-	}
-	defer tx.Rollback()
-	var paid, keyed int
-	if err := tx.QueryRowContext(ctx, `
-		WITH p AS (
-			INSERT INTO payments (id, order_id, status, amount_cents, currency, card_brand, card_last4, decline_reason, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-			ON CONFLICT (order_id) DO NOTHING RETURNING id),
-		k AS (
-			INSERT INTO idempotency_keys (key, request_hash, status_code, response_body)
-			SELECT $10, $11, $12, $13 FROM p
-			ON CONFLICT (key) DO NOTHING RETURNING key)
-		SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM k)`,
+	var fresh bool
+	if err := s.db.QueryRowContext(ctx, `SELECT payments_charge_fresh($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		p.ID, p.OrderID, p.Status, p.AmountCents, p.Currency, brand, last4, reason, p.CreatedAt,
-		key, fingerprint, a.Status, a.Body).Scan(&paid, &keyed); err != nil {
+		key, fingerprint, a.Status, a.Body).Scan(&fresh); err != nil {
 		return answer{}, false, fmt.Errorf("insert payment for order %s: %w", p.OrderID, err)
 	}
-	if paid != 1 || keyed != 1 {
-		return answer{}, false, nil // rolled back: Charge's full path decides
-	}
-	if err := tx.Commit(); err != nil {
-		return answer{}, false, fmt.Errorf("commit payment: %w", err)
+	if !fresh {
+		return answer{}, false, nil // nothing stored: Charge's full path decides
 	}
 	return a, true, nil
 }

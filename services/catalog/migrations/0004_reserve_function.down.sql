@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS catalog_reserve(text, text[], integer[]);
