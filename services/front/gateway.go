@@ -44,6 +44,7 @@ type gateway struct {
 	timeouts routeTimeouts
 	budget   *retryBudget
 	metrics  *gatewayMetrics
+	yield    bool // upstream connections step aside before reading an answer (yieldconn.go)
 
 	mu sync.RWMutex
 	// targets are the public services routed since start. One whose instances all went away stays here and
@@ -259,7 +260,7 @@ func (g *gateway) upstream(t *target, ep *balancer.Endpoint) *upstream {
 			if err != nil {
 				return nil, err
 			}
-			return newCheckedConn(c), nil
+			return newCheckedConn(c, g.yield), nil
 		},
 	}
 	c.RetryIfErr = func(req *fasthttp.Request, attempts int, err error) (bool, bool) {

@@ -68,7 +68,14 @@ func TestDelHop(t *testing.T) {
 // the client is (not who it claims to be), no cookies and no hop-by-hop headers; a second request on the same
 // connection is forwarded as it was sent, and a client asking to close gets Connection: close and the end of
 // the connection.
+// TestForwardedRequest runs with the front's yield before reads (yieldconn.go) on, its default, and off.
 func TestForwardedRequest(t *testing.T) {
+	for _, yield := range []string{"true", "false"} {
+		t.Run("FRONT_YIELD_BEFORE_READ="+yield, func(t *testing.T) { testForwardedRequest(t, yield) })
+	}
+}
+
+func testForwardedRequest(t *testing.T, yield string) {
 	type seen struct {
 		method, uri, body, xff, xfh, proto, id, cookie, conn string
 	}
@@ -97,7 +104,8 @@ func TestForwardedRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = reg.Deregister(context.Background()) })
-	front := startFront(t, st, map[string]string{"LOG_FLUSH_INTERVAL": "0"}) // every access line written at once
+	front := startFront(t, st, map[string]string{"LOG_FLUSH_INTERVAL": "0", // every access line written at once
+		"FRONT_YIELD_BEFORE_READ": yield})
 
 	conn, err := net.Dial("tcp", strings.TrimPrefix(front.URL, "http://"))
 	if err != nil {
@@ -158,5 +166,13 @@ func TestForwardedRequest(t *testing.T) {
 	// The access log names the path the client asked for, not the one sent upstream.
 	if log := front.Logs(); !strings.Contains(log, "path=/api/echo/v1/carts/c1/items ") {
 		t.Errorf("access log: want the client's path /api/echo/v1/carts/c1/items in %q", log)
+	}
+}
+
+func TestYieldSettingIsChecked(t *testing.T) {
+	env := map[string]string{"FRONT_YIELD_BEFORE_READ": "sometimes"}
+	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "FRONT_YIELD_BEFORE_READ must be true or false") {
+		t.Fatalf("run with FRONT_YIELD_BEFORE_READ=sometimes: got %v; want an error naming the variable", err)
 	}
 }

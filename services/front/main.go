@@ -29,11 +29,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	request := env.Duration("FRONT_REQUEST_TIMEOUT", 50*time.Second)
 	timeouts, terr := parseRouteTimeouts(env.String("FRONT_ROUTE_TIMEOUTS", "orders=30s"), env.Duration("FRONT_UPSTREAM_TIMEOUT", 10*time.Second), request)
 	secure := env.String("FRONT_COOKIE_SECURE", "false") == "true"
+	yield := env.String("FRONT_YIELD_BEFORE_READ", "true")
 	if err := env.Err(); err != nil {
 		return err
 	}
 	if terr != nil {
 		return terr
+	}
+	if yield != "true" && yield != "false" {
+		return errors.New("FRONT_YIELD_BEFORE_READ must be true or false")
 	}
 	if request < time.Second {
 		return errors.New("FRONT_REQUEST_TIMEOUT must be at least 1s")
@@ -45,6 +49,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	defer rt.Close()
 	services := consulx.WatchServiceList(rt.Ctx, rt.Consul, rt.Log, consulx.WatchOptions{})
 	gw := newGateway(rt.Ctx, rt.Log, rt.Consul, rt.Mesh, services, timeouts, newGatewayMetrics(rt.Metrics))
+	gw.yield = yield == "true"
 	rt.Metrics.MustRegister(gatewayState{gw})
 	go func() {
 		wctx, cancel := context.WithTimeout(rt.Ctx, 30*time.Second)
@@ -58,7 +63,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	api, rest := routes(rt.Log, textLog(rt), gw, sess, rt.Metrics, append(rt.Checks(), ready))
 	// The server gives every answer FRONT_REQUEST_TIMEOUT plus a margin to be written: a request the gateway
 	// retries still ends with an answer, never a cut connection.
-	return rt.Serve(app.Service{Engine: newEngine(api, rest, rt.Log, request+10*time.Second), Public: false, Ready: ready.Run})
+	engine := newEngine(api, rest, rt.Log, request+10*time.Second)
+	engine.yield = gw.yield
+	return rt.Serve(app.Service{Engine: engine, Public: false, Ready: ready.Run})
 }
 
 // consulReadiness: the front can serve once Consul has answered; while Consul is unreachable it keeps routing

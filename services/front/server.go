@@ -18,7 +18,10 @@ import (
 // engine is the front's HTTP server: fasthttp, with /api/ on the gateway's own handler and every other path
 // (storefront, session, status, health, metrics) on the net/http handler of routes.go, through fasthttp's
 // adaptor. It is what app.Serve runs (web.Engine).
-type engine struct{ srv *fasthttp.Server }
+type engine struct {
+	srv   *fasthttp.Server
+	yield bool // clients' connections step aside before reading the next request (yieldconn.go)
+}
 
 // newEngine serves api for /api/… and rest for the rest. writeTimeout bounds writing an answer.
 func newEngine(api fasthttp.RequestHandler, rest fasthttp.RequestHandler, log hclog.Logger, writeTimeout time.Duration) *engine {
@@ -62,7 +65,12 @@ func serverError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetBody(web.ErrorJSON(code, msg, id))
 }
 
-func (e *engine) Serve(ln net.Listener) error { return e.srv.Serve(ln) }
+func (e *engine) Serve(ln net.Listener) error {
+	if e.yield {
+		ln = yieldListener{ln}
+	}
+	return e.srv.Serve(ln)
+}
 
 // Shutdown stops accepting, closes idle connections and waits for requests in flight until ctx ends.
 func (e *engine) Shutdown(ctx context.Context) error { return e.srv.ShutdownWithContext(ctx) }

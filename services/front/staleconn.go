@@ -38,9 +38,12 @@ type checkedConn struct {
 	net.Conn
 	raw      syscall.RawConn
 	lastRead int64 // requestClock at the last read that returned bytes; 0 before any
+	aw       afterWrite
 }
 
-func newCheckedConn(c net.Conn) net.Conn {
+// newCheckedConn wraps an upstream connection; yield steps aside before a read that follows a write
+// (yieldconn.go).
+func newCheckedConn(c net.Conn, yield bool) net.Conn {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c
@@ -49,10 +52,11 @@ func newCheckedConn(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &checkedConn{Conn: c, raw: raw}
+	return &checkedConn{Conn: c, raw: raw, aw: afterWrite{on: yield}}
 }
 
 func (c *checkedConn) Read(p []byte) (int, error) {
+	c.aw.beforeRead()
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		c.lastRead = requestClock.now()
@@ -67,6 +71,7 @@ func (c *checkedConn) Write(p []byte) (int, error) {
 			return 0, errStaleConn
 		}
 	}
+	c.aw.wrote = true
 	return c.Conn.Write(p)
 }
 

@@ -35,7 +35,7 @@ func TestCheckedConn(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := newCheckedConn(raw)
+			c := newCheckedConn(raw, true)
 			defer c.Close()
 			peer := <-accepted
 			defer peer.Close()
