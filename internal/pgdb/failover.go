@@ -88,6 +88,24 @@ func notRun(err error) bool {
 	return errors.As(err, &ce) || (errors.As(err, &pe) && pe.Code == "25006")
 }
 
+// kind is what retry may assume of an operation.
+type kind int
+
+const (
+	kindBegin kind = iota // the start of a transaction: nothing ran yet
+	kindRead              // a statement that only reads
+	kindWrite             // a statement that may change data
+)
+
+// classify is a statement's kind by its text: a plain SELECT reads. A SELECT that calls a function which
+// writes is not a read: stores run those with QueryWrite or QueryRowWrite, which say so.
+func classify(query string) kind {
+	if readOnly(query) {
+		return kindRead
+	}
+	return kindWrite
+}
+
 // readOnly reports whether query only reads: a plain SELECT. Running one twice changes nothing.
 func readOnly(query string) bool {
 	q := strings.TrimSpace(query)
@@ -101,13 +119,13 @@ func readOnly(query string) bool {
 	return false
 }
 
-// retry runs op, and again while it fails in a way safe to retry (retryable: query's statement, or with
-// query "" the start of a transaction) and the wait allows: the wait ends at the DB's retry wait after the
-// first failure or at ctx's deadline, whichever is sooner. It returns op's last error. Nothing is worked out
-// before op has failed: this runs around every statement.
-func (d *DB) retry(ctx context.Context, query string, op func() error) error {
+// retry runs op, and again while it fails in a way safe to retry for its kind (retryable) and the wait
+// allows: the wait ends at the DB's retry wait after the first failure or at ctx's deadline, whichever is
+// sooner. It returns op's last error. Nothing is worked out before op has failed: this runs around every
+// statement.
+func (d *DB) retry(ctx context.Context, k kind, op func() error) error {
 	err := op()
-	if err == nil || d.retryWait <= 0 || !retryable(query, err) {
+	if err == nil || d.retryWait <= 0 || !retryable(k, err) {
 		return err
 	}
 	start := time.Now()
@@ -134,7 +152,7 @@ func (d *DB) retry(ctx context.Context, query string, op func() error) error {
 			d.log.Info("database answered again after a wait", "waited", time.Since(start).Round(time.Millisecond), "attempts", attempt)
 			return nil
 		}
-		if !retryable(query, err) {
+		if !retryable(k, err) {
 			return err
 		}
 		backoff = min(backoff*2, time.Second)
@@ -142,12 +160,12 @@ func (d *DB) retry(ctx context.Context, query string, op func() error) error {
 }
 
 // retryable is retry's rule: a statement outside a transaction that did not run, or a read; any Unavailable
-// start of a transaction (query ""), since nothing of it ran yet.
-func retryable(query string, err error) bool {
-	if query == "" {
+// start of a transaction, since nothing of it ran yet.
+func retryable(k kind, err error) bool {
+	if k == kindBegin {
 		return Unavailable(err)
 	}
-	return notRun(err) || (readOnly(query) && Unavailable(err))
+	return notRun(err) || (k == kindRead && Unavailable(err))
 }
 
 // HTTPError returns err as a 503 database_unavailable web error with Retry-After when it is Unavailable, and

@@ -71,8 +71,27 @@ func TestStatementRetry(t *testing.T) {
 		{"WITH x AS (DELETE FROM t) SELECT 1", io.EOF, false},
 	}
 	for _, tc := range tests {
-		if got := retryable(tc.query, tc.err); got != tc.want {
-			t.Errorf("retryable(%q, %v): got %v; want %v", tc.query, tc.err, got, tc.want)
+		if got := retryable(classify(tc.query), tc.err); got != tc.want {
+			t.Errorf("retryable(classify(%q), %v): got %v; want %v", tc.query, tc.err, got, tc.want)
 		}
+	}
+	// A SELECT of a function that writes, run with QueryWrite or QueryRowWrite: again only if it did not run.
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{dialFailed, true},
+		{&pq.Error{Code: "25006"}, true},
+		{driver.ErrBadConn, false},
+		{io.EOF, false},
+		{&pq.Error{Code: "57P01"}, false},
+	} {
+		if got := retryable(kindWrite, tc.err); got != tc.want {
+			t.Errorf("retryable(kindWrite, %v): got %v; want %v", tc.err, got, tc.want)
+		}
+	}
+	// The start of a transaction: nothing of it ran, so any unavailability is retried.
+	if !retryable(kindBegin, driver.ErrBadConn) || retryable(kindBegin, &pq.Error{Code: "23505"}) {
+		t.Errorf("retryable(kindBegin, …): got the wrong rule; want every Unavailable error retried, nothing else")
 	}
 }

@@ -76,7 +76,7 @@ func (d *DB) prepare(query string) {
 
 // ExecContext runs query with args on a prepared statement.
 func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
-	err = d.retry(ctx, query, func() error {
+	err = d.retry(ctx, classify(query), func() error {
 		if st := d.stmt(query); st != nil {
 			res, err = st.ExecContext(ctx, args...)
 		} else {
@@ -88,8 +88,18 @@ func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (res sq
 }
 
 // QueryContext runs query with args on a prepared statement.
-func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
-	err = d.retry(ctx, query, func() error {
+func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return d.query(ctx, classify(query), query, args)
+}
+
+// QueryWrite is QueryContext for a query that changes data though it reads like one (a SELECT of a function
+// that writes): after a failover it runs again only if it certainly did not run the first time.
+func (d *DB) QueryWrite(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return d.query(ctx, kindWrite, query, args)
+}
+
+func (d *DB) query(ctx context.Context, k kind, query string, args []any) (rows *sql.Rows, err error) {
+	err = d.retry(ctx, k, func() error {
 		if st := d.stmt(query); st != nil {
 			rows, err = st.QueryContext(ctx, args...)
 		} else {
@@ -101,8 +111,17 @@ func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (rows 
 }
 
 // QueryRowContext runs query with args on a prepared statement.
-func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
-	_ = d.retry(ctx, query, func() error {
+func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.queryRow(ctx, classify(query), query, args)
+}
+
+// QueryRowWrite is QueryRowContext for a query that changes data though it reads like one, as QueryWrite.
+func (d *DB) QueryRowWrite(ctx context.Context, query string, args ...any) *sql.Row {
+	return d.queryRow(ctx, kindWrite, query, args)
+}
+
+func (d *DB) queryRow(ctx context.Context, k kind, query string, args []any) (row *sql.Row) {
+	_ = d.retry(ctx, k, func() error {
 		if st := d.stmt(query); st != nil {
 			row = st.QueryRowContext(ctx, args...)
 		} else {
@@ -117,7 +136,7 @@ func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) (ro
 // statement that did not run: nothing of the transaction's ran yet.
 func (d *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
 	var tx *sql.Tx
-	err := d.retry(ctx, "", func() (err error) {
+	err := d.retry(ctx, kindBegin, func() (err error) {
 		tx, err = d.DB.BeginTx(ctx, opts)
 		return err
 	})

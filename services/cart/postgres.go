@@ -37,7 +37,7 @@ func (s *postgresStore) Items(ctx context.Context, userID string) ([]item, error
 // SetItem sets one line and returns the cart afterwards, in one round trip (cart_set_item, migration 0003):
 // the user's cart is locked for the change so the line limit and the currency rule hold under concurrency.
 func (s *postgresStore) SetItem(ctx context.Context, userID string, it item) ([]item, error) {
-	rows, err := s.db.QueryContext(ctx, `
+	rows, err := s.db.QueryWrite(ctx, `
 		SELECT r_outcome, r_product_id, r_name, r_quantity, r_unit_price_cents, r_currency, r_version
 		FROM cart_set_item($1, $2, $3, $4, $5, $6, $7)`,
 		userID, it.ProductID, it.Quantity, it.Name, it.UnitPriceCents, it.Currency, maxLines)

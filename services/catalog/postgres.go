@@ -120,7 +120,7 @@ func (s *postgresStore) Reserve(ctx context.Context, req reserveRequest) (reserv
 		short     sql.NullString
 		available sql.NullInt64
 	)
-	if err := s.db.QueryRowContext(ctx, `SELECT r_outcome, r_product_id, r_available FROM catalog_reserve($1, $2, $3::integer[])`,
+	if err := s.db.QueryRowWrite(ctx, `SELECT r_outcome, r_product_id, r_available FROM catalog_reserve($1, $2, $3::integer[])`,
 		req.OrderID, pq.Array(ids), pq.Array(quantities)).Scan(&outcome, &short, &available); err != nil {
 		return reservation{}, false, fmt.Errorf("reserve stock for %s: %w", req.OrderID, err)
 	}

@@ -140,7 +140,7 @@ func (s *postgresStore) chargeFresh(ctx context.Context, key string, fingerprint
 		reason = p.DeclineReason
 	}
 	var fresh bool
-	if err := s.db.QueryRowContext(ctx, `SELECT payments_charge_fresh($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+	if err := s.db.QueryRowWrite(ctx, `SELECT payments_charge_fresh($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		p.ID, p.OrderID, p.Status, p.AmountCents, p.Currency, brand, last4, reason, p.CreatedAt,
 		key, fingerprint, a.Status, a.Body).Scan(&fresh); err != nil {
 		return answer{}, false, fmt.Errorf("insert payment for order %s: %w", p.OrderID, err)
