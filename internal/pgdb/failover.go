@@ -92,9 +92,10 @@ func notRun(err error) bool {
 type kind int
 
 const (
-	kindBegin kind = iota // the start of a transaction: nothing ran yet
-	kindRead              // a statement that only reads
-	kindWrite             // a statement that may change data
+	kindBegin  kind = iota // the start of a transaction: nothing ran yet
+	kindByText             // a statement, read or write as its text says (classify), worked out on failure
+	kindRead               // a statement that only reads
+	kindWrite              // a statement that may change data
 )
 
 // classify is a statement's kind by its text: a plain SELECT reads. A SELECT that calls a function which
@@ -119,13 +120,19 @@ func readOnly(query string) bool {
 	return false
 }
 
-// retry runs op, and again while it fails in a way safe to retry for its kind (retryable) and the wait
-// allows: the wait ends at the DB's retry wait after the first failure or at ctx's deadline, whichever is
-// sooner. It returns op's last error. Nothing is worked out before op has failed: this runs around every
-// statement.
-func (d *DB) retry(ctx context.Context, k kind, op func() error) error {
+// retry runs op (query's statement), and again while it fails in a way safe to retry for its kind
+// (retryable) and the wait allows: the wait ends at the DB's retry wait after the first failure or at ctx's
+// deadline, whichever is sooner. It returns op's last error. Nothing is worked out before op has failed, not
+// even a kindByText statement's kind: this runs around every statement.
+func (d *DB) retry(ctx context.Context, k kind, query string, op func() error) error {
 	err := op()
-	if err == nil || d.retryWait <= 0 || !retryable(k, err) {
+	if err == nil || d.retryWait <= 0 {
+		return err
+	}
+	if k == kindByText {
+		k = classify(query)
+	}
+	if !retryable(k, err) {
 		return err
 	}
 	start := time.Now()

@@ -76,7 +76,7 @@ func (d *DB) prepare(query string) {
 
 // ExecContext runs query with args on a prepared statement.
 func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
-	err = d.retry(ctx, classify(query), func() error {
+	err = d.retry(ctx, kindByText, query, func() error {
 		if st := d.stmt(query); st != nil {
 			res, err = st.ExecContext(ctx, args...)
 		} else {
@@ -89,7 +89,7 @@ func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (res sq
 
 // QueryContext runs query with args on a prepared statement.
 func (d *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return d.query(ctx, classify(query), query, args)
+	return d.query(ctx, kindByText, query, args)
 }
 
 // QueryWrite is QueryContext for a query that changes data though it reads like one (a SELECT of a function
@@ -99,7 +99,7 @@ func (d *DB) QueryWrite(ctx context.Context, query string, args ...any) (*sql.Ro
 }
 
 func (d *DB) query(ctx context.Context, k kind, query string, args []any) (rows *sql.Rows, err error) {
-	err = d.retry(ctx, k, func() error {
+	err = d.retry(ctx, k, query, func() error {
 		if st := d.stmt(query); st != nil {
 			rows, err = st.QueryContext(ctx, args...)
 		} else {
@@ -112,7 +112,7 @@ func (d *DB) query(ctx context.Context, k kind, query string, args []any) (rows 
 
 // QueryRowContext runs query with args on a prepared statement.
 func (d *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return d.queryRow(ctx, classify(query), query, args)
+	return d.queryRow(ctx, kindByText, query, args)
 }
 
 // QueryRowWrite is QueryRowContext for a query that changes data though it reads like one, as QueryWrite.
@@ -121,7 +121,7 @@ func (d *DB) QueryRowWrite(ctx context.Context, query string, args ...any) *sql.
 }
 
 func (d *DB) queryRow(ctx context.Context, k kind, query string, args []any) (row *sql.Row) {
-	_ = d.retry(ctx, k, func() error {
+	_ = d.retry(ctx, k, query, func() error {
 		if st := d.stmt(query); st != nil {
 			row = st.QueryRowContext(ctx, args...)
 		} else {
@@ -136,7 +136,7 @@ func (d *DB) queryRow(ctx context.Context, k kind, query string, args []any) (ro
 // statement that did not run: nothing of the transaction's ran yet.
 func (d *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
 	var tx *sql.Tx
-	err := d.retry(ctx, kindBegin, func() (err error) {
+	err := d.retry(ctx, kindBegin, "", func() (err error) {
 		tx, err = d.DB.BeginTx(ctx, opts)
 		return err
 	})
