@@ -67,8 +67,7 @@ func TestDelHop(t *testing.T) {
 // connection: the client's method, path (below the service's name) and query, its body, the request id, who
 // the client is (not who it claims to be), no cookies and no hop-by-hop headers; a second request on the same
 // connection is forwarded as it was sent, and a client asking to close gets Connection: close and the end of
-// the connection.
-// TestForwardedRequest runs with the front's yield before reads (yieldconn.go) on, its default, and off.
+// the connection. It runs with the front's yield before reads (yieldconn.go) on, its default, and off.
 func TestForwardedRequest(t *testing.T) {
 	for _, yield := range []string{"true", "false"} {
 		t.Run("FRONT_YIELD_BEFORE_READ="+yield, func(t *testing.T) { testForwardedRequest(t, yield) })
