@@ -528,7 +528,8 @@ patroni_role_is() {
 }
 
 # render_service_env writes the environment of the service to $1: SHOPLAB_SERVICE, SHOPLAB_NODE, SHOPLAB_IP,
-# SHOPLAB_PORT, CONSUL_SERVICE_TOKEN, for services with data DB_HOST and DB_PASSWORD, and for auth
+# SHOPLAB_PORT, CONSUL_SERVICE_TOKEN, for services with data DB_HOST and DB_PASSWORD (with DB_PATRONI=yes and
+# PATRONI_SCOPE, a replica's address for reads too), and for auth
 # AUTH_KEY_ENCRYPTION_KEY (seals its signing keys).
 render_service_env() {
   : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_PORT:?}" "${CONSUL_SERVICE_TOKEN:?}"
@@ -551,6 +552,12 @@ render_service_env() {
       # is refused at once and opened again, rather than failing the writes it would carry.
       printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=read-write\n" \
         "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
+      # A Patroni cluster: any passing member (the replica too) serves reads while there is no primary.
+      if [[ ${DB_PATRONI:-no} == yes ]]; then
+        : "${PATRONI_SCOPE:?}"
+        printf "DATABASE_READ_URL=host=%s.service.consul port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=any\n" \
+          "$PATRONI_SCOPE" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
+      fi
     fi
   } >"$out"
 }

@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
 	_ "github.com/lib/pq"
 
 	"shoplab/internal/lab"
 	"shoplab/internal/pgcluster"
+	"shoplab/internal/pgdb"
 	"shoplab/internal/proc"
 	"shoplab/internal/testkit"
 )
@@ -222,9 +224,28 @@ func TestPatroniCluster(t *testing.T) {
 		t.Fatalf("after Consul came back: leader %s; want %s still", got, primary.name)
 	}
 
-	// 4. The leader crashes: the standby is promoted with every committed row.
+	// 4. The leader crashes: the standby is promoted with every committed row. Until then a service's reads
+	// are served by the standby (its DATABASE_READ_URL pool), at once rather than after the retry wait.
+	served, err := pgdb.Open(context.Background(), dsn(primary), 10*time.Second, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer served.Close()
+	standby, err := pgdb.Pool(dsn(replica))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standby.Close()
+	service := pgdb.WrapRetrying(served, 3*time.Second, hclog.NewNullLogger()).ReadFrom(standby)
 	killed := time.Now()
 	kill(primary)
+	for i := range 5 {
+		var n int
+		start := time.Now()
+		if err := service.QueryRowContext(context.Background(), `SELECT count(*) FROM stock`).Scan(&n); err != nil || n != 20 || time.Since(start) > 2*time.Second {
+			t.Fatalf("read %d with the leader dead: got %d rows, %v after %v; want 20 from the standby within 2s", i+1, n, err, time.Since(start))
+		}
+	}
 	waitCluster(t, consul.Client, 90*time.Second, replica.name, logs)
 	t.Logf("failover: %s promoted %.1fs after %s was killed", replica.name, time.Since(killed).Seconds(), primary.name)
 	db = openDB(t, dsn(replica))

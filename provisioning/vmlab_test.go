@@ -309,6 +309,22 @@ func TestServiceEnv(t *testing.T) {
 			t.Fatalf("env file: want %q in\n%s", want, b)
 		}
 	}
+	if strings.Contains(string(b), "DATABASE_READ_URL") {
+		t.Fatalf("env file of a single PostgreSQL: want no DATABASE_READ_URL in\n%s", b)
+	}
+	patroni := append(env[:len(env)-2:len(env)-2], "DB_HOST=primary.catalog-db.service.consul", "DB_PASSWORD=pw",
+		"DB_PATRONI=yes", "PATRONI_SCOPE=catalog-db")
+	if out, err := shellFunc(t, patroni, "render_service_env "+file); err != nil {
+		t.Fatalf("render: %v\n%s", err, out)
+	}
+	b, _ = os.ReadFile(file)
+	for _, want := range []string{
+		"DATABASE_URL=host=primary.catalog-db.service.consul port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=read-write",
+		"DATABASE_READ_URL=host=catalog-db.service.consul port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=any"} {
+		if !strings.Contains(string(b), want+"\n") {
+			t.Fatalf("env file of a Patroni cluster's service: want %q in\n%s", want, b)
+		}
+	}
 	auth := []string{"SHOPLAB_SERVICE=auth", "SHOPLAB_NODE=auth-1", "SHOPLAB_IP=192.168.56.100", "SHOPLAB_PORT=8081",
 		"CONSUL_SERVICE_TOKEN=tok", "DB_HOST=192.168.56.100", "DB_PASSWORD=pw", "AUTH_KEY_ENCRYPTION_KEY=a2V5"}
 	if out, err := shellFunc(t, auth, "render_service_env "+file); err != nil {

@@ -599,11 +599,15 @@ check_db_failover() {
   # One load prepares its accounts at a time: making accounts is password hashing on auth's one VM, which a
   # starved host (2026-12-04's CI runs) could not do for both loads at once within the front's timeouts. The
   # gentle browsing load first: the checkout load, which shops as fast as the lab answers, starved auth's
-  # hashing for the other's accounts (2026-12-06, with the monitor's VM beside the others).
-  start_load "$svc-mixed" --rate 4 --users 4 --duration 120s
+  # hashing for the other's accounts (2026-12-06, with the monitor's VM beside the others). Gentle means one
+  # journey a second: at 4 a second the 9-VM lab answered about 1.5 requests a second before any power-off
+  # (2026-12-06 13:30, 60 requests in flight after 18 s) and auth-1, starved beside it, could not make the
+  # checkout load's accounts — in two runs of four for all eight attempts. The checkout load makes only the
+  # accounts its shoppers use (--users), each one a registration and a login, two bcrypt hashes.
+  start_load "$svc-mixed" --rate 1 --users 4 --duration 120s
   mixed_pid=$load_pid
   wait_load_running "$svc-mixed" "$mixed_pid"
-  start_load "$svc" --scenario checkout --shoppers 4 --duration 90s --verify-orders
+  start_load "$svc" --scenario checkout --shoppers 4 --users 4 --duration 90s --verify-orders
   checkout_pid=$load_pid
   wait_load_running "$svc" "$checkout_pid"
   sleep 10

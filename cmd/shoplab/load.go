@@ -65,12 +65,13 @@ func runLoadWith(ctx context.Context, args []string, getenv func(string) string,
 	}
 	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024}}
 	l := &loader{front: *front, client: client, stats: map[string]*stepStats{}}
-	accounts := *users
+	// The checkout scenario has one journey kind that uses an account; the mixed one has two (cart, checkout).
+	accounts, kinds := *users, 2
 	if *scenario == "checkout" {
-		accounts = max(*users, *shoppers)
+		accounts, kinds = max(*users, *shoppers), 1
 	}
 	fmt.Fprintf(stderr, "load: preparing %d accounts per journey kind against %s…\n", accounts, *front)
-	if err := l.prepare(ctx, accounts, stderr); err != nil {
+	if err := l.prepare(ctx, accounts, kinds, stderr); err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
 	watchHints(stderr, *front)
@@ -134,7 +135,9 @@ type loader struct {
 	ok        atomic.Int64
 }
 
-func (l *loader) prepare(ctx context.Context, users int, stderr io.Writer) error {
+// prepare reads the catalog and makes users accounts for each journey kind: checkouts, and carts too when kinds
+// is 2 (making an account is two password hashes on auth: only those a load uses).
+func (l *loader) prepare(ctx context.Context, users, kinds int, stderr io.Writer) error {
 	s := newShopper(l.front, l.client)
 	a, err := s.expect(ctx, 200, "GET", "/api/catalog/v1/products?limit=100", nil)
 	if err != nil {
@@ -151,8 +154,9 @@ func (l *loader) prepare(ctx context.Context, users int, stderr io.Writer) error
 		return fmt.Errorf("the catalog is empty")
 	}
 	l.carts, l.buyers = make(chan *shopper, users), make(chan *shopper, users)
+	pools := []chan *shopper{l.buyers, l.carts}[:kinds]
 	for range users {
-		for _, pool := range []chan *shopper{l.carts, l.buyers} {
+		for _, pool := range pools {
 			u, err := l.newAccount(ctx, stderr)
 			if err != nil {
 				return err

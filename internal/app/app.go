@@ -40,6 +40,7 @@ type Config struct {
 	Advertise       string
 	InstanceID      string
 	DatabaseURL     string
+	DatabaseReadURL string // any member of the database's cluster, for reads while it has no primary (pgdb.ReadFrom)
 	Consul          consulx.ClientConfig
 	LogLevel        string
 	LogJSON         bool
@@ -66,6 +67,8 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 		Advertise:   env.String("ADVERTISE_ADDR", ""),
 		InstanceID:  env.String("SERVICE_ID", ""),
 		DatabaseURL: env.String("DATABASE_URL", ""),
+		// Empty: reads wait for the primary like writes (one PostgreSQL, as in make run).
+		DatabaseReadURL: env.String("DATABASE_READ_URL", ""),
 		Consul: consulx.ClientConfig{
 			Address: env.String("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
 			Token:   env.String("CONSUL_HTTP_TOKEN", ""),
@@ -391,15 +394,25 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 		return nil, nil, err
 	}
 	reg.WatchDB(db, c.Service)
-	return pgdb.WrapRetrying(db, c.DBRetryWait, log.Named("db")), readiness(schema, db, c.DBFailoverGrace), nil
+	wrapped := pgdb.WrapRetrying(db, c.DBRetryWait, log.Named("db"))
+	var reads *sql.DB
+	if c.DatabaseReadURL != "" {
+		if reads, err = pgdb.Pool(c.DatabaseReadURL); err != nil {
+			db.Close()
+			return nil, nil, fmt.Errorf("DATABASE_READ_URL: %w", err)
+		}
+		wrapped.ReadFrom(reads)
+	}
+	return wrapped, readiness(schema, db, reads, c.DBFailoverGrace), nil
 }
 
 // readiness is the database's readiness check: it fails when the database does not answer or its schema is
 // not this binary's, but only warns (the instance stays in rotation) while the database has been without a
 // primary for less than grace: every instance shares that primary, so taking them all out of rotation for a
 // failover's few seconds would turn the requests that wait for the new primary (DB_RETRY_WAIT) into 503s
-// from the front.
-func readiness(schema *pgdb.Schema, db *sql.DB, grace time.Duration) func(context.Context) error {
+// from the front. With a replica pool (reads, nil without) it keeps warning for as long as a replica answers:
+// the instance still serves every read.
+func readiness(schema *pgdb.Schema, db, reads *sql.DB, grace time.Duration) func(context.Context) error {
 	var lastOK atomic.Int64 // unix nanoseconds of the last passing check
 	lastOK.Store(time.Now().UnixNano())
 	return func(ctx context.Context) error {
@@ -408,8 +421,15 @@ func readiness(schema *pgdb.Schema, db *sql.DB, grace time.Duration) func(contex
 			lastOK.Store(time.Now().UnixNano())
 			return nil
 		}
-		if gone := time.Since(time.Unix(0, lastOK.Load())); gone < grace && (pgdb.Unavailable(err) || errors.Is(err, context.DeadlineExceeded)) {
+		if !pgdb.Unavailable(err) && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		gone := time.Since(time.Unix(0, lastOK.Load()))
+		if gone < grace {
 			return health.Degraded(fmt.Errorf("%w (for %s; failing after %s)", err, gone.Round(time.Second), grace))
+		}
+		if reads != nil && reads.PingContext(ctx) == nil {
+			return health.Degraded(fmt.Errorf("%w (for %s; reads served by a replica)", err, gone.Round(time.Second)))
 		}
 		return err
 	}

@@ -11,7 +11,10 @@ import (
 
 	"shoplab/internal/health"
 	"shoplab/internal/pgdb"
+	"shoplab/internal/testkit"
 )
+
+func TestMain(m *testing.M) { testkit.Main(m) }
 
 func TestLoad(t *testing.T) {
 	env := func(kv ...string) func(string) string {
@@ -63,7 +66,8 @@ func TestAdvertiseAddr(t *testing.T) {
 	}
 }
 
-// TestReadinessGrace: a database without a primary only warns for the grace period, then fails.
+// TestReadinessGrace: a database without a primary only warns for the grace period, then fails — unless a
+// replica pool answers, which serves reads: then it keeps warning.
 func TestReadinessGrace(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -76,15 +80,26 @@ func TestReadinessGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	check := readiness(&pgdb.Schema{}, db, 400*time.Millisecond)
-	status := func() string {
-		return health.Run(context.Background(), time.Second, health.Check{Name: "database", Run: check}).Status
+	replica, err := pgdb.Pool(testkit.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := status(); got != "warn" {
-		t.Errorf("within the grace: got %q; want warn", got)
+	defer replica.Close()
+	status := func(check func(context.Context) error) string {
+		return health.Run(context.Background(), 2*time.Second, health.Check{Name: "database", Run: check}).Status
+	}
+	alone := readiness(&pgdb.Schema{}, db, nil, 400*time.Millisecond)
+	withReplica := readiness(&pgdb.Schema{}, db, replica, 400*time.Millisecond)
+	for name, check := range map[string]func(context.Context) error{"alone": alone, "with a replica": withReplica} {
+		if got := status(check); got != "warn" {
+			t.Errorf("%s, within the grace: got %q; want warn", name, got)
+		}
 	}
 	time.Sleep(500 * time.Millisecond)
-	if got := status(); got != "fail" {
-		t.Errorf("after the grace: got %q; want fail", got)
+	if got := status(alone); got != "fail" {
+		t.Errorf("alone, after the grace: got %q; want fail", got)
+	}
+	if got := status(withReplica); got != "warn" {
+		t.Errorf("with a replica, after the grace: got %q; want warn (reads are still served)", got)
 	}
 }

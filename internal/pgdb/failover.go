@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+	"golang.org/x/sys/unix"
 
 	"shoplab/internal/web"
 )
@@ -24,7 +26,9 @@ import (
 //     retry wait (DB_RETRY_WAIT) and never past the request's deadline;
 //   - what still fails is Unavailable, which services answer 503 with Retry-After rather than 500;
 //   - a transaction is never replayed here: BeginTx is retried (nothing ran yet), a statement inside one is
-//     not (the caller's whole operation would have to run again).
+//     not (the caller's whole operation would have to run again);
+//   - with a replica pool (ReadFrom), a read that misses the primary runs on a replica at once;
+//   - a connection to a host that vanished breaks after TCPUserTimeout, and the pool's idle ones go with it.
 
 // connectError marks an error from opening a connection: no statement of the caller's ran.
 type connectError struct{ err error }
@@ -34,6 +38,56 @@ func (e *connectError) Unwrap() error { return e.err }
 
 // connector opens connections with lib/pq and marks its failures as connectErrors.
 type connector struct{ driver.Connector }
+
+// TCPUserTimeout is how long data sent on a database connection may stay unacknowledged before the kernel
+// breaks the connection (TCP_USER_TIMEOUT); idle connections are probed after KeepAliveIdle. Without them a
+// statement sent to a host that vanished (its VM powered off) waits out the kernel's retransmissions, about
+// 15 minutes, and cancelling its context does not end the wait (lib/pq sends a cancel request to the same
+// dead host and keeps reading). The acknowledgement comes from the server's kernel, not from PostgreSQL, so a
+// slow query is not cut off; a starved VM lab has stalled for seconds, hence not shorter.
+const (
+	TCPUserTimeout = 4 * time.Second
+	KeepAliveIdle  = 5 * time.Second
+)
+
+// dialer is lib/pq's dialer with TCPUserTimeout and keepalive probes on TCP connections.
+type dialer struct{ d net.Dialer }
+
+func newDialer() dialer {
+	return dialer{net.Dialer{
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: KeepAliveIdle, Interval: 2 * time.Second, Count: 3},
+		Control: func(network, _ string, c syscall.RawConn) error {
+			if !strings.HasPrefix(network, "tcp") {
+				return nil // a Unix socket: nothing to time out
+			}
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(TCPUserTimeout.Milliseconds()))
+			})
+			if err == nil {
+				err = serr
+			}
+			if err != nil {
+				return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
+			}
+			return nil
+		},
+	}}
+}
+
+func (d dialer) Dial(network, address string) (net.Conn, error) {
+	return d.d.Dial(network, address)
+}
+
+func (d dialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.d.DialContext(ctx, network, address)
+}
+
+func (d dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	return d.d.DialContext(ctx, network, address)
+}
 
 func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.Connector.Connect(ctx)
@@ -120,12 +174,18 @@ func readOnly(query string) bool {
 	return false
 }
 
-// retry runs op (query's statement), and again while it fails in a way safe to retry for its kind
-// (retryable) and the wait allows: the wait ends at the DB's retry wait after the first failure or at ctx's
-// deadline, whichever is sooner. It returns op's last error. Nothing is worked out before op has failed, not
-// even a kindByText statement's kind: this runs around every statement.
-func (d *DB) retry(ctx context.Context, k kind, query string, op func() error) error {
-	err := op()
+// retry runs op (query's statement) on the primary, and again while it fails in a way safe to retry for its
+// kind (retryable) and the wait allows: the wait ends at the DB's retry wait after the first failure or at
+// ctx's deadline, whichever is sooner. It returns op's last error. A read that misses the primary runs on the
+// replica pool at once when there is one (ReadFrom), and reads go there first for readsWindow after. Nothing
+// is worked out before op has failed, not even a kindByText statement's kind: this runs around every statement.
+func (d *DB) retry(ctx context.Context, k kind, query string, op func(reads bool) error) error {
+	if d.reads != nil && time.Now().UnixNano() < d.readsUntil.Load() && k != kindBegin && k != kindWrite && readOnly(query) {
+		if err := op(true); err == nil || !Unavailable(err) {
+			return err
+		}
+	}
+	err := op(false)
 	if err == nil || d.retryWait <= 0 {
 		return err
 	}
@@ -134,6 +194,14 @@ func (d *DB) retry(ctx context.Context, k kind, query string, op func() error) e
 	}
 	if !retryable(k, err) {
 		return err
+	}
+	d.purgeIdle(err)
+	if k == kindRead && d.reads != nil {
+		d.readsUntil.Store(time.Now().Add(readsWindow).UnixNano())
+		if rerr := op(true); rerr == nil {
+			d.log.Info("the primary missed a read; a replica served it", "error", err)
+			return nil
+		}
 	}
 	start := time.Now()
 	deadline := start.Add(d.retryWait)
@@ -155,7 +223,7 @@ func (d *DB) retry(ctx context.Context, k kind, query string, op func() error) e
 			return err
 		case <-t.C:
 		}
-		if err = op(); err == nil {
+		if err = op(false); err == nil {
 			d.log.Info("database answered again after a wait", "waited", time.Since(start).Round(time.Millisecond), "attempts", attempt)
 			return nil
 		}
@@ -164,6 +232,22 @@ func (d *DB) retry(ctx context.Context, k kind, query string, op func() error) e
 		}
 		backoff = min(backoff*2, time.Second)
 	}
+}
+
+// purgeIdle closes the pool's idle connections, at most once a second, after err broke an open connection:
+// when a host vanished, the pool's other connections to it would each cost a statement TCPUserTimeout.
+func (d *DB) purgeIdle(err error) {
+	var ce *connectError
+	if errors.As(err, &ce) || !Unavailable(err) {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := d.purged.Load()
+	if now-last < int64(time.Second) || !d.purged.CompareAndSwap(last, now) {
+		return
+	}
+	d.DB.SetMaxIdleConns(0) // closes every idle connection
+	d.DB.SetMaxIdleConns(poolSize)
 }
 
 // retryable is retry's rule: a statement outside a transaction that did not run, or a read; any Unavailable

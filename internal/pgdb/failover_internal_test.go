@@ -10,8 +10,13 @@ import (
 	"net"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/lib/pq"
+	"golang.org/x/sys/unix"
+
+	"shoplab/internal/testkit"
 )
 
 func TestUnavailable(t *testing.T) {
@@ -28,6 +33,7 @@ func TestUnavailable(t *testing.T) {
 		{"bad connection", fmt.Errorf("commit: %w", driver.ErrBadConn), true},
 		{"eof", io.ErrUnexpectedEOF, true},
 		{"connection reset", syscall.ECONNRESET, true},
+		{"unacknowledged too long", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ETIMEDOUT}, true},
 		{"admin shutdown", &pq.Error{Code: "57P01"}, true},
 		{"crash shutdown", &pq.Error{Code: "57P02"}, true},
 		{"starting up", &pq.Error{Code: "57P03"}, true},
@@ -93,5 +99,85 @@ func TestStatementRetry(t *testing.T) {
 	// The start of a transaction: nothing of it ran, so any unavailability is retried.
 	if !retryable(kindBegin, driver.ErrBadConn) || retryable(kindBegin, &pq.Error{Code: "23505"}) {
 		t.Errorf("retryable(kindBegin, …): got the wrong rule; want every Unavailable error retried, nothing else")
+	}
+}
+
+// TestDialerTimesOutUnacknowledgedData: the pools' TCP connections carry TCPUserTimeout and keepalive probes.
+func TestDialerTimesOutUnacknowledgedData(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := newDialer().DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var userTimeout, keepAlive, idle int
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		userTimeout, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+		if serr == nil {
+			keepAlive, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
+		}
+		if serr == nil {
+			idle, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+		}
+	}); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	if userTimeout != int(TCPUserTimeout.Milliseconds()) || keepAlive != 1 || idle != int(KeepAliveIdle.Seconds()) {
+		t.Errorf("TCP_USER_TIMEOUT %d ms, SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want %d, 1, %d",
+			userTimeout, keepAlive, idle, TCPUserTimeout.Milliseconds(), int(KeepAliveIdle.Seconds()))
+	}
+}
+
+// TestPurgeIdle: an open connection that broke closes the pool's idle connections (they may lead to the same
+// vanished host); a failure to connect, or an ordinary error, leaves them.
+func TestPurgeIdle(t *testing.T) {
+	pool, err := Pool(testkit.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	d := WrapRetrying(pool, time.Second, hclog.NewNullLogger())
+	fill := func() {
+		t.Helper()
+		conns := make([]*sql.Conn, 4)
+		for i := range conns {
+			if conns[i], err = pool.Conn(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	tests := []struct {
+		name     string
+		err      error
+		wantIdle int
+	}{
+		{"failed to connect", &connectError{syscall.ECONNREFUSED}, 4},
+		{"unique violation", &pq.Error{Code: "23505"}, 4},
+		{"connection broke", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ETIMEDOUT}, 0},
+	}
+	for _, tc := range tests {
+		fill()
+		d.purged.Store(0)
+		d.purgeIdle(tc.err)
+		if got := pool.Stats().Idle; got != tc.wantIdle {
+			t.Errorf("%s: got %d idle connections; want %d", tc.name, got, tc.wantIdle)
+		}
+	}
+	fill()
+	d.purgeIdle(io.ErrUnexpectedEOF) // within a second of the last purge: left alone
+	if got := pool.Stats().Idle; got != 4 {
+		t.Errorf("a second purge within a second: got %d idle connections; want 4 (at most one a second)", got)
 	}
 }

@@ -201,3 +201,69 @@ func TestFailoverGap(t *testing.T) {
 		t.Fatalf("rows at the end: got %d (%v); want %d", rows, err, 2*clients+1)
 	}
 }
+
+// TestReadsFromReplica: while the primary is gone, a read runs on the replica pool (ReadFrom) at once instead
+// of waiting out the retry wait, and the reads after it go there first; a write never does, and still waits
+// for the primary; once the window has passed, reads are the primary's again.
+func TestReadsFromReplica(t *testing.T) {
+	pc := newPrivateCluster(t)
+	ctx := context.Background()
+	dsn, err := pc.c.EnsureDatabase(ctx, "shop", "shop", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdb, err := pgdb.Open(ctx, dsn, 10*time.Second, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	replica, err := pgdb.Pool(testkit.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close()
+	db := pgdb.WrapRetrying(sdb, 2*time.Second, hclog.NewNullLogger()).ReadFrom(replica)
+	// The same table on both, each saying which it is.
+	for name, on := range map[string]interface {
+		ExecContext(context.Context, string, ...any) (sql.Result, error)
+	}{"primary": db, "replica": replica} {
+		if _, err := on.ExecContext(ctx, `CREATE TABLE server (name text NOT NULL)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := on.ExecContext(ctx, `INSERT INTO server VALUES ($1)`, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func() (string, time.Duration, error) {
+		start := time.Now()
+		var name string
+		err := db.QueryRowContext(ctx, `SELECT name FROM server`).Scan(&name)
+		return name, time.Since(start), err
+	}
+	if got, _, err := read(); got != "primary" || err != nil {
+		t.Fatalf("with the primary up: got %q, %v; want primary", got, err)
+	}
+
+	pc.stop()
+	for i := range 3 {
+		got, took, err := read()
+		if got != "replica" || err != nil || took > time.Second {
+			t.Errorf("read %d with the primary gone: got %q, %v after %v; want replica within 1s (not the 2s wait)", i+1, got, err, took)
+		}
+	}
+	start := time.Now()
+	_, err = db.ExecContext(ctx, `INSERT INTO server VALUES ('lost')`)
+	if waited := time.Since(start); !pgdb.Unavailable(err) || waited < 1500*time.Millisecond {
+		t.Errorf("write with the primary gone: got %v after %v; want Unavailable after the 2s wait, never on the replica", err, waited)
+	}
+	var n int
+	if err := replica.QueryRowContext(ctx, `SELECT count(*) FROM server`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("rows on the replica: got %d, %v; want 1 (no write went there)", n, err)
+	}
+
+	pc.start()
+	time.Sleep(10500 * time.Millisecond) // past the window since the last read missed the primary
+	if got, _, err := read(); got != "primary" || err != nil {
+		t.Errorf("with the primary back: got %q, %v; want primary", got, err)
+	}
+}

@@ -51,21 +51,35 @@ func WithConnectTimeout(dsn string, seconds int) string {
 	return strings.TrimSpace(dsn + fmt.Sprintf(" connect_timeout=%d", seconds))
 }
 
+// poolSize is the most connections a service's pool opens and keeps idle: sized for a small service.
+const poolSize = 20
+
+// Pool is a service's pool on dsn, with DefaultConnectTimeout unless dsn sets one, TCPUserTimeout and
+// keepalive probes, its failures to connect marked as such (failover.go). It opens no connection yet.
+func Pool(dsn string) (*sql.DB, error) {
+	c, err := pq.NewConnector(WithConnectTimeout(dsn, DefaultConnectTimeout))
+	if err != nil {
+		return nil, err
+	}
+	c.Dialer(newDialer())
+	db := sql.OpenDB(connector{c})
+	db.SetMaxOpenConns(poolSize)
+	db.SetMaxIdleConns(poolSize)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetConnMaxLifetime(30 * time.Minute)
+	return db, nil
+}
+
 // Open opens dsn and waits until the database answers, retrying with a capped, jittered backoff for at most
 // wait (the database may still be starting). The pool is sized for a small service.
 func Open(ctx context.Context, dsn string, wait time.Duration, log hclog.Logger) (*sql.DB, error) {
 	if dsn == "" {
 		return nil, errors.New("open database: DATABASE_URL is empty")
 	}
-	c, err := pq.NewConnector(WithConnectTimeout(dsn, DefaultConnectTimeout))
+	db, err := Pool(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	db := sql.OpenDB(connector{c})
-	db.SetMaxOpenConns(20)
-	db.SetMaxIdleConns(20)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	db.SetConnMaxLifetime(30 * time.Minute)
 
 	deadline := time.Now().Add(wait)
 	backoff := 200 * time.Millisecond

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -21,6 +22,10 @@ type DB struct {
 
 	retryWait time.Duration
 	log       hclog.Logger
+
+	reads      *sql.DB      // a pool on any member of the cluster, for reads while the primary is away; nil without
+	readsUntil atomic.Int64 // unix nanoseconds: until then reads go to reads first (a read missed the primary)
+	purged     atomic.Int64 // unix nanoseconds of the last purge of idle connections
 
 	mu        sync.RWMutex
 	stmts     map[string]*sql.Stmt
@@ -40,6 +45,18 @@ func Wrap(db *sql.DB) *DB {
 func WrapRetrying(db *sql.DB, retryWait time.Duration, log hclog.Logger) *DB {
 	return &DB{DB: db, retryWait: retryWait, log: log, stmts: map[string]*sql.Stmt{}, preparing: map[string]bool{}}
 }
+
+// ReadFrom makes reads (plain SELECTs outside a transaction) that find no primary run on reads instead, a pool
+// on any member of the database's cluster (a Patroni replica), and keep going there for readsWindow after
+// each such miss. Call it before the DB is used. A replica may lag its primary by the last commits, which
+// browsing a catalog tolerates; a write never goes there.
+func (d *DB) ReadFrom(reads *sql.DB) *DB {
+	d.reads = reads
+	return d
+}
+
+// readsWindow is how long reads keep going to the replica after one missed the primary.
+const readsWindow = 10 * time.Second
 
 // stmt returns query's prepared statement, or nil the first time: then the statement is prepared in the
 // background, on whatever connection the pool frees next, while this call runs unprepared. Preparing in line
@@ -76,8 +93,10 @@ func (d *DB) prepare(query string) {
 
 // ExecContext runs query with args on a prepared statement.
 func (d *DB) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
-	err = d.retry(ctx, kindByText, query, func() error {
-		if st := d.stmt(query); st != nil {
+	err = d.retry(ctx, kindByText, query, func(reads bool) error {
+		if reads {
+			res, err = d.reads.ExecContext(ctx, query, args...)
+		} else if st := d.stmt(query); st != nil {
 			res, err = st.ExecContext(ctx, args...)
 		} else {
 			res, err = d.DB.ExecContext(ctx, query, args...)
@@ -99,8 +118,10 @@ func (d *DB) QueryWrite(ctx context.Context, query string, args ...any) (*sql.Ro
 }
 
 func (d *DB) query(ctx context.Context, k kind, query string, args []any) (rows *sql.Rows, err error) {
-	err = d.retry(ctx, k, query, func() error {
-		if st := d.stmt(query); st != nil {
+	err = d.retry(ctx, k, query, func(reads bool) error {
+		if reads {
+			rows, err = d.reads.QueryContext(ctx, query, args...)
+		} else if st := d.stmt(query); st != nil {
 			rows, err = st.QueryContext(ctx, args...)
 		} else {
 			rows, err = d.DB.QueryContext(ctx, query, args...)
@@ -121,8 +142,10 @@ func (d *DB) QueryRowWrite(ctx context.Context, query string, args ...any) *sql.
 }
 
 func (d *DB) queryRow(ctx context.Context, k kind, query string, args []any) (row *sql.Row) {
-	_ = d.retry(ctx, k, query, func() error {
-		if st := d.stmt(query); st != nil {
+	_ = d.retry(ctx, k, query, func(reads bool) error {
+		if reads {
+			row = d.reads.QueryRowContext(ctx, query, args...)
+		} else if st := d.stmt(query); st != nil {
 			row = st.QueryRowContext(ctx, args...)
 		} else {
 			row = d.DB.QueryRowContext(ctx, query, args...)
@@ -136,7 +159,7 @@ func (d *DB) queryRow(ctx context.Context, k kind, query string, args []any) (ro
 // statement that did not run: nothing of the transaction's ran yet.
 func (d *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) {
 	var tx *sql.Tx
-	err := d.retry(ctx, kindBegin, "", func() (err error) {
+	err := d.retry(ctx, kindBegin, "", func(bool) (err error) {
 		tx, err = d.DB.BeginTx(ctx, opts)
 		return err
 	})
