@@ -132,6 +132,18 @@ HCL
     cat <<HCL
 }
 
+# Gossip that tolerates a starved VM: under software emulation on a busy host a guest stalls for a second or
+# more, and with the defaults (probe every 1 s, 500 ms for an ack, suspicion 4 intervals) live agents were marked
+# failed and rejoined by turns — clients even dropped their only server ("No known Consul servers") while the
+# lab was idle (make vm-test, 2026-12-06 14:37-14:39). A VM that really died is now marked failed after about
+# 20 s instead of 5 s: the front ejects an instance that stops answering on its own, and Patroni's failover
+# (its session's TTL) does not wait for gossip.
+gossip_lan {
+  probe_interval = "3s"
+  probe_timeout  = "2s"
+  suspicion_mult = 6
+}
+
 # The service mesh: Consul's CA issues every service its leaf certificate (the services are Connect-native).
 connect {
   enabled = true

@@ -168,10 +168,11 @@ func (l *loader) prepare(ctx context.Context, users, kinds int, stderr io.Writer
 }
 
 // newAccount registers and logs in a shopper for the load. Making accounts is not what a load measures: a
-// failed attempt (a lab slow to answer, say) is tried again with a fresh account, eight attempts at most, the
-// pause between them accountPause (3 s unless set), doubling up to 15 s (about 80 s in all).
+// failed attempt (a lab slow to answer, say) is tried again with a fresh account, twelve attempts at most, the
+// pause between them accountPause (3 s unless set), doubling up to 15 s (about 140 s in all: a starved VM lab's
+// auth has been seen failing for over 80 s, 2026-12-06).
 func (l *loader) newAccount(ctx context.Context, stderr io.Writer) (*shopper, error) {
-	const attempts = 8
+	const attempts = 12
 	pause := l.accountPause
 	if pause <= 0 {
 		pause = 3 * time.Second

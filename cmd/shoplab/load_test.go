@@ -21,8 +21,8 @@ func TestNewAccountRetries(t *testing.T) {
 	}{
 		{failures: 0, wantTry: 1},
 		{failures: 2, wantTry: 3},
-		{failures: 7, wantTry: 8},
-		{failures: 9, wantErr: true, wantTry: 8},
+		{failures: 11, wantTry: 12},
+		{failures: 13, wantErr: true, wantTry: 12},
 	}
 	for _, tc := range tests {
 		var tries atomic.Int32
@@ -54,7 +54,7 @@ func TestNewAccountRetries(t *testing.T) {
 		if !tc.wantErr && (u == nil || u.token != "tok") {
 			t.Errorf("%d failures: got shopper %+v; want one logged in", tc.failures, u)
 		}
-		if tc.failures > 0 && !strings.Contains(stderr.String(), "making an account failed (attempt 1 of 8)") {
+		if tc.failures > 0 && !strings.Contains(stderr.String(), "making an account failed (attempt 1 of 12)") {
 			t.Errorf("%d failures: stderr %q; want the retry said", tc.failures, stderr.String())
 		}
 	}
