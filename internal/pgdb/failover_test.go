@@ -65,6 +65,21 @@ func (p *privateCluster) stop() {
 	p.c = nil
 }
 
+// open opens a database of the cluster's own as a service does (pgdb.Open); it is closed when the test ends.
+func (p *privateCluster) open() *sql.DB {
+	p.t.Helper()
+	dsn, err := p.c.EnsureDatabase(context.Background(), "shop", "shop", "")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	db, err := pgdb.Open(context.Background(), dsn, 10*time.Second, hclog.NewNullLogger())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // admin runs a statement as the superuser.
 func (p *privateCluster) admin(stmt string) {
 	p.t.Helper()
@@ -85,15 +100,7 @@ func (p *privateCluster) admin(stmt string) {
 func TestFailoverGap(t *testing.T) {
 	pc := newPrivateCluster(t)
 	ctx := context.Background()
-	dsn, err := pc.c.EnsureDatabase(ctx, "shop", "shop", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sdb, err := pgdb.Open(ctx, dsn, 10*time.Second, hclog.NewNullLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sdb.Close()
+	sdb := pc.open()
 	db := pgdb.WrapRetrying(sdb, 20*time.Second, hclog.NewNullLogger())
 	if _, err := db.ExecContext(ctx, `CREATE TABLE orders (id text PRIMARY KEY, n int NOT NULL)`); err != nil {
 		t.Fatal(err)
@@ -175,7 +182,7 @@ func TestFailoverGap(t *testing.T) {
 	short := pgdb.WrapRetrying(sdb, 700*time.Millisecond, hclog.NewNullLogger())
 	pc.stop()
 	began = time.Now()
-	_, err = short.ExecContext(ctx, `INSERT INTO orders VALUES ('never', 1)`)
+	_, err := short.ExecContext(ctx, `INSERT INTO orders VALUES ('never', 1)`)
 	waited := time.Since(began)
 	if err == nil || !pgdb.Unavailable(err) {
 		t.Fatalf("write with no server: got %v; want an Unavailable error", err)
@@ -208,15 +215,7 @@ func TestFailoverGap(t *testing.T) {
 func TestReadsFromReplica(t *testing.T) {
 	pc := newPrivateCluster(t)
 	ctx := context.Background()
-	dsn, err := pc.c.EnsureDatabase(ctx, "shop", "shop", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sdb, err := pgdb.Open(ctx, dsn, 10*time.Second, hclog.NewNullLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sdb.Close()
+	sdb := pc.open()
 	replica, err := pgdb.Pool(testkit.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
