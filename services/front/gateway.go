@@ -495,14 +495,15 @@ func respond(ctx *fasthttp.RequestCtx, st *attemptState, u *upstream) {
 	st.upstreamStatus = ctx.Response.StatusCode()
 }
 
-// connFailure reports whether err means the instance refused, reset or dropped the connection: grounds for
-// ejecting it. Timeouts are not: a slow instance is not a dead one.
+// connFailure reports whether err means the instance refused, reset or dropped the connection, or its host
+// stopped acknowledging what was sent (ETIMEDOUT: upstreamUserTimeout): grounds for ejecting it. The front's
+// own timeouts are not: a slow instance is not a dead one.
 func connFailure(err error) bool {
 	if notSent(err) {
 		return true
 	}
 	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // notSent reports whether err happened before the request reached the instance (the connection could not be

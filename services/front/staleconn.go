@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // errStaleConn is what writing a request on a kept-alive connection returns when the instance closed or reset
@@ -41,8 +43,16 @@ type checkedConn struct {
 	aw       afterWrite
 }
 
-// newCheckedConn wraps an upstream connection; yield steps aside before a read that follows a write
-// (yieldconn.go).
+// upstreamUserTimeout is how long a request written upstream may stay unacknowledged before the kernel breaks
+// the connection (TCP_USER_TIMEOUT). Without it a request sent on a kept-alive connection to an instance whose
+// VM was powered off waits out the front's whole deadline (504) and is never retried; with it the connection
+// fails with ETIMEDOUT after this long, the instance is ejected (connFailure) and a retryable request goes to
+// another instance within its deadline. The acknowledgement comes from the instance's kernel, so a slow
+// handler is not cut off.
+const upstreamUserTimeout = 5 * time.Second
+
+// newCheckedConn wraps an upstream connection and sets its upstreamUserTimeout; yield steps aside before a
+// read that follows a write (yieldconn.go).
 func newCheckedConn(c net.Conn, yield bool) net.Conn {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
@@ -52,6 +62,10 @@ func newCheckedConn(c net.Conn, yield bool) net.Conn {
 	if err != nil {
 		return c
 	}
+	_ = raw.Control(func(fd uintptr) {
+		// Best effort: a connection without it still works, it only waits longer on a vanished instance.
+		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(upstreamUserTimeout.Milliseconds()))
+	})
 	return &checkedConn{Conn: c, raw: raw, aw: afterWrite{on: yield}}
 }
 

@@ -2,9 +2,15 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 )
 
 // TestCheckedConn: after an idle spell, a write finds out whether the peer closed the connection, without
@@ -65,5 +71,49 @@ func TestCheckedConn(t *testing.T) {
 				t.Fatalf("write after idling: got %v; want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestUpstreamUserTimeout: upstream connections give up on a host that stops acknowledging after
+// upstreamUserTimeout, and that failure ejects the instance, while the front's own timeout does not.
+func TestUpstreamUserTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCheckedConn(raw, true)
+	defer c.Close()
+	sc, err := raw.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var gerr error
+	if err := sc.Control(func(fd uintptr) {
+		got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	}); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if want := int(upstreamUserTimeout.Milliseconds()); got != want {
+		t.Errorf("TCP_USER_TIMEOUT: got %d ms; want %d", got, want)
+	}
+
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"host stopped acknowledging", fmt.Errorf("read response: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}), true},
+		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, true},
+		{"the front's own deadline", fasthttp.ErrTimeout, false},
+	} {
+		if got := connFailure(tc.err); got != tc.want {
+			t.Errorf("connFailure(%s): got %v; want %v", tc.name, got, tc.want)
+		}
 	}
 }
