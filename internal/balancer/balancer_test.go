@@ -1,8 +1,13 @@
 package balancer
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,5 +126,25 @@ func TestUpdateRemoves(t *testing.T) {
 	b.Update(instances("b"))
 	if got := fmt.Sprint(len(b.Endpoints())); got != "1" {
 		t.Fatalf("endpoints: got %s; want 1", got)
+	}
+}
+
+func TestConnFailure(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"dial failed", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.EHOSTUNREACH}, true},
+		{"reset", fmt.Errorf("get: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}), true},
+		{"host stopped acknowledging", fmt.Errorf("get: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ETIMEDOUT)}), true},
+		{"closed", io.ErrUnexpectedEOF, true},
+		{"the caller's deadline", context.DeadlineExceeded, false},
+		{"other", errors.New("boom"), false},
+	}
+	for _, tc := range tests {
+		if got := ConnFailure(tc.err); got != tc.want {
+			t.Errorf("ConnFailure(%s): got %v; want %v", tc.name, got, tc.want)
+		}
 	}
 }

@@ -15,13 +15,14 @@ func NotSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// ConnFailure reports whether err means the instance refused, reset or dropped the connection: grounds for
-// ejecting it. Timeouts are not: a slow instance is not a dead one.
+// ConnFailure reports whether err means the instance refused, reset or dropped the connection, or its host
+// stopped acknowledging what was sent (ETIMEDOUT, from a TCP user timeout): grounds for ejecting it. The
+// caller's own timeouts are not: a slow instance is not a dead one.
 func ConnFailure(err error) bool {
 	if NotSent(err) {
 		return true
 	}
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ETIMEDOUT) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 

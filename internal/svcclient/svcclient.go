@@ -14,10 +14,12 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"shoplab/internal/balancer"
 	"shoplab/internal/consulx"
@@ -86,9 +88,26 @@ func New(ctx context.Context, consul *api.Client, identity *mesh.Identity, log h
 	return &Client{ctx: ctx, consul: consul, identity: identity, log: log.Named("client"), plain: o.transport(nil), opts: o, targets: map[string]*target{}}
 }
 
+// UserTimeout is how long a request sent to an instance may stay unacknowledged before the kernel breaks the
+// connection (TCP_USER_TIMEOUT). A kept-alive connection to an instance whose VM was powered off then fails
+// with ETIMEDOUT within an attempt's Timeout, the instance is ejected and a safe request goes to another one,
+// instead of the attempt timing out on it again and again. The acknowledgement comes from the instance's
+// kernel, so a slow handler is not cut off.
+const UserTimeout = 3 * time.Second
+
 func (o Options) transport(tlsConfig *tls.Config) *http.Transport {
+	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second,
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(UserTimeout.Milliseconds()))
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
 	return &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dialer.DialContext,
 		TLSClientConfig:       tlsConfig,
 		TLSHandshakeTimeout:   o.ConnectTimeout,
 		MaxIdleConns:          256,
