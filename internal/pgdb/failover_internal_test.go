@@ -118,22 +118,19 @@ func TestDialerTimesOutUnacknowledgedData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var userTimeout, keepAlive, idle int
+	var keepAlive, idle int
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
-		userTimeout, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
-		if serr == nil {
-			keepAlive, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
-		}
+		keepAlive, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE)
 		if serr == nil {
 			idle, serr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
 		}
 	}); err != nil || serr != nil {
 		t.Fatal(err, serr)
 	}
-	if userTimeout != int(TCPUserTimeout.Milliseconds()) || keepAlive != 1 || idle != int(KeepAliveIdle.Seconds()) {
-		t.Errorf("TCP_USER_TIMEOUT %d ms, SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want %d, 1, %d",
-			userTimeout, keepAlive, idle, TCPUserTimeout.Milliseconds(), int(KeepAliveIdle.Seconds()))
+	if got := testkit.UserTimeout(t, c); got != TCPUserTimeout || keepAlive != 1 || idle != int(KeepAliveIdle.Seconds()) {
+		t.Errorf("TCP_USER_TIMEOUT %v, SO_KEEPALIVE %d, TCP_KEEPIDLE %d s; want %v, 1, %d",
+			got, keepAlive, idle, TCPUserTimeout, int(KeepAliveIdle.Seconds()))
 	}
 }
 

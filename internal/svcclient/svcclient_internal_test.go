@@ -5,7 +5,7 @@ import (
 	"net"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"shoplab/internal/testkit"
 )
 
 // TestUserTimeout: connections to instances give up on a host that stops acknowledging after UserTimeout.
@@ -20,18 +20,8 @@ func TestUserTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	raw, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got int
-	var gerr error
-	if err := raw.Control(func(fd uintptr) {
-		got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
-	}); err != nil || gerr != nil {
-		t.Fatal(err, gerr)
-	}
-	if want := int(UserTimeout.Milliseconds()); got != want {
-		t.Errorf("TCP_USER_TIMEOUT: got %d ms; want %d", got, want)
+	got := testkit.UserTimeout(t, c)
+	if got != UserTimeout {
+		t.Errorf("TCP_USER_TIMEOUT: got %v; want %v", got, UserTimeout)
 	}
 }

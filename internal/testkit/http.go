@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Resp is an HTTP answer read whole.
@@ -116,4 +120,26 @@ func WantError(t testing.TB, r Resp, status int, code string) string {
 		t.Fatalf("request_id: got %q; want the X-Request-ID header %q", eb.Error.RequestID, id)
 	}
 	return eb.Error.Message
+}
+
+// UserTimeout reads c's TCP_USER_TIMEOUT back from the kernel: how long data sent on it may stay
+// unacknowledged before the connection breaks.
+func UserTimeout(t testing.TB, c net.Conn) time.Duration {
+	t.Helper()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		t.Fatalf("%T has no socket", c)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms int
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		ms, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
+	}); err != nil || gerr != nil {
+		t.Fatalf("read TCP_USER_TIMEOUT: %v %v", err, gerr)
+	}
+	return time.Duration(ms) * time.Millisecond
 }

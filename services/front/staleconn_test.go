@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"golang.org/x/sys/unix"
+
+	"shoplab/internal/testkit"
 )
 
 // TestCheckedConn: after an idle spell, a write finds out whether the peer closed the connection, without
@@ -88,19 +89,9 @@ func TestUpstreamUserTimeout(t *testing.T) {
 	}
 	c := newCheckedConn(raw, true)
 	defer c.Close()
-	sc, err := raw.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got int
-	var gerr error
-	if err := sc.Control(func(fd uintptr) {
-		got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
-	}); err != nil || gerr != nil {
-		t.Fatal(err, gerr)
-	}
-	if want := int(upstreamUserTimeout.Milliseconds()); got != want {
-		t.Errorf("TCP_USER_TIMEOUT: got %d ms; want %d", got, want)
+	got := testkit.UserTimeout(t, raw)
+	if got != upstreamUserTimeout {
+		t.Errorf("TCP_USER_TIMEOUT: got %v; want %v", got, upstreamUserTimeout)
 	}
 
 	for _, tc := range []struct {
