@@ -55,6 +55,14 @@ func (d *DB) ReadFrom(reads *sql.DB) *DB {
 	return d
 }
 
+// Close closes the replica pool, if any, and the primary's.
+func (d *DB) Close() error {
+	if d.reads != nil {
+		d.reads.Close()
+	}
+	return d.DB.Close()
+}
+
 // readsWindow is how long reads keep going to the replica after one missed the primary.
 const readsWindow = 10 * time.Second
 
