@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -186,15 +188,11 @@ func TestFollowedRevocations(t *testing.T) {
 		down    bool
 	)
 	gen := 0 // counts revocations, as auth's generations do
-	feed := func(ctx context.Context, q FeedQuestion) (FeedAnswer, error) {
-		asOf := time.Now()
+	feed := func(ctx context.Context, q FeedQuestion, _ func()) (FeedAnswer, error) {
 		mu.Lock()
-		d, g, out := down, strconv.Itoa(gen), []Revocation{}
-		for _, r := range revoked {
-			if r.RevokedAt.After(q.Since) {
-				out = append(out, r)
-			}
-		}
+		d, g := down, strconv.Itoa(gen)
+		from, _ := strconv.Atoi(q.Cursor)
+		out := append([]Revocation{}, revoked[from:]...)
 		mu.Unlock()
 		if d {
 			return FeedAnswer{}, errors.New("auth unreachable")
@@ -205,7 +203,7 @@ func TestFollowedRevocations(t *testing.T) {
 			case <-ctx.Done():
 			}
 		}
-		return FeedAnswer{Revocations: out, AsOf: asOf, Generation: g}, nil
+		return FeedAnswer{Revocations: out, Cursor: strconv.Itoa(from + len(out)), Generation: g}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -224,7 +222,7 @@ func TestFollowedRevocations(t *testing.T) {
 		t.Fatalf("session checks with a current feed: got %d; want 0", n)
 	}
 	mu.Lock()
-	revoked = append(revoked, Revocation{SessionID: "ses_gone", ExpiresAt: time.Now().Add(time.Hour), RevokedAt: time.Now()})
+	revoked = append(revoked, Revocation{SessionID: "ses_gone", ExpiresAt: time.Now().Add(time.Hour)})
 	gen++
 	mu.Unlock()
 	deadline := time.Now().Add(time.Second)
@@ -248,4 +246,85 @@ func TestFollowedRevocations(t *testing.T) {
 	if n := asked.Load(); n != 1 {
 		t.Fatalf("session checks with a stale feed: got %d; want 1 (auth asked again)", n)
 	}
+}
+
+// TestHeartbeatsKeepTheFeedCurrent: a question held far longer than MaxStale keeps the set current on its
+// heartbeats alone; when they stop (auth frozen, or no longer vouching), the set goes stale within MaxStale and
+// sessions are checked with auth again.
+func TestHeartbeatsKeepTheFeedCurrent(t *testing.T) {
+	v := NewVerifier(nil, nil, Options{})
+	var beating atomic.Bool
+	beating.Store(true)
+	feed := func(ctx context.Context, q FeedQuestion, alive func()) (FeedAnswer, error) {
+		if q.Ack == "" {
+			return FeedAnswer{Cursor: "0", Generation: "g"}, nil
+		}
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return FeedAnswer{}, ctx.Err()
+			case <-tick.C:
+				if beating.Load() {
+					alive()
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.Follow(ctx, feed, FeedOptions{Wait: time.Minute, MaxStale: 200 * time.Millisecond}, nil)
+	time.Sleep(100 * time.Millisecond)
+	for i := range 10 { // 1 s: five times MaxStale, with no answer but the first
+		if !v.feedFresh() {
+			t.Fatalf("after %d ms of heartbeats: got a stale set; want it current", 100*i+100)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	beating.Store(false)
+	time.Sleep(300 * time.Millisecond)
+	if v.feedFresh() {
+		t.Fatal("300 ms after the heartbeats stopped: got a current set; want it stale (MaxStale 200 ms)")
+	}
+}
+
+// TestReadFeedStream: heartbeats that vouch call alive, muted ones do not; the answer ends the stream; a stream
+// without one, or with a line that is not JSON, is an error; a silent stream is given up.
+func TestReadFeedStream(t *testing.T) {
+	for _, c := range []struct {
+		name, in string
+		alive    int
+		want     string // the answer's generation, or the error's text
+	}{
+		{"answer at once", `{"revocations":[],"cursor":"7.0","generation":"e.1"}` + "\n", 0, "e.1"},
+		{"heartbeats, then the answer", `{"heartbeat":true}` + "\n" + `{"heartbeat":true}` + "\n" +
+			`{"revocations":[{"session_id":"s"}],"cursor":"8.0","generation":"e.2"}` + "\n", 2, "e.2"},
+		{"muted heartbeats vouch for nothing", `{"heartbeat":false}` + "\n" + `{"heartbeat":true}` + "\n" +
+			`{"cursor":"8.0","generation":"e.2"}`, 1, "e.2"},
+		{"ends without an answer", `{"heartbeat":true}` + "\n", 1, "the stream ended without an answer"},
+		{"not JSON", "<html>\n", 0, "not JSON"},
+		{"an answer without a generation", `{"revocations":[]}` + "\n", 0, "without a generation"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			alive := 0
+			a, err := ReadFeedStream(strings.NewReader(c.in), func() { alive++ }, func() {})
+			got := a.Generation
+			if err != nil {
+				got = err.Error()
+			}
+			if !strings.Contains(got, c.want) || alive != c.alive {
+				t.Fatalf("got %q with %d heartbeats; want %q with %d", got, alive, c.want, c.alive)
+			}
+		})
+	}
+	t.Run("silence", func(t *testing.T) {
+		r, w := io.Pipe()
+		defer w.Close()
+		start := time.Now()
+		_, err := ReadFeedStream(r, func() {}, func() { r.CloseWithError(errors.New("given up")) })
+		if took := time.Since(start); err == nil || took < FeedSilence || took > FeedSilence+time.Second {
+			t.Fatalf("a silent stream: got %v after %s; want it given up after %s", err, took, FeedSilence)
+		}
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -20,7 +19,8 @@ const AuthService = "auth"
 // NewRemote returns a verifier for services other than auth: keys come from auth's GET /v1/jwks (fetched again
 // every refresh, until ctx ends), revoked sessions from its internal revocation feed (followed until ctx
 // ends), and — while that feed is not current — session state from its internal GET
-// /internal/v1/sessions/{id}; all reached through Consul discovery.
+// /internal/v1/sessions/{id}; all reached through Consul discovery. The feed is streamed: an idle follower holds
+// one question open with heartbeats (FeedHeartbeat) and asks again every FeedStreamWait.
 func NewRemote(ctx context.Context, c *svcclient.Client, refresh time.Duration, log hclog.Logger) *Verifier {
 	c.Watch(AuthService)
 	keys := func(ctx context.Context) (jose.JSONWebKeySet, error) {
@@ -50,17 +50,26 @@ func NewRemote(ctx context.Context, c *svcclient.Client, refresh time.Duration, 
 		})
 	}
 	follower := ids.New("flw")
-	feed := func(ctx context.Context, fq FeedQuestion) (FeedAnswer, error) {
-		var out FeedAnswer
-		q := url.Values{"wait": {fq.Wait.String()}, "follower": {follower}}
-		if !fq.Since.IsZero() {
-			q.Set("since", strconv.FormatInt(fq.Since.UnixMicro(), 10))
+	feed := func(ctx context.Context, fq FeedQuestion, alive func()) (FeedAnswer, error) {
+		q := url.Values{"wait": {fq.Wait.String()}, "follower": {follower}, FeedStreamParam: {"true"}}
+		if fq.Cursor != "" {
+			q.Set("cursor", fq.Cursor)
 		}
 		if fq.Ack != "" {
 			q.Set("ack", fq.Ack)
 		}
-		_, err := c.CallJSON(ctx, AuthService, http.MethodGet, "/internal/v1/revocations?"+q.Encode(), nil, nil, &out)
-		return out, err
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		resp, err := c.Do(ctx, AuthService, svcclient.Request{Method: http.MethodGet, Path: "/internal/v1/revocations?" + q.Encode(),
+			Header: http.Header{"Accept": {"application/x-ndjson"}}, Stream: true})
+		if err != nil {
+			return FeedAnswer{}, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return FeedAnswer{}, svcclient.AnswerError(AuthService, resp)
+		}
+		return ReadFeedStream(resp.Body, alive, cancel)
 	}
 	var lastErr string
 	go v.Follow(ctx, feed, FeedOptions{}, func(err error) {

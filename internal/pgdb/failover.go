@@ -53,6 +53,10 @@ const (
 // dialer is lib/pq's dialer with TCPUserTimeout and keepalive probes on TCP connections.
 type dialer struct{ d net.Dialer }
 
+// Dialer is the pools' dialer, for a connection a service makes to its database outside a pool (lib/pq's
+// Listener, say): a dead database host is noticed in seconds there too.
+func Dialer() pq.Dialer { return newDialer() }
+
 func newDialer() dialer {
 	return dialer{net.Dialer{
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: KeepAliveIdle, Interval: 2 * time.Second, Count: 3},

@@ -139,6 +139,9 @@ type Request struct {
 	Path   string // with query
 	Header http.Header
 	Body   []byte
+	// Stream: the answer is read for as long as the caller's context allows (a held or streamed answer); the
+	// attempt's Timeout bounds only the wait for its headers.
+	Stream bool
 }
 
 // Do sends req to a passing instance of service. The caller closes the answer's body.
@@ -196,7 +199,12 @@ var errDenied = errors.New("refused by the service mesh: no intention allows thi
 func (c *Client) send(ctx context.Context, t *target, ep *balancer.Endpoint, req Request) (*http.Response, error) {
 	end := ep.Begin()
 	defer end()
-	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	var cancel context.CancelFunc
+	if req.Stream {
+		ctx, cancel = context.WithCancel(ctx) // the transport's ResponseHeaderTimeout bounds the wait for the headers
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, c.opts.Timeout)
+	}
 	scheme, tr := "http://", c.plain
 	if ep.Native {
 		scheme, tr = "https://", t.mtls
@@ -263,19 +271,12 @@ func (c *Client) CallJSON(ctx context.Context, service, method, path string, hea
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, AnswerError(service, resp)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return resp.StatusCode, &UnavailableError{Service: service, Err: fmt.Errorf("read answer: %w", err)}
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		re := &RemoteError{Service: service, Status: resp.StatusCode, Body: body, Header: resp.Header}
-		var eb struct {
-			Error struct{ Code, Message string } `json:"error"`
-		}
-		if json.Unmarshal(body, &eb) == nil {
-			re.Code, re.Message = eb.Error.Code, eb.Error.Message
-		}
-		return resp.StatusCode, re
 	}
 	if out != nil && len(body) > 0 {
 		if err := json.Unmarshal(body, out); err != nil {
@@ -283,6 +284,23 @@ func (c *Client) CallJSON(ctx context.Context, service, method, path string, hea
 		}
 	}
 	return resp.StatusCode, nil
+}
+
+// AnswerError reads a non-2xx answer of service into a *RemoteError (an *UnavailableError when it cannot be
+// read). The caller closes the body.
+func AnswerError(service string, resp *http.Response) error {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return &UnavailableError{Service: service, Err: fmt.Errorf("read answer: %w", err)}
+	}
+	re := &RemoteError{Service: service, Status: resp.StatusCode, Body: body, Header: resp.Header}
+	var eb struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	if json.Unmarshal(body, &eb) == nil {
+		re.Code, re.Message = eb.Error.Code, eb.Error.Message
+	}
+	return re
 }
 
 // IsUnavailable reports whether err means a service could not be reached (map it to 503).

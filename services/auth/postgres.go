@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/lib/pq"
@@ -302,41 +303,75 @@ func (s *postgresStore) PublicKeys(ctx context.Context) ([]signingKeyPublic, err
 type revocation struct {
 	SessionID string    `json:"session_id"`
 	ExpiresAt time.Time `json:"expires_at"`
-	RevokedAt time.Time `json:"revoked_at"`
 }
 
-// Revocations returns up to limit revocations made after since whose tokens have not expired, oldest first,
-// and the database's clock when it read them (the feed's cursors are all on that one clock).
-func (s *postgresStore) Revocations(ctx context.Context, since time.Time, limit int) ([]revocation, time.Time, error) {
+// Revocations returns the revocations after cursor whose tokens have not expired, in commit-safe order, and the
+// cursor to ask with next. Those made by transactions that had all finished when it read (before the snapshot's
+// xmin) come a page of limit at a time (more: a full page, ask again at once); after them, every revocation
+// already committed by a newer transaction comes too, but the next cursor never passes that xmin — so a
+// transaction still running now is read once it commits, and what came after it is read again (harmless:
+// revoking is idempotent).
+func (s *postgresStore) Revocations(ctx context.Context, after feedCursor, limit int) ([]revocation, feedCursor, bool, error) {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("begin reading revocations: %w", err)
+		return nil, after, false, fmt.Errorf("begin reading revocations: %w", err)
 	}
 	defer tx.Rollback()
-	var asOf time.Time
-	if err := tx.QueryRowContext(ctx, `SELECT statement_timestamp()`).Scan(&asOf); err != nil {
-		return nil, time.Time{}, fmt.Errorf("read the database clock: %w", err)
+	var xmin uint64
+	if err := tx.QueryRowContext(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xmin); err != nil {
+		return nil, after, false, fmt.Errorf("read the snapshot: %w", err)
 	}
-	rows, err := tx.QueryContext(ctx, `
-		SELECT session_id, expires_at, revoked_at FROM revocations
-		WHERE revoked_at > $1 AND expires_at > now() ORDER BY revoked_at, seq LIMIT $2`, since, limit)
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("read revocations: %w", err)
+	type row struct {
+		revocation
+		feedCursor
 	}
-	defer rows.Close()
-	var out []revocation
-	for rows.Next() {
-		var r revocation
-		if err := rows.Scan(&r.SessionID, &r.ExpiresAt, &r.RevokedAt); err != nil {
-			return nil, time.Time{}, fmt.Errorf("scan revocation: %w", err)
+	read := func(query string, args ...any) ([]row, error) {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read revocations: %w", err)
 		}
-		r.ExpiresAt, r.RevokedAt = r.ExpiresAt.UTC(), r.RevokedAt.UTC()
-		out = append(out, r)
+		defer rows.Close()
+		var out []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.XID, &r.Seq, &r.SessionID, &r.ExpiresAt); err != nil {
+				return nil, fmt.Errorf("scan revocation: %w", err)
+			}
+			r.ExpiresAt = r.ExpiresAt.UTC()
+			out = append(out, r)
+		}
+		return out, rows.Err()
 	}
-	if err := rows.Err(); err != nil {
-		return nil, time.Time{}, fmt.Errorf("read revocations: %w", err)
+	x, q := strconv.FormatUint(after.XID, 10), after.Seq
+	done, err := read(`
+		SELECT xid::text, seq, session_id, expires_at FROM revocations
+		WHERE (xid, seq) > ($1::xid8, $2) AND xid < $3::xid8 AND expires_at > now()
+		ORDER BY xid, seq LIMIT $4`, x, q, strconv.FormatUint(xmin, 10), limit)
+	if err != nil {
+		return nil, after, false, err
 	}
-	return out, asOf.UTC(), nil
+	out := make([]revocation, 0, len(done))
+	for _, r := range done {
+		out = append(out, r.revocation)
+	}
+	if len(done) == limit {
+		return out, done[len(done)-1].feedCursor, true, nil
+	}
+	newer, err := read(`
+		SELECT xid::text, seq, session_id, expires_at FROM revocations
+		WHERE xid >= $2::xid8 AND (xid, seq) > ($1::xid8, $3) AND expires_at > now()
+		ORDER BY xid, seq`, x, strconv.FormatUint(xmin, 10), q)
+	if err != nil {
+		return nil, after, false, err
+	}
+	for _, r := range newer {
+		out = append(out, r.revocation)
+	}
+	next := feedCursor{XID: xmin}
+	if next.XID < after.XID || next.XID == after.XID && after.Seq > 0 {
+		next = after // never backwards
+	}
+	return out, next, false, nil
 }
 
 // ForgetRevocations deletes revocations whose tokens expired more than grace ago.

@@ -2,17 +2,22 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/lib/pq"
 
+	"shoplab/internal/authn"
 	"shoplab/internal/ids"
+	"shoplab/internal/pgdb"
 	"shoplab/internal/web"
 )
 
@@ -24,35 +29,66 @@ const revocationChannel = "shoplab_revocations"
 // — and one for each reconnection, since notifications may have been missed meanwhile) and one for every
 // logout made here. Each answer carries the generation it was read at; a follower sends it back with its next
 // question, which both acknowledges that it applied the answer and tells whether something happened since.
+//
+// A follower that is up to date can stream (authn.FeedStreamParam): its question is then held open, with a
+// heartbeat line every authn.FeedHeartbeat — "nothing was revoked that you lack" — until something is, or its
+// wait passes, and ends with the answer. An idle lab then costs a question per follower every
+// authn.FeedStreamWait and a few bytes per heartbeat, where it cost a question, an intention check and a
+// database read per follower twice a second. Heartbeats vouch only while the database's notifications arrive
+// (listening): without them a revocation made by another replica, or by the operator's command, could go
+// unnoticed here, and the followers' trust lapses instead (authn's MaxStale).
 type feed struct {
-	epoch string // this process's generations; a follower that switched replicas starts afresh
+	epoch     string // this process's generations; a follower that switched replicas starts afresh
+	listening atomic.Bool
 
 	mu        sync.Mutex
 	gen       uint64
 	woken     chan struct{} // closed, and replaced, on each wake-up
 	acked     chan struct{} // closed, and replaced, on each acknowledgement
 	followers map[string]*follower
+	held      int           // streamed questions held open now
+	beat      chan struct{} // closed, and replaced, on each heartbeat
+	beating   bool          // the heartbeat's ticker runs (while questions are held)
 }
 
 // follower is what the feed knows of one follower.
 type follower struct {
-	ack  uint64    // the generation of the last answer it applied
-	seen time.Time // when it last asked
+	ack     uint64    // the generation of the last answer it applied
+	seen    time.Time // when it last asked, or its last held question ended
+	streams int       // its questions held open now
 }
 
-// followerActive is how recently a follower must have asked to be waited for when a session is revoked
-// (authn's followers ask again at least every half second).
+// active reports whether a logout waits for the follower: it streams now, or asked lately.
+func (fl *follower) active(now time.Time) bool {
+	return fl.streams > 0 || now.Sub(fl.seen) < followerActive
+}
+
+// followerActive is how recently a follower that does not stream must have asked to be waited for when a
+// session is revoked.
 const followerActive = 3 * time.Second
 
 func newFeed() *feed {
-	return &feed{epoch: ids.New("feed"), woken: make(chan struct{}), acked: make(chan struct{}), followers: map[string]*follower{}}
+	return &feed{epoch: ids.New("feed"), woken: make(chan struct{}), acked: make(chan struct{}), beat: make(chan struct{}),
+		followers: map[string]*follower{}}
 }
 
-// listen wakes the feed on every revocation notification until ctx ends.
+// listenPing is how often the notification connection is checked while nothing arrives on it: a connection to a
+// database host that died is noticed within this plus pgdb's user timeout, and heartbeats stop meanwhile.
+const listenPing = 5 * time.Second
+
+// listen wakes the feed on every revocation notification until ctx ends, over a connection made with pgdb's
+// dialer (user timeout and keepalive). listening is true while that connection is up; each reconnection wakes
+// the feed, since notifications may have been missed meanwhile.
 func (f *feed) listen(ctx context.Context, dsn string, log hclog.Logger) {
-	l := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
+	l := pq.NewDialListener(pgdb.Dialer(), dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
+		switch ev {
+		case pq.ListenerEventConnected, pq.ListenerEventReconnected:
+			f.listening.Store(true)
+		case pq.ListenerEventDisconnected, pq.ListenerEventConnectionAttemptFailed:
+			f.listening.Store(false)
+		}
 		if err != nil {
-			log.Warn("revocation notifications interrupted; followers poll meanwhile", "error", err)
+			log.Warn("revocation notifications interrupted; the feed sends no heartbeats meanwhile", "error", err)
 		}
 	})
 	if err := l.Listen(revocationChannel); err != nil {
@@ -60,15 +96,20 @@ func (f *feed) listen(ctx context.Context, dsn string, log hclog.Logger) {
 	}
 	go func() {
 		defer l.Close()
+		ping := time.NewTimer(listenPing)
+		defer ping.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-l.Notify: // nil after a reconnection
 				f.wake()
-			case <-time.After(90 * time.Second):
-				_ = l.Ping()
+			case <-ping.C:
+				if err := l.Ping(); err != nil {
+					f.listening.Store(false)
+				}
 			}
+			ping.Reset(listenPing)
 		}
 	}()
 }
@@ -100,7 +141,7 @@ func (f *feed) ask(id, ack string) (gen uint64, missed bool, woken <-chan struct
 		if fl == nil {
 			if len(f.followers) > 1000 { // forget the long gone before growing further
 				for k, o := range f.followers {
-					if now.Sub(o.seen) > time.Minute {
+					if o.streams == 0 && now.Sub(o.seen) > time.Minute {
 						delete(f.followers, k)
 					}
 				}
@@ -118,9 +159,58 @@ func (f *feed) ask(id, ack string) (gen uint64, missed bool, woken <-chan struct
 	return f.gen, !known || applied < f.gen, f.woken
 }
 
-// settle wakes every follower and waits, at most limit, until each one that asked lately has acknowledged an
-// answer read after this call began — so a session revoked before it is refused by every follower once it
-// returns. It reports whether they all did.
+// hold marks a streamed question of follower id (which may be "") as held open, starts the heartbeat if it
+// was not running, and returns the current beat channel and the function that ends the hold.
+func (f *feed) hold(id string) (beat <-chan struct{}, release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.held++
+	if fl := f.followers[id]; fl != nil {
+		fl.streams++
+	}
+	if !f.beating {
+		f.beating = true
+		go f.tick()
+	}
+	return f.beat, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.held--
+		if fl := f.followers[id]; fl != nil {
+			fl.streams--
+			fl.seen = time.Now()
+		}
+	}
+}
+
+// nextBeat is the channel the next heartbeat closes.
+func (f *feed) nextBeat() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.beat
+}
+
+// tick closes the beat channel every authn.FeedHeartbeat, one ticker for every held question — each follower
+// told at the same moment, one wake-up of this process for all of them — and stops when none is held.
+func (f *feed) tick() {
+	t := time.NewTicker(authn.FeedHeartbeat)
+	defer t.Stop()
+	for range t.C {
+		f.mu.Lock()
+		if f.held == 0 {
+			f.beating = false
+			f.mu.Unlock()
+			return
+		}
+		close(f.beat)
+		f.beat = make(chan struct{})
+		f.mu.Unlock()
+	}
+}
+
+// settle wakes every follower and waits, at most limit, until each active one (streaming, or asked lately) has
+// acknowledged an answer read after this call began — so a session revoked before it is refused by every
+// follower once it returns. It reports whether they all did.
 func (f *feed) settle(ctx context.Context, limit time.Duration) bool {
 	gen := f.wake()
 	timer := time.NewTimer(limit)
@@ -129,7 +219,7 @@ func (f *feed) settle(ctx context.Context, limit time.Duration) bool {
 		f.mu.Lock()
 		pending, now := false, time.Now()
 		for _, fl := range f.followers {
-			if fl.ack < gen && now.Sub(fl.seen) < followerActive {
+			if fl.ack < gen && fl.active(now) {
 				pending = true
 				break
 			}
@@ -149,8 +239,42 @@ func (f *feed) settle(ctx context.Context, limit time.Duration) bool {
 	}
 }
 
+func (f *feed) current() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gen
+}
+
+// feedCursor is where a follower of the revocation feed is: every revocation made by a transaction before XID,
+// and those of XID itself up to Seq, were given to it. It is ordered by commit, not by clock (postgres.go's
+// Revocations never hands out a cursor past a transaction that was still running), so a revocation whose
+// transaction commits late is still ahead of every cursor handed out before its commit.
+type feedCursor struct {
+	XID uint64
+	Seq int64
+}
+
+// String is the cursor as the feed writes it: "xid.seq".
+func (c feedCursor) String() string {
+	return strconv.FormatUint(c.XID, 10) + "." + strconv.FormatInt(c.Seq, 10)
+}
+
+// parseFeedCursor reads a cursor the feed wrote; "" is the start of the feed.
+func parseFeedCursor(s string) (feedCursor, error) {
+	if s == "" {
+		return feedCursor{}, nil
+	}
+	x, q, ok := strings.Cut(s, ".")
+	xid, err1 := strconv.ParseUint(x, 10, 64)
+	seq, err2 := strconv.ParseInt(q, 10, 64)
+	if !ok || err1 != nil || err2 != nil || seq < 0 {
+		return feedCursor{}, errors.New("not a cursor of this feed")
+	}
+	return feedCursor{XID: xid, Seq: seq}, nil
+}
+
 type revocationReader interface {
-	Revocations(ctx context.Context, since time.Time, limit int) ([]revocation, time.Time, error)
+	Revocations(ctx context.Context, after feedCursor, limit int) (revs []revocation, next feedCursor, more bool, err error)
 }
 
 // feedPage bounds one answer of the feed; a full page says more follow.
@@ -160,24 +284,35 @@ const feedPage = 1000
 // acknowledged stops trusting its set anyway (authn's MaxStale).
 const settleLimit = time.Second
 
-// maxFeedWait bounds how long a follower's request waits for news.
-const maxFeedWait = 10 * time.Second
+// maxFeedWait bounds how long a question that does not stream waits for news; maxStreamWait one that streams
+// (below the server's write timeout, 60 s).
+const (
+	maxFeedWait   = 10 * time.Second
+	maxStreamWait = 30 * time.Second
+)
 
 // validFollower accepts the ids followers name themselves with.
 var validFollower = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
+// heartbeatLine is what a streamed question is sent at each beat while nothing new was revoked; mutedLine while
+// the database's notifications do not arrive: the stream lives on (authn.FeedSilence) but vouches for nothing.
+var (
+	heartbeatLine = []byte(`{"heartbeat":true}` + "\n")
+	mutedLine     = []byte(`{"heartbeat":false}` + "\n")
+)
+
 // handleRevocations is the internal revocation feed that other services' verifiers follow:
-// GET /internal/v1/revocations?since=<µs>&wait=<duration>&follower=<id>&ack=<generation> answers the
-// revocations made after since (unix microseconds, on the database's clock) whose tokens have not expired,
-// oldest first, with as_of (the database's clock when they were read: the follower's next since, less an
-// overlap for revocations that commit late) and the generation they were read at. A question that
-// acknowledges the current generation waits up to wait for the next revocation; any other is answered at once.
-// Revoking is idempotent, so answering a revocation twice is harmless.
+// GET /internal/v1/revocations?cursor=<c>&wait=<duration>&follower=<id>&ack=<generation>&stream=true answers
+// the revocations after cursor (as a previous answer gave it; none for all) whose tokens have not expired, the
+// cursor to ask with next, and the generation they were read at. A question that acknowledges the current
+// generation waits up to wait for the next revocation; any other is answered at once. With stream=true the
+// answer is newline-delimited JSON: heartbeat lines ({"heartbeat":true}, or false while the feed cannot vouch)
+// while the question waits, then the answer. Revoking is idempotent, so answering a revocation twice is harmless.
 func handleRevocations(log hclog.Logger, store revocationReader, f *feed) http.Handler {
 	type answer struct {
 		Revocations []revocation `json:"revocations"`
-		More        bool         `json:"more"`  // a full page: ask again at once
-		AsOf        time.Time    `json:"as_of"` // the database's clock when they were read
+		More        bool         `json:"more"`   // a full page: ask again at once
+		Cursor      string       `json:"cursor"` // to ask with next
 		Generation  string       `json:"generation"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -186,19 +321,28 @@ func handleRevocations(log hclog.Logger, store revocationReader, f *feed) http.H
 			writeError(w, r, log, err)
 			return
 		}
-		var since time.Time
-		if v := q.Get("since"); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				writeError(w, r, log, web.BadRequest("since must be unix microseconds"))
-				return
-			}
-			since = time.UnixMicro(n)
+		cursor, err := parseFeedCursor(q.Get("cursor"))
+		if err != nil {
+			writeError(w, r, log, web.BadRequest("cursor must be one this feed gave"))
+			return
+		}
+		var stream bool
+		switch q.Get(authn.FeedStreamParam) {
+		case "", "false":
+		case "true":
+			stream = true
+		default:
+			writeError(w, r, log, web.BadRequest("%s must be true or false", authn.FeedStreamParam))
+			return
+		}
+		limit := maxFeedWait
+		if stream {
+			limit = maxStreamWait
 		}
 		var wait time.Duration
 		if v := q.Get("wait"); v != "" {
-			if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > maxFeedWait {
-				writeError(w, r, log, web.BadRequest("wait must be a duration from 0s to %s", maxFeedWait))
+			if wait, err = time.ParseDuration(v); err != nil || wait < 0 || wait > limit {
+				writeError(w, r, log, web.BadRequest("wait must be a duration from 0s to %s", limit))
 				return
 			}
 		}
@@ -208,38 +352,82 @@ func handleRevocations(log hclog.Logger, store revocationReader, f *feed) http.H
 			return
 		}
 		gen, missed, woken := f.ask(id, q.Get("ack"))
+		if stream {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			_ = http.NewResponseController(w).Flush() // the follower knows at once that its question is held
+		}
 		if !missed && wait > 0 {
-			timer := time.NewTimer(wait)
-			select {
-			case <-woken:
-				gen = f.current()
-			case <-timer.C:
-			case <-r.Context().Done():
-				timer.Stop()
-				return
+			var ok bool
+			if gen, ok = f.await(r.Context(), w, id, woken, wait, stream); !ok {
+				return // the follower went away, or its stream broke
 			}
-			timer.Stop()
 		}
 		// gen was taken before the read: whatever was committed before that generation began is in it.
-		revs, asOf, err := store.Revocations(r.Context(), since, feedPage)
+		revs, next, more, err := store.Revocations(r.Context(), cursor, feedPage)
 		if err != nil {
+			if stream { // the status is sent: the follower sees the stream end without an answer
+				log.Named("revocations").Warn("reading revocations failed", "error", err)
+				return
+			}
 			writeError(w, r, log, err)
 			return
 		}
 		if revs == nil {
 			revs = []revocation{}
 		}
-		web.WriteJSON(w, http.StatusOK, answer{
-			Revocations: revs, More: len(revs) == feedPage, AsOf: asOf,
-			Generation: f.epoch + "." + strconv.FormatUint(gen, 10),
-		})
+		a := answer{Revocations: revs, More: more, Cursor: next.String(), Generation: f.epoch + "." + strconv.FormatUint(gen, 10)}
+		if !stream {
+			web.WriteJSON(w, http.StatusOK, a)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(a)
 	})
 }
 
-func (f *feed) current() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.gen
+// await holds a question until the next wake-up (returning that generation) or until wait passes (returning
+// the question's own). A streamed question meanwhile gets a heartbeat line at each beat, as long as the
+// database's notifications arrive. It reports false when the question cannot be answered any more.
+func (f *feed) await(ctx context.Context, w http.ResponseWriter, id string, woken <-chan struct{}, wait time.Duration, stream bool) (uint64, bool) {
+	gen := f.current()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var beat <-chan struct{}
+	if stream {
+		var release func()
+		beat, release = f.hold(id)
+		defer release()
+	}
+	rc := http.NewResponseController(w)
+	for {
+		select {
+		case <-woken:
+			return f.current(), true
+		case <-timer.C:
+			return gen, true
+		case <-ctx.Done():
+			return 0, false
+		case <-beat:
+			beat = f.nextBeat()
+			select {
+			case <-woken: // news first: never a heartbeat over a revocation not yet sent
+				return f.current(), true
+			default:
+			}
+			line := heartbeatLine
+			if !f.listening.Load() {
+				line = mutedLine // nothing to vouch for: the follower's trust lapses until notifications arrive again
+			}
+			if _, err := w.Write(line); err != nil {
+				return 0, false
+			}
+			if err := rc.Flush(); err != nil {
+				return 0, false
+			}
+		}
+	}
 }
 
 // forgetRevocations deletes, every interval, revocations whose tokens expired an hour ago.
