@@ -226,23 +226,45 @@ func TestConsulTLS(t *testing.T) {
 	// The server's RPC port speaks TLS with its certificate (server.shoplab.consul) and demands a client certificate.
 	rpcTLS(t, srvRPC, labDir)
 
-	policy, _, err := c.ACL().PolicyCreate(&api.ACLPolicy{Name: "agent-client-1",
-		Rules: `node "client-1" { policy = "write" }` + "\n" + `node "intruder" { policy = "write" }` + "\n" + `node_prefix "" { policy = "read" }` + "\n" + `service_prefix "" { policy = "read" }`}, nil)
-	if err != nil {
-		t.Fatalf("create policy: %v", err)
+	// The tokens and intentions as the first server's provisioning makes them (consul_acl_setup, over the HTTP API),
+	// twice: a second run changes nothing and fails at nothing.
+	const intruderToken = "6f1e1f3c-3d43-4a55-9b0c-5f8f0c1d2e04"
+	spec := "agent client-1 6f1e1f3c-3d43-4a55-9b0c-5f8f0c1d2e11 " + clientToken + "\n" +
+		"agent intruder 6f1e1f3c-3d43-4a55-9b0c-5f8f0c1d2e12 " + intruderToken + "\n" +
+		"service cart 6f1e1f3c-3d43-4a55-9b0c-5f8f0c1d2e13 6f1e1f3c-3d43-4a55-9b0c-5f8f0c1d2e14"
+	intentions := `{"Kind":"service-intentions","Name":"catalog","Sources":[{"Name":"cart","Action":"allow"}]}`
+	for run := 1; run <= 2; run++ {
+		out, err := shellFunc(t, append(base, fmt.Sprintf("CONSUL_HTTP_ADDR=127.0.0.1:%d", srvHTTP), "SHOPLAB_ACL_SPEC="+spec,
+			"SHOPLAB_INTENTIONS="+intentions), "consul_acl_setup")
+		if err != nil {
+			t.Fatalf("consul_acl_setup, run %d: %v\n%s", run, err, out)
+		}
+		if created := strings.Count(out, "created the ACL token"); created != map[int]int{1: 3, 2: 0}[run] {
+			t.Fatalf("consul_acl_setup, run %d: got %d tokens created; want %d\n%s", run, created, map[int]int{1: 3, 2: 0}[run], out)
+		}
 	}
-	if _, _, err := c.ACL().TokenCreate(&api.ACLToken{SecretID: clientToken, Policies: []*api.ACLTokenPolicyLink{{ID: policy.ID}}}, nil); err != nil {
-		t.Fatalf("create token: %v", err)
+	for name, kind := range map[string]string{"client-1": "agent", "cart": "service"} {
+		p, _, err := c.ACL().PolicyReadByName("shoplab-"+kind+"-"+name, nil)
+		want, _ := shellFunc(t, nil, "acl_rules "+kind+" "+name)
+		if err != nil || p == nil || p.Rules != strings.TrimSpace(want) {
+			t.Fatalf("policy shoplab-%s-%s: got %v, %q; want the rules acl_rules prints: %q", kind, name, err, p.Rules, want)
+		}
 	}
+	if e, _, err := c.ConfigEntries().Get(api.ServiceIntentions, "catalog", nil); err != nil || len(e.(*api.ServiceIntentionsConfigEntry).Sources) != 1 {
+		t.Fatalf("intentions of catalog: got %+v, %v; want cart allowed", e, err)
+	}
+	step("consul_acl_setup made the tokens, policies and intentions, and a second run changed nothing")
 
 	// A client agent as provisioning renders it: the CA only; its RPC certificate comes from the server.
 	clientHTTP := ports[4]
 	client := startConsul(t, consul, "service", "client-1", tlsDir, base, join+fmt.Sprintf(
 		// auto_encrypt asks the join addresses at the agent's own idea of the server port.
 		"ports {\n server = %d\n serf_lan = %d\n http = %d\n dns = -1\n grpc = -1\n grpc_tls = -1\n}\n", srvRPC, ports[5], clientHTTP))
-	nodes := func(httpPort int) error {
+	// nodes reads the catalogue through an agent (its RPC to the server) with token, whose policy lets it see its
+	// own node.
+	nodes := func(httpPort int, token, node string) error {
 		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/v1/catalog/nodes", httpPort), nil)
-		req.Header.Set("X-Consul-Token", clientToken)
+		req.Header.Set("X-Consul-Token", token)
 		resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
 		if err != nil {
 			return err
@@ -250,12 +272,12 @@ func TestConsulTLS(t *testing.T) {
 		defer resp.Body.Close()
 		var b bytes.Buffer
 		_, _ = b.ReadFrom(resp.Body)
-		if resp.StatusCode != http.StatusOK || !strings.Contains(b.String(), `"consul-1"`) {
+		if resp.StatusCode != http.StatusOK || !strings.Contains(b.String(), `"Node":"`+node+`"`) {
 			return fmt.Errorf("catalog nodes: %d %s", resp.StatusCode, strings.TrimSpace(b.String()))
 		}
 		return nil
 	}
-	if err := proc.WaitFor(client.p, 60*time.Second, 250*time.Millisecond, func() error { return nodes(clientHTTP) }); err != nil {
+	if err := proc.WaitFor(client.p, 60*time.Second, 250*time.Millisecond, func() error { return nodes(clientHTTP, clientToken, "client-1") }); err != nil {
 		t.Fatalf("client agent with auto_encrypt: %v\nclient log:\n%s\nserver log:\n%s", err, proc.TailFile(client.log, 30), proc.TailFile(server.log, 30))
 	}
 	step("client agent got its certificate (auto_encrypt) and read the catalogue")
@@ -279,7 +301,7 @@ ports {
  grpc = -1
  grpc_tls = -1
 }
-%s`, gossip, clientToken, ports[7], intruderHTTP, join))
+%s`, gossip, intruderToken, ports[7], intruderHTTP, join))
 	if err := proc.WaitFor(intruder.p, 60*time.Second, 250*time.Millisecond, func() error {
 		members, err := c.Agent().Members(false)
 		if err != nil {
@@ -298,7 +320,7 @@ ports {
 	const refused = "Non-TLS connection attempted with VerifyIncoming set"
 	deadline := time.Now().Add(20 * time.Second)
 	for tries := 0; time.Now().Before(deadline); tries++ {
-		if err := nodes(intruderHTTP); err == nil {
+		if err := nodes(intruderHTTP, intruderToken, "intruder"); err == nil {
 			t.Fatalf("an agent without the lab CA read the catalogue through the server's RPC (try %d)", tries)
 		}
 		if tries >= 1 && strings.Contains(server.logs(), refused) {

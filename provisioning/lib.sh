@@ -34,9 +34,14 @@ wait_for() {
 }
 
 install_packages() {
-  local missing=() p
+  local missing=() p status
+  # One dpkg-query for them all: every process costs under emulation.
+  declare -A installed=()
+  while read -r p status; do
+    [[ $status == "install ok installed" ]] && installed[$p]=1
+  done < <(dpkg-query -W -f='${Package} ${Status}\n' "${SHOPLAB_PACKAGES[@]}" 2>/dev/null || true)
   for p in "${SHOPLAB_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    [[ -n ${installed[$p]:-} ]] || missing+=("$p")
   done
   ((${#missing[@]} == 0)) && return 0
   if [[ ${SHOPLAB_OFFLINE:-0} == 1 ]]; then
@@ -47,53 +52,110 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# install_consul puts the consul binary (uploaded to the stage, or already in the box), its user, its
-# directories and its unit in place.
+# put SOURCE DEST MODE [OWNER:GROUP] installs SOURCE as DEST unless DEST already has the same content, owner
+# and mode; it succeeds when it changed DEST (a caller restarts what reads it only then) and fails when DEST was
+# already right.
+put() {
+  local src=$1 dst=$2 mode=$3 owner=${4:-root:root}
+  if cmp -s "$src" "$dst" 2>/dev/null && [[ $(stat -c '%a %U:%G' "$dst") == "${mode#0} $owner" ]]; then
+    return 1
+  fi
+  install -D -m "$mode" -o "${owner%:*}" -g "${owner#*:}" "$src" "$dst"
+}
+
+# install_consul puts the consul binary (uploaded to the stage, or already in the box), its user and its
+# directories in place.
 install_consul() {
   if [[ -f $SHOPLAB_STAGE/bin/consul ]]; then
-    install -m 0755 "$SHOPLAB_STAGE/bin/consul" /usr/local/bin/consul
+    put "$SHOPLAB_STAGE/bin/consul" /usr/local/bin/consul 0755 || true
   fi
   [[ -x /usr/local/bin/consul ]] || die "no consul binary: use the baked box (make box) or run make vm-binaries on the host"
   id consul >/dev/null 2>&1 || useradd --system --home-dir /etc/consul.d --shell /usr/sbin/nologin consul
   install -d -o consul -g consul -m 0750 /opt/consul
   install -d -o root -g consul -m 0750 /etc/consul.d
-  install -m 0644 "$SHOPLAB_DIR/systemd/consul.service" /etc/systemd/system/consul.service
 }
 
-# install_services puts every service binary found in the stage (or already installed), the shoplab command
-# (the monitor VM runs its Prometheus discovery) and the template unit in place.
+# install_services puts every service binary found in the stage (or already installed) and the shoplab command
+# (the monitor VM runs its Prometheus discovery) in place.
 install_services() {
   local s
   install -d -m 0755 "$SHOPLAB_LIB"
   install -d -m 0700 /etc/shoplab
   for s in "${SHOPLAB_SERVICES[@]}" shoplab; do
     if [[ -f $SHOPLAB_STAGE/bin/$s ]]; then
-      install -m 0755 "$SHOPLAB_STAGE/bin/$s" "$SHOPLAB_LIB/$s"
+      put "$SHOPLAB_STAGE/bin/$s" "$SHOPLAB_LIB/$s" 0755 || true
     fi
   done
-  install -m 0644 "$SHOPLAB_DIR/systemd/shoplab@.service" /etc/systemd/system/shoplab@.service
+}
+
+# SHOPLAB_UNIT_FILES are the lab's systemd units, the drop-ins for Debian's units and the resolver's Consul
+# domain: "FILE-IN-provisioning/systemd DESTINATION" per line.
+SHOPLAB_UNIT_FILES="consul.service /etc/systemd/system/consul.service
+shoplab@.service /etc/systemd/system/shoplab@.service
+shoplab-consul-metrics.service /etc/systemd/system/shoplab-consul-metrics.service
+shoplab-prometheus-sd.service /etc/systemd/system/shoplab-prometheus-sd.service
+node-exporter-shoplab.conf /etc/systemd/system/prometheus-node-exporter.service.d/shoplab.conf
+patroni-shoplab.conf /etc/systemd/system/patroni.service.d/shoplab.conf
+prometheus-shoplab.conf /etc/systemd/system/prometheus.service.d/shoplab.conf
+postgresql-shoplab.conf /etc/systemd/system/postgresql@.service.d/shoplab.conf
+resolved-consul.conf /etc/systemd/resolved.conf.d/consul.conf"
+
+# SHOPLAB_ENABLED are the units every VM has enabled; each starts at boot only where its role's provisioning wrote
+# what it needs (a Condition on that file: consul.hcl, the service's environment, the monitor's token and
+# configuration, Patroni's configuration; PostgreSQL's clusters by their start.conf), so one box serves every role.
+SHOPLAB_ENABLED=(consul.service shoplab-consul-metrics.service prometheus-node-exporter.service systemd-resolved.service
+  patroni.service postgresql.service prometheus.service shoplab-prometheus-sd.service)
+
+# resolved_changed says whether install_units changed the resolver's Consul domain (consul_dns then restarts it).
+resolved_changed=0
+
+# install_units puts the lab's units and drop-ins in place and enables every unit a role may run, changing only
+# what is not already right: on the baked box (bake.sh ran it) it reloads and enables nothing. Each reload and
+# enable costs seconds of systemd under emulation (docs/lab-weight.md), and a unit Debian also ships as a SysV
+# script takes longer still to enable.
+install_units() {
+  local src dst changed=0 u missing=()
+  while read -r src dst; do
+    if put "$SHOPLAB_DIR/systemd/$src" "$dst" 0644; then
+      changed=1
+      [[ $src == resolved-consul.conf ]] && resolved_changed=1
+    fi
+  done <<<"$SHOPLAB_UNIT_FILES"
+  ((changed)) && systemctl daemon-reload
+  local wanted=("${SHOPLAB_ENABLED[@]}")
+  for u in "${SHOPLAB_SERVICES[@]}"; do wanted+=("shoplab@$u.service"); done
+  # One systemctl for every answer, one for every change.
+  local -a states
+  local i
+  mapfile -t states < <(systemctl is-enabled "${wanted[@]}" 2>/dev/null || true)
+  for i in "${!wanted[@]}"; do
+    [[ ${states[$i]:-} == enabled ]] || missing+=("${wanted[$i]}")
+  done
+  ((${#missing[@]} == 0)) || systemctl enable "${missing[@]}" >/dev/null
 }
 
 CONSUL_TLS_DIR=${CONSUL_TLS_DIR:-/etc/consul.d/tls}
 
 # install_consul_tls puts the lab's Consul TLS material, made on the host (lab.rb) and passed base64-encoded
 # in the environment, into CONSUL_TLS_DIR: every agent gets the lab's CA (CONSUL_TLS_CA), a server also its
-# own certificate and key (CONSUL_TLS_CERT, CONSUL_TLS_KEY; the key readable by root and consul only).
+# own certificate and key (CONSUL_TLS_CERT, CONSUL_TLS_KEY; the key readable by root and consul only). It
+# succeeds when it changed a file.
 install_consul_tls() {
   : "${CONSUL_TLS_CA:?the lab CA (base64 PEM) is missing}"
   install -d -o root -g consul -m 0750 "$CONSUL_TLS_DIR"
-  local tmp
+  local tmp changed=1
   tmp=$(mktemp) # 0600: the server's key passes through it
   printf '%s' "$CONSUL_TLS_CA" | base64 -d >"$tmp" || die "CONSUL_TLS_CA is not base64"
-  install -o root -g consul -m 0644 "$tmp" "$CONSUL_TLS_DIR/ca.pem"
+  put "$tmp" "$CONSUL_TLS_DIR/ca.pem" 0644 root:consul && changed=0
   if [[ $SHOPLAB_ROLE == consul-server ]]; then
     : "${CONSUL_TLS_CERT:?the server certificate (base64 PEM) is missing}" "${CONSUL_TLS_KEY:?the server key (base64 PEM) is missing}"
     printf '%s' "$CONSUL_TLS_CERT" | base64 -d >"$tmp" || die "CONSUL_TLS_CERT is not base64"
-    install -o root -g consul -m 0644 "$tmp" "$CONSUL_TLS_DIR/server.pem"
+    put "$tmp" "$CONSUL_TLS_DIR/server.pem" 0644 root:consul && changed=0
     printf '%s' "$CONSUL_TLS_KEY" | base64 -d >"$tmp" || die "CONSUL_TLS_KEY is not base64"
-    install -o root -g consul -m 0640 "$tmp" "$CONSUL_TLS_DIR/server-key.pem"
+    put "$tmp" "$CONSUL_TLS_DIR/server-key.pem" 0640 root:consul && changed=0
   fi
   rm -f "$tmp"
+  return "$changed"
 }
 
 # render_consul_config writes the agent's configuration to $1 from the environment:
@@ -137,11 +199,14 @@ HCL
 # failed and rejoined by turns — clients even dropped their only server ("No known Consul servers") while the
 # lab was idle (make vm-test, 2026-12-06 14:37-14:39). A VM that really died is now marked failed after about
 # 20 s instead of 5 s: the front ejects an instance that stops answering on its own, and Patroni's failover
-# (its session's TTL) does not wait for gossip.
+# (its session's TTL) does not wait for gossip. Queued gossip goes out every second instead of five times a
+# second: a membership change spreads a little slower through a lab of a dozen VMs, and an idle agent wakes
+# far less (docs/lab-weight.md).
 gossip_lan {
-  probe_interval = "3s"
-  probe_timeout  = "2s"
-  suspicion_mult = 6
+  probe_interval  = "3s"
+  probe_timeout   = "2s"
+  suspicion_mult  = 6
+  gossip_interval = "1s"
 }
 
 # The service mesh: Consul's CA issues every service its leaf certificate (the services are Connect-native).
@@ -240,24 +305,36 @@ HCL
   } >"$out"
 }
 
+# configure_consul installs the lab's TLS material and this agent's configuration and (re)starts the agent when
+# either changed or it does not run. The agent refuses a configuration it cannot read, and says why in its journal
+# (make test runs `consul validate` on every configuration provisioning renders).
 configure_consul() {
-  local tmp
-  install_consul_tls
-  tmp=$(mktemp --suffix=.hcl) # consul validate reads the format from the extension
+  local tmp changed=0
+  install_consul_tls && changed=1
+  tmp=$(mktemp --suffix=.hcl)
   render_consul_config "$tmp"
-  consul validate "$tmp" >/dev/null || die "the rendered Consul configuration does not validate (kept in $tmp)"
-  install -o root -g consul -m 0640 "$tmp" /etc/consul.d/consul.hcl
+  put "$tmp" /etc/consul.d/consul.hcl 0640 root:consul && changed=1
   rm -f "$tmp"
-  systemctl daemon-reload
-  systemctl enable consul.service
+  if ((changed == 0)) && systemctl is-active --quiet consul.service; then
+    return 0
+  fi
   if [[ $SHOPLAB_ROLE == consul-server ]]; then
     systemctl restart consul.service
   else
     # A client is ready only once a server has signed its certificate (auto_encrypt), which needs the server
     # up and this agent's token created: wait for that, bounded, without holding systemctl.
     systemctl restart --no-block consul.service
-    wait_for "the Consul agent (its certificate from the servers)" 900 systemctl is-active --quiet consul.service
+    wait_for "the Consul agent (its certificate from the servers)" 900 consul_started
   fi
+}
+
+# consul_started succeeds once the agent runs, and stops the wait at once when it failed to start.
+consul_started() {
+  if systemctl is-failed --quiet consul.service; then
+    journalctl -u consul.service -n 20 --no-pager >&2
+    die "the Consul agent failed to start"
+  fi
+  systemctl is-active --quiet consul.service
 }
 
 # acl_rules prints the ACL rules of a token kind: a Patroni member its own cluster's keys and service, an agent
@@ -284,57 +361,77 @@ acl_rules() {
   esac
 }
 
-# consul_api METHOD PATH reads a JSON body on stdin and sends it to the local agent's HTTP API with the
-# management token. The token goes in a header file and the body on stdin: no secret is ever a process
-# argument (ps shows those to everyone).
+# consul_api METHOD PATH sends a request to the local agent's HTTP API (CONSUL_HTTP_ADDR, default
+# 127.0.0.1:8500) with the management token and prints the answer; a PUT's JSON body is read from stdin. The
+# token goes in a header file and the body on stdin: no secret is ever a process argument (ps shows those to
+# everyone). It fails on an HTTP error.
 consul_api() {
-  local method=$1 path=$2 headers status
+  local method=$1 path=$2 headers status=0 body=()
   headers=$(mktemp)
   chmod 0600 "$headers"
   printf 'X-Consul-Token: %s\n' "$CONSUL_MANAGEMENT_TOKEN" >"$headers"
-  status=0
-  curl -sf -o /dev/null -X "$method" -H @"$headers" --data-binary @- "http://127.0.0.1:8500$path" || status=$?
+  [[ $method == GET ]] || body=(--data-binary @-)
+  curl -sf -X "$method" -H @"$headers" "${body[@]}" "http://${CONSUL_HTTP_ADDR:-127.0.0.1:8500}$path" || status=$?
   rm -f "$headers"
   return "$status"
+}
+
+# json_string prints $1 as a JSON string.
+json_string() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  printf '"%s"' "$s"
+}
+
+# consul_has_leader succeeds once the local agent's cluster has elected a leader.
+consul_has_leader() {
+  [[ $(curl -sf "http://${CONSUL_HTTP_ADDR:-127.0.0.1:8500}/v1/status/leader") == *:* ]]
 }
 
 # consul_acl_setup creates the lab's policies and tokens from SHOPLAB_ACL_SPEC ("kind name accessor secret"
 # per line) with the management token, and writes the mesh's intentions from SHOPLAB_INTENTIONS (one
 # service-intentions config entry per line, JSON). Tokens are created with the ids the host chose, and only if
-# missing, so re-provisioning never bootstraps twice; the intentions are written again (the topology wins).
+# missing, so re-provisioning never bootstraps twice; the policies and intentions are written again (the topology
+# wins). All through the HTTP API with curl: a consul CLI process costs seconds under emulation, and this makes
+# some sixty calls.
 consul_acl_setup() {
-  export CONSUL_HTTP_ADDR=127.0.0.1:8500 CONSUL_HTTP_TOKEN=$CONSUL_MANAGEMENT_TOKEN # the environment, not argv
-  wait_for "consul leader" 300 consul operator raft list-peers
-  local kind name accessor secret policy entry
+  wait_for "consul leader" 300 consul_has_leader
+  local kind name accessor secret policy rules id entry
   while read -r kind name accessor secret; do
     [[ -n $kind ]] || continue
     policy="shoplab-$kind-$name"
-    if ! consul acl policy read -name "$policy" >/dev/null 2>&1; then
-      consul acl policy create -name "$policy" -rules "$(acl_rules "$kind" "$name")" >/dev/null
+    rules=$(json_string "$(acl_rules "$kind" "$name")")
+    if id=$(consul_api GET "/v1/acl/policy/name/$policy" 2>/dev/null | sed -n 's/^{"ID":"\([^"]*\)".*/\1/p') && [[ -n $id ]]; then
+      printf '{"Name":"%s","Rules":%s}' "$policy" "$rules" | consul_api PUT "/v1/acl/policy/$id" >/dev/null ||
+        die "updating the ACL policy $policy failed"
     else
-      consul acl policy update -name "$policy" -rules "$(acl_rules "$kind" "$name")" >/dev/null
+      printf '{"Name":"%s","Rules":%s}' "$policy" "$rules" | consul_api PUT /v1/acl/policy >/dev/null ||
+        die "creating the ACL policy $policy failed"
     fi
-    if ! consul acl token read -accessor-id "$accessor" >/dev/null 2>&1; then
+    if ! consul_api GET "/v1/acl/token/$accessor" >/dev/null 2>&1; then
       printf '{"AccessorID":"%s","SecretID":"%s","Description":"shoplab %s %s","Policies":[{"Name":"%s"}]}' \
-        "$accessor" "$secret" "$kind" "$name" "$policy" | consul_api PUT /v1/acl/token ||
+        "$accessor" "$secret" "$kind" "$name" "$policy" | consul_api PUT /v1/acl/token >/dev/null ||
         die "creating the ACL token of $kind $name failed"
       log "created the ACL token of $kind $name"
     fi
   done <<<"$SHOPLAB_ACL_SPEC"
+  local n=0
   while read -r entry; do
     [[ -n $entry ]] || continue
-    printf '%s' "$entry" | consul config write - >/dev/null || die "writing intentions failed: $entry"
+    printf '%s' "$entry" | consul_api PUT /v1/config >/dev/null || die "writing intentions failed: $entry"
+    n=$((n + 1))
   done <<<"${SHOPLAB_INTENTIONS:-}"
-  [[ -z ${SHOPLAB_INTENTIONS:-} ]] || log "intentions written: $(consul config list -kind service-intentions | tr '\n' ' ')"
-  unset CONSUL_HTTP_TOKEN
+  ((n == 0)) || log "intentions written: $n service-intentions entries"
 }
 
-# consul_dns makes systemd-resolved send *.consul queries to the local agent.
+# consul_dns makes systemd-resolved send *.consul queries to the local agent (the resolver's drop-in comes with
+# install_units; the baked box has it already).
 consul_dns() {
-  install -d -m 0755 /etc/systemd/resolved.conf.d
-  printf '[Resolve]\nDNS=127.0.0.1:8600\nDNSSEC=false\nDomains=~consul\n' >/etc/systemd/resolved.conf.d/consul.conf
-  systemctl enable systemd-resolved.service
-  systemctl restart systemd-resolved.service
+  if ((resolved_changed)) || ! systemctl is-active --quiet systemd-resolved.service; then
+    systemctl restart systemd-resolved.service
+  fi
   if [[ $(readlink /etc/resolv.conf) != /run/systemd/resolve/stub-resolv.conf ]]; then
     ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
   fi
@@ -344,7 +441,7 @@ consul_dns() {
 # by the service's role alone: SHOPLAB_SERVICE, SHOPLAB_IP, DB_PASSWORD.
 setup_postgres() {
   : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_IP:?}" "${DB_PASSWORD:?}"
-  local svc=$SHOPLAB_SERVICE conf version
+  local svc=$SHOPLAB_SERVICE conf version tmp changed=0
   conf=$(find /etc/postgresql -mindepth 2 -maxdepth 2 -type d -name main 2>/dev/null | head -1)
   if [[ -z $conf ]]; then
     version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -1)
@@ -353,12 +450,20 @@ setup_postgres() {
     pg_createcluster "$version" main >/dev/null
     conf=/etc/postgresql/$version/main
   fi
-  install -d -o postgres -g postgres "$conf/conf.d"
-  printf "listen_addresses = 'localhost,%s'\n" "$SHOPLAB_IP" >"$conf/conf.d/shoplab.conf"
+  version=$(basename "$(dirname "$conf")")
+  tmp=$(mktemp)
+  printf "listen_addresses = 'localhost,%s'\n" "$SHOPLAB_IP" >"$tmp"
+  put "$tmp" "$conf/conf.d/shoplab.conf" 0644 postgres:postgres && changed=1
+  # The box keeps the cluster from starting on VMs without a database (start.conf manual, bake.sh): here it starts
+  # at every boot.
+  printf 'auto\n' >"$tmp"
+  put "$tmp" "$conf/start.conf" 0644 postgres:postgres && changed=1
+  rm -f "$tmp"
   local line="host $svc $svc $SHOPLAB_NETWORK scram-sha-256"
-  grep -qxF "$line" "$conf/pg_hba.conf" || printf '%s\n' "$line" >>"$conf/pg_hba.conf"
-  systemctl enable postgresql.service
-  systemctl restart postgresql.service
+  grep -qxF "$line" "$conf/pg_hba.conf" || { printf '%s\n' "$line" >>"$conf/pg_hba.conf" && changed=1; }
+  if ((changed)) || ! systemctl is-active --quiet "postgresql@$version-main.service"; then
+    systemctl restart "postgresql@$version-main.service"
+  fi
   wait_for "postgresql" 120 runuser -u postgres -- pg_isready -q
   # The password reaches psql on stdin (\set), never as an argument.
   service_database_sql | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1
@@ -413,8 +518,9 @@ consul:
   service_tags:
     - patroni
   # A newly promoted primary is in Consul DNS only once its check has passed: a short interval shortens the
-  # failover's gap without a primary (the services wait DB_RETRY_WAIT for one).
-  service_check_interval: 2s
+  # failover's gap without a primary (the services wait DB_RETRY_WAIT for one). Each check is a request to
+  # Patroni's REST API (Python) on a guest under emulation: every 5 s, not 2 (docs/lab-weight.md).
+  service_check_interval: 5s
 bootstrap:
   dcs:
     ttl: ${PATRONI_TTL:-30}
@@ -485,41 +591,28 @@ REVOKE ALL ON DATABASE :"svc" FROM PUBLIC;
 SQL
 }
 
-# setup_patroni makes this VM a member of its service's Patroni cluster: Debian's cluster stays off, Patroni
-# runs PostgreSQL from its own data directory, and the member that leads makes the service's role and
-# database (the others get them by replication). Idempotent: an existing member keeps its data.
+# setup_patroni makes this VM a member of its service's Patroni cluster: Debian's cluster stays off (the box set
+# it to start manually), Patroni runs PostgreSQL from its own data directory, and the member that leads makes the
+# service's role and database (the others get them by replication). Idempotent: an existing member keeps its data.
 setup_patroni() {
   : "${PATRONI_SCOPE:?}"
   local tmp
-  systemctl disable --now postgresql.service >/dev/null 2>&1 || true
   install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/patroni
   install -d -o root -g postgres -m 0750 /etc/patroni
-  # Ordered against the local Consul agent (stops before it: the leader's key is released at a halt).
-  install -d -m 0755 /etc/systemd/system/patroni.service.d
-  if ! cmp -s "$SHOPLAB_DIR/systemd/patroni-shoplab.conf" /etc/systemd/system/patroni.service.d/shoplab.conf; then
-    install -m 0644 "$SHOPLAB_DIR/systemd/patroni-shoplab.conf" /etc/systemd/system/patroni.service.d/shoplab.conf
-    systemctl daemon-reload
-  fi
   tmp=$(mktemp)
   render_patroni_config "$tmp"
-  patroni --validate-config "$tmp" >/dev/null || die "the rendered Patroni configuration does not validate (kept in $tmp)"
   # Provisioning runs again (vagrant up --provision, a retried machine): a running Patroni is never restarted,
   # since stopping the leader hands its lock to a replica mid-run. An unchanged configuration leaves it alone;
-  # a changed one is installed and re-read (SIGHUP); a stopped Patroni is started.
-  if systemctl is-active --quiet patroni.service && cmp -s "$tmp" /etc/patroni/config.yml; then
-    rm -f "$tmp"
-    echo "shoplab: Patroni of $PATRONI_SCOPE already runs with this configuration"
+  # a changed one is installed and re-read (SIGHUP); a stopped Patroni is started. (Patroni refuses a
+  # configuration it cannot read and says why in its journal; make test runs the rendered one as a real cluster.)
+  if put "$tmp" /etc/patroni/config.yml 0600 postgres:postgres && systemctl is-active --quiet patroni.service; then
+    systemctl reload patroni.service
+  elif ! systemctl is-active --quiet patroni.service; then
+    systemctl start patroni.service
   else
-    install -o postgres -g postgres -m 0600 "$tmp" /etc/patroni/config.yml
-    rm -f "$tmp"
-    systemctl daemon-reload
-    systemctl enable patroni.service
-    if systemctl is-active --quiet patroni.service; then
-      systemctl reload patroni.service
-    else
-      systemctl start patroni.service
-    fi
+    echo "shoplab: Patroni of $PATRONI_SCOPE already runs with this configuration"
   fi
+  rm -f "$tmp"
   # Until a member leads, nobody can take writes; bounded, generous under emulation.
   wait_for "a Patroni leader of $PATRONI_SCOPE" 600 patroni_has_leader
   if patroni_role_is primary; then
@@ -553,8 +646,9 @@ render_service_env() {
     # A mesh service takes mutual TLS on its port; its health and metrics are plain on port + 1000.
     [[ $SHOPLAB_SERVICE == front ]] || printf 'OPS_LISTEN_ADDR=%s:%d\n' "$SHOPLAB_IP" $((SHOPLAB_PORT + 1000))
     printf 'CONSUL_HTTP_ADDR=127.0.0.1:8500\nCONSUL_HTTP_TOKEN=%s\n' "$CONSUL_SERVICE_TOKEN"
-    # VMs under software emulation are slow: generous, explicit margins.
-    printf 'CHECK_INTERVAL=5s\nCHECK_TIMEOUT=4s\nDB_WAIT=5m\nLOG_LEVEL=info\n'
+    # VMs under software emulation are slow: generous, explicit margins; Consul checks readiness every 10 s, not 2
+    # (each check is a connection, a request and a database query on a guest that pays for each: docs/lab-weight.md).
+    printf 'CHECK_INTERVAL=10s\nCHECK_TIMEOUT=5s\nDB_WAIT=5m\nLOG_LEVEL=info\n'
     if [[ $SHOPLAB_SERVICE == auth ]]; then
       : "${AUTH_KEY_ENCRYPTION_KEY:?}"
       printf 'AUTH_KEY_ENCRYPTION_KEY=%s\n' "$AUTH_KEY_ENCRYPTION_KEY"
@@ -574,23 +668,35 @@ render_service_env() {
   } >"$out"
 }
 
-# write_secret puts a secret ($1) into a root-only file ($2), through a temporary file, never an argument.
+# write_secret puts a secret ($1) into a root-only file ($2), through a temporary file, never an argument; it
+# succeeds when the file changed.
 write_secret() {
-  local tmp
+  local tmp status=0
   tmp=$(mktemp)
   printf '%s' "$1" >"$tmp"
-  install -o root -g root -m 0600 "$tmp" "$2"
+  put "$tmp" "$2" 0600 || status=$?
   rm -f "$tmp"
+  return "$status"
 }
 
-# enable_and_restart enables each unit not enabled yet and restarts it. Only when not enabled yet: enabling a
-# unit Debian also ships as a SysV script runs systemd-sysv-install, which takes minutes under emulation (the
-# baked box has the node exporter and Prometheus enabled or disabled already).
-enable_and_restart() {
-  local unit
+# write_file CONTENT PATH puts CONTENT into PATH (mode 0644); it succeeds when the file changed.
+write_file() {
+  local tmp status=0
+  tmp=$(mktemp)
+  printf '%s' "$1" >"$tmp"
+  put "$tmp" "$2" 0644 || status=$?
+  rm -f "$tmp"
+  return "$status"
+}
+
+# restart_if CHANGED UNIT... restarts each unit when CHANGED is 1 or the unit does not run.
+restart_if() {
+  local changed=$1 unit
+  shift
   for unit in "$@"; do
-    systemctl is-enabled --quiet "$unit" || systemctl enable "$unit"
-    systemctl restart "$unit"
+    if ((changed)) || ! systemctl is-active --quiet "$unit"; then
+      systemctl restart "$unit"
+    fi
   done
 }
 
@@ -605,14 +711,13 @@ NODE_EXPORTER_ARGS=(--collector.disable-defaults --collector.cpu --collector.loa
 # node) from a root-only file handed to the unit as a credential, never an argument.
 setup_node_exporter() {
   : "${SHOPLAB_IP:?}" "${CONSUL_AGENT_TOKEN:?}"
-  printf 'ARGS="--web.listen-address=%s:9100 %s"\n' "$SHOPLAB_IP" "${NODE_EXPORTER_ARGS[*]}" >/etc/default/prometheus-node-exporter
-  install -d -m 0755 /etc/systemd/system/prometheus-node-exporter.service.d
-  install -m 0644 "$SHOPLAB_DIR/systemd/node-exporter-shoplab.conf" /etc/systemd/system/prometheus-node-exporter.service.d/shoplab.conf
-  write_secret "$CONSUL_AGENT_TOKEN" /etc/consul.d/metrics.token
-  printf 'CONSUL_METRICS_LISTEN=%s:9107\n' "$SHOPLAB_IP" >/etc/default/shoplab-consul-metrics
-  install -m 0644 "$SHOPLAB_DIR/systemd/shoplab-consul-metrics.service" /etc/systemd/system/
-  systemctl daemon-reload
-  enable_and_restart prometheus-node-exporter.service shoplab-consul-metrics.service
+  local exporter=0 relay=0
+  write_file "$(printf 'ARGS="--web.listen-address=%s:9100 %s"\n' "$SHOPLAB_IP" "${NODE_EXPORTER_ARGS[*]}")" \
+    /etc/default/prometheus-node-exporter && exporter=1
+  write_secret "$CONSUL_AGENT_TOKEN" /etc/consul.d/metrics.token && relay=1
+  write_file "$(printf 'CONSUL_METRICS_LISTEN=%s:9107\n' "$SHOPLAB_IP")" /etc/default/shoplab-consul-metrics && relay=1
+  restart_if "$exporter" prometheus-node-exporter.service
+  restart_if "$relay" shoplab-consul-metrics.service
 }
 
 # PROMETHEUS_DIR holds the monitor's Prometheus configuration and rules, rendered from provisioning/prometheus.
@@ -621,21 +726,27 @@ PROMETHEUS_DIR=/etc/prometheus/shoplab
 # setup_monitor makes this VM the lab's monitor: shoplab-prometheus-sd serves the local agent's catalog to
 # Prometheus (with CONSUL_MONITOR_TOKEN, which only reads services and nodes, given to it as a credential), and
 # Debian's Prometheus runs the configuration both labs render from provisioning/prometheus, checked by promtool
-# first, scraping every 30 s (a lab of emulated VMs has little CPU to spare), on port 9090 of every interface
-# (forwarded to the host), keeping 7 days.
+# first, scraping every 30 s and asking the discovery every 30 s (a lab of emulated VMs has little CPU to spare:
+# docs/lab-weight.md), on port 9090 of every interface (forwarded to the host), keeping 7 days.
 setup_monitor() {
   : "${CONSUL_MONITOR_TOKEN:?}"
   [[ -x $SHOPLAB_LIB/shoplab ]] || die "no shoplab binary: use the baked box (make box) or run make vm-binaries on the host"
-  write_secret "$CONSUL_MONITOR_TOKEN" /etc/shoplab/prometheus-sd.token
-  install -m 0644 "$SHOPLAB_DIR/systemd/shoplab-prometheus-sd.service" /etc/systemd/system/
-  install -d -m 0755 "$PROMETHEUS_DIR"
-  "$SHOPLAB_LIB/shoplab" prometheus-config --source "$SHOPLAB_DIR/prometheus" --out "$PROMETHEUS_DIR" \
+  local sd=0 prom=0 out
+  write_secret "$CONSUL_MONITOR_TOKEN" /etc/shoplab/prometheus-sd.token && sd=1
+  out=$(mktemp -d)
+  "$SHOPLAB_LIB/shoplab" prometheus-config --source "$SHOPLAB_DIR/prometheus" --out "$out" \
     --sd-url http://127.0.0.1:9096 --interval 30s --timeout 10s >/dev/null
-  promtool check config "$PROMETHEUS_DIR/prometheus.yml" >/dev/null || die "the rendered Prometheus configuration does not pass promtool ($PROMETHEUS_DIR)"
-  printf 'ARGS="--config.file=%s/prometheus.yml --web.listen-address=0.0.0.0:9090 --storage.tsdb.retention.time=7d"\n' \
-    "$PROMETHEUS_DIR" >/etc/default/prometheus
-  systemctl daemon-reload
-  enable_and_restart shoplab-prometheus-sd.service prometheus.service
+  promtool check config "$out/prometheus.yml" >/dev/null || die "the rendered Prometheus configuration does not pass promtool ($out)"
+  install -d -m 0755 "$PROMETHEUS_DIR"
+  local f
+  for f in "$out"/*; do
+    put "$f" "$PROMETHEUS_DIR/$(basename "$f")" 0644 && prom=1
+  done
+  rm -rf "$out"
+  write_file "$(printf 'ARGS="--config.file=%s/prometheus.yml --web.listen-address=0.0.0.0:9090 --storage.tsdb.retention.time=7d"\n' "$PROMETHEUS_DIR")" \
+    /etc/default/prometheus && prom=1
+  restart_if "$sd" shoplab-prometheus-sd.service
+  restart_if "$prom" prometheus.service
   wait_for "Prometheus on monitor" 300 curl -sf http://127.0.0.1:9090/-/ready
 }
 
@@ -646,23 +757,26 @@ install_operator_tools() {
   fi
 }
 
+# service_token_ready succeeds once the servers know this service's ACL token (the first server creates it).
+service_token_ready() {
+  local headers status=0
+  headers=$(mktemp)
+  chmod 0600 "$headers"
+  printf 'X-Consul-Token: %s\n' "$CONSUL_SERVICE_TOKEN" >"$headers"
+  curl -sf -o /dev/null -H @"$headers" http://127.0.0.1:8500/v1/acl/token/self || status=$?
+  rm -f "$headers"
+  return "$status"
+}
+
 start_service() {
-  local tmp
+  local tmp changed=0
   [[ -x $SHOPLAB_LIB/$SHOPLAB_SERVICE ]] || die "no $SHOPLAB_SERVICE binary: use the baked box (make box) or run make vm-binaries on the host"
   tmp=$(mktemp)
   render_service_env "$tmp"
-  install -m 0600 "$tmp" "/etc/shoplab/$SHOPLAB_SERVICE.env"
+  put "$tmp" "/etc/shoplab/$SHOPLAB_SERVICE.env" 0600 && changed=1
   rm -f "$tmp"
-  # The service registers with its own token; wait until the first server has created it. The token goes
-  # in through a file (never an argument).
-  local token_file
-  token_file=$(mktemp)
-  chmod 0600 "$token_file"
-  printf '%s' "$CONSUL_SERVICE_TOKEN" >"$token_file"
-  wait_for "the ACL token of $SHOPLAB_SERVICE" 600 \
-    env CONSUL_HTTP_ADDR=127.0.0.1:8500 CONSUL_HTTP_TOKEN_FILE="$token_file" consul acl token read -self
-  rm -f "$token_file"
-  systemctl daemon-reload
-  systemctl enable "shoplab@$SHOPLAB_SERVICE.service"
-  systemctl restart "shoplab@$SHOPLAB_SERVICE.service"
+  # The service registers with its own token; wait until the first server has created it (the token goes in a
+  # header file, never an argument).
+  wait_for "the ACL token of $SHOPLAB_SERVICE" 600 service_token_ready
+  restart_if "$changed" "shoplab@$SHOPLAB_SERVICE.service"
 }

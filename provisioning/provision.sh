@@ -13,32 +13,41 @@ source "$(dirname "$0")/lib.sh"
 
 : "${SHOPLAB_ROLE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_SERVERS:?}"
 log "provisioning $SHOPLAB_NODE ($SHOPLAB_ROLE) at $SHOPLAB_IP"
+began=$SECONDS
 
-install_packages
-install_consul
-install_services
-configure_consul
-consul_dns
-setup_node_exporter
+# step FUNCTION runs one step and says how long it took (where a slow `vagrant up` spends its minutes).
+step() {
+  local start=$SECONDS
+  "$@"
+  log "step $1 took $((SECONDS - start))s"
+}
+
+step install_packages
+step install_consul
+step install_services
+step install_units
+step configure_consul
+step consul_dns
+step setup_node_exporter
 
 case $SHOPLAB_ROLE in
 consul-server)
   if [[ -n ${SHOPLAB_ACL_SPEC:-} ]]; then
-    consul_acl_setup
+    step consul_acl_setup
   fi
   ;;
 service | front)
   if [[ ${DB_PATRONI:-no} == yes ]]; then
-    setup_patroni # every replica VM: one member of the service's Patroni cluster
+    step setup_patroni # every replica VM: one member of the service's Patroni cluster
   elif [[ ${DB_PRIMARY:-no} == yes ]]; then
-    setup_postgres # one replica: the database on the first VM
+    step setup_postgres # one replica: the database on the first VM
   fi
-  start_service
-  install_operator_tools
+  step start_service
+  step install_operator_tools
   ;;
 monitor)
-  setup_monitor
+  step setup_monitor
   ;;
 *) die "unknown role $SHOPLAB_ROLE" ;;
 esac
-log "$SHOPLAB_NODE is provisioned"
+log "$SHOPLAB_NODE is provisioned in $((SECONDS - began))s"

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -395,6 +396,30 @@ func TestSystemdUnits(t *testing.T) {
 	// after the network (it listens on the VM's private address).
 	dropIn := withDropIn(t, analyze, dir, "patroni.service", "patroni-shoplab.conf", "patroni")
 	withDropIn(t, analyze, dir, "prometheus-node-exporter.service", "node-exporter-shoplab.conf", "prometheus-node-exporter")
+	withDropIn(t, analyze, dir, "prometheus.service", "prometheus-shoplab.conf", "prometheus")
+	withDropIn(t, analyze, dir, "postgresql@.service", "postgresql-shoplab.conf", "postgresql")
+	// Every unit the box enables is gated on what its role's provisioning writes (one box serves every role), and
+	// every long-running one lets the guest batch its timers.
+	for file, want := range map[string][]string{
+		"consul.service":                 {"ConditionFileNotEmpty=/etc/consul.d/consul.hcl", "TimerSlackNSec=50ms"},
+		"shoplab@.service":               {"ConditionPathExists=/etc/shoplab/%i.env", "TimerSlackNSec=50ms"},
+		"shoplab-consul-metrics.service": {"ConditionPathExists=/etc/default/shoplab-consul-metrics", "TimerSlackNSec=50ms"},
+		"shoplab-prometheus-sd.service":  {"ConditionPathExists=/etc/shoplab/prometheus-sd.token", "TimerSlackNSec=50ms"},
+		"prometheus-shoplab.conf":        {"ConditionPathExists=/etc/prometheus/shoplab/prometheus.yml", "TimerSlackNSec=50ms"},
+		"patroni-shoplab.conf":           {"TimerSlackNSec=50ms"},
+		"node-exporter-shoplab.conf":     {"TimerSlackNSec=50ms"},
+		"postgresql-shoplab.conf":        {"TimerSlackNSec=50ms"},
+	} {
+		b, err := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want {
+			if !strings.Contains(string(b), w+"\n") {
+				t.Errorf("%s: want %q", file, w)
+			}
+		}
+	}
 	for _, want := range []string{"After=network-online.target consul.service\n", "Wants=network-online.target consul.service\n", "TimeoutStopSec=120\n"} {
 		if !strings.Contains(string(dropIn), want) {
 			t.Fatalf("patroni-shoplab.conf: want %q", want)
@@ -506,6 +531,67 @@ func TestNoSecretOnACommandLine(t *testing.T) {
 					t.Errorf("%s:%d: %s — a secret in a process's arguments: %s", filepath.Base(f), i+1, fb.why, trimmed)
 				}
 			}
+		}
+	}
+}
+
+// TestUnitFilesAllInstalled: install_units installs every unit and drop-in of provisioning/systemd, each once.
+func TestUnitFilesAllInstalled(t *testing.T) {
+	out, err := shellFunc(t, nil, `printf '%s\n' "$SHOPLAB_UNIT_FILES"`)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	listed := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		src, dst, ok := strings.Cut(line, " ")
+		if !ok || !strings.HasPrefix(dst, "/etc/systemd/") {
+			t.Fatalf("SHOPLAB_UNIT_FILES: %q; want \"FILE /etc/systemd/…\"", line)
+		}
+		listed[src]++
+	}
+	files, _ := filepath.Glob(filepath.Join(root(t), "provisioning", "systemd", "*"))
+	for _, f := range files {
+		if n := listed[filepath.Base(f)]; n != 1 {
+			t.Errorf("provisioning/systemd/%s: listed %d times in SHOPLAB_UNIT_FILES; want 1", filepath.Base(f), n)
+		}
+		delete(listed, filepath.Base(f))
+	}
+	for src := range listed {
+		t.Errorf("SHOPLAB_UNIT_FILES names %s, which provisioning/systemd does not have", src)
+	}
+}
+
+// TestPut: put installs a file only when its content or mode differs, and says whether it did (provisioning
+// restarts what reads a file only then).
+func TestPut(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "sub", "dst")
+	owner := fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid())
+	if u, err := user.Current(); err == nil {
+		if g, err := user.LookupGroupId(u.Gid); err == nil {
+			owner = u.Username + ":" + g.Name
+		}
+	}
+	for _, c := range []struct {
+		name, content, mode string
+		changed             bool
+	}{
+		{"a new file", "a\n", "0644", true},
+		{"the same again", "a\n", "0644", false},
+		{"another content", "b\n", "0644", true},
+		{"another mode", "b\n", "0600", true},
+		{"the same again", "b\n", "0600", false},
+	} {
+		if err := os.WriteFile(src, []byte(c.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := shellFunc(t, nil, fmt.Sprintf("if put %s %s %s %s; then echo changed; else echo same; fi", src, dst, c.mode, owner))
+		got := strings.TrimSpace(out)
+		if err != nil || got != map[bool]string{true: "changed", false: "same"}[c.changed] {
+			t.Fatalf("%s: got %q, %v; want changed=%v", c.name, got, err, c.changed)
+		}
+		if b, _ := os.ReadFile(dst); string(b) != c.content {
+			t.Fatalf("%s: the file holds %q; want %q", c.name, b, c.content)
 		}
 	}
 }
