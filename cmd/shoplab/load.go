@@ -493,7 +493,10 @@ func (l *loader) report(out io.Writer, elapsed time.Duration, maxErrorRate float
 	fmt.Fprintf(out, "\n%d journeys in %.1fs (%.1f/s), %d requests, %d failed, %d starts dropped (in-flight cap)\n",
 		l.started.Load(), elapsed.Seconds(), float64(l.started.Load())/elapsed.Seconds(), total, failed, l.dropped.Load())
 	if failed > 0 {
-		fmt.Fprintf(out, "failures between %.1fs and %.1fs after the start\n", l.firstFail.Seconds(), l.lastFail.Seconds())
+		// Also on the clock, so a failover test can hold them against when it pulled a plug (make vm-test).
+		unix := func(d time.Duration) float64 { return float64(l.t0.Add(d).UnixMilli()) / 1000 }
+		fmt.Fprintf(out, "failures between %.1fs and %.1fs after the start (unix %.1f to %.1f)\n",
+			l.firstFail.Seconds(), l.lastFail.Seconds(), unix(l.firstFail), unix(l.lastFail))
 	}
 	for _, s := range steps {
 		for _, e := range l.stats[s].samples {
