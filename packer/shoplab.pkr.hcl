@@ -105,6 +105,12 @@ variable "output_dir" {
   default = "output"
 }
 
+variable "compression" {
+  type        = bool
+  description = "Compress the disk and the box (smaller to keep or share; make vm-test, which adds the box at once, saves the minutes)."
+  default     = true
+}
+
 locals {
   direct_boot = var.kernel == "" ? [] : [
     ["-kernel", var.kernel],
@@ -120,7 +126,7 @@ source "qemu" "debian12" {
   format           = "qcow2"
   disk_size        = "6G"
   disk_interface   = "virtio"
-  disk_compression = true
+  disk_compression = var.compression
   net_device       = "virtio-net"
   accelerator      = var.accelerator
   headless         = true
@@ -189,6 +195,6 @@ build {
 
   post-processor "vagrant" {
     output            = "${var.output_dir}/shoplab-{{ .Provider }}.box"
-    compression_level = 6
+    compression_level = var.compression ? 6 : 0
   }
 }

@@ -52,6 +52,19 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+# set_hostname names the VM after its node (SHOPLAB_NODE), as Vagrant's own step did, without its round trips.
+set_hostname() {
+  : "${SHOPLAB_NODE:?}"
+  [[ $(hostname) == "$SHOPLAB_NODE" && $(cat /etc/hostname 2>/dev/null) == "$SHOPLAB_NODE" ]] && return 0
+  printf '%s\n' "$SHOPLAB_NODE" >/etc/hostname
+  hostname "$SHOPLAB_NODE"
+  if grep -q '^127\.0\.1\.1[[:space:]]' /etc/hosts; then
+    sed -i "s/^127\.0\.1\.1[[:space:]].*/127.0.1.1 $SHOPLAB_NODE/" /etc/hosts
+  else
+    printf '127.0.1.1 %s\n' "$SHOPLAB_NODE" >>/etc/hosts
+  fi
+}
+
 # put SOURCE DEST MODE [OWNER:GROUP] installs SOURCE as DEST unless DEST already has the same content, owner
 # and mode; it succeeds when it changed DEST (a caller restarts what reads it only then) and fails when DEST was
 # already right.

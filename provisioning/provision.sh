@@ -22,6 +22,7 @@ step() {
   log "step $1 took $((SECONDS - start))s"
 }
 
+step set_hostname
 step install_packages
 step install_consul
 step install_services

@@ -50,6 +50,8 @@ if up_start
       m = l.match(/\A(\d\d):(\d\d):(\d\d) (.*)/) or next
       t = Time.utc(day.year, day.month, day.day, m[1].to_i, m[2].to_i, m[3].to_i).to_f
       t += 86_400 while t < up_start - 3600
+      next if t < up_start - 60 # a log an earlier run left
+
       rest = m[4]
       if (p = rest.match(/==> ([a-z0-9-]+): Running provisioner/))
         began[p[1]] ||= t
@@ -95,9 +97,10 @@ i0 = read_num(File.join(weight, "idle-start"))
 i1 = read_num(File.join(weight, "idle-end"))
 q0 = pairs(File.join(weight, "qemu-idle-start"))
 q1 = pairs(File.join(weight, "qemu-idle-end"))
+rss = pairs(File.join(weight, "qemu-idle-rss")) # KiB; absent in runs before it was recorded
 
 def probe(dir)
-  h = { cg: {}, run: {}, stat: {}, db: {} }
+  h = { cg: {}, run: {}, stat: {}, db: {}, mem: {} }
   return h unless File.exist?(dir)
 
   File.foreach(dir) do |l|
@@ -107,6 +110,7 @@ def probe(dir)
     when "run" then h[:run][a[1]] = a[2].to_f
     when "stat" then h[:stat][a[1]] = a[1] == "busy" ? a[2].to_f / 1e6 : a[2].to_f
     when "db" then h[:db][a[1]] = a[2].to_f
+    when "mem" then h[:mem][a[1]] = a[2].to_f / 1024
     end
   end
   h
@@ -130,6 +134,7 @@ if i0 && i1 && !q0.empty?
   wakes = Hash.new(0.0)
   busy_all = 0.0
   timers_all = 0.0
+  mem_rows = []
   q0.keys.sort.each do |vm|
     next unless q1[vm]
 
@@ -142,24 +147,42 @@ if i0 && i1 && !q0.empty?
     timers_all += timers.to_f
     spent = {}
     b[:cg].each { |u, v| spent[u] = v - a[:cg].fetch(u, 0.0) }
-    b[:run].each { |u, v| wakes[unit_name(u)] += (v - a[:run].fetch(u, 0.0)) / secs if a[:run][u] }
+    # The probes' own ssh sessions fall between the two readings of the guest but outside the QEMU window: leave
+    # them out of what the idle guest spent.
+    probes = spent.delete("ssh.service")
+    busy -= probes if busy && probes
+    b[:run].each { |u, v| wakes[unit_name(u)] += (v - a[:run].fetch(u, 0.0)) / secs if a[:run][u] && u != "ssh.service" }
     known = spent.values.sum
-    spent["kernel and the rest"] = busy - known if busy
+    spent["kernel and the rest"] = busy - known if busy && busy > known
     spent.each { |u, v| units[unit_name(u)] += v }
     a[:cg].each { |u, v| units_boot[unit_name(u)] += v }
     units_boot["kernel and the rest"] += a[:stat]["busy"] - a[:cg].values.sum if a[:stat]["busy"]
     busy_all += busy.to_f
+    mem_rows << [vm, b[:mem]["used"], b[:mem]["total"], rss[vm] && rss[vm] / 1024]
     top = spent.sort_by { |_, v| -v }.first(4).select { |_, v| v > 0.05 }
+    # The kernel's tick counts and the cgroups' clocks differ a little: the shares are of the larger of the two.
+    whole = [busy.to_f, known].max
     rows << [vm, fmt(cpu), "#{fmt(100 * cpu / secs)} %", fmt(busy), fmt(timers, 0),
-             top.map { |u, v| "#{unit_name(u)} #{busy && busy.positive? ? (100 * v / busy).round : '?'} %" }.join(", ")]
+             top.map { |u, v| "#{unit_name(u)} #{whole.positive? ? (100 * v / whole).round : '?'} %" }.join(", ")]
   end
   rows << ["**all**", fmt(total), "**#{fmt(100 * total / secs)} %**", fmt(busy_all), fmt(timers_all, 0), ""]
   out << table(["VM", "QEMU CPU s", "of one host core", "guest busy s (its clock)", "timer interrupts per s", "where the guest spent it"], rows)
   out << ""
+  out << "(The guest's figures leave out the ssh sessions of the probes that read them, which run outside the QEMU window.)"
+  out << ""
+  if mem_rows.any? { |r| r[1] || r[3] }
+    out << "### Memory at the end of the idle minutes (MiB)"
+    out << ""
+    sums = [1, 2, 3].map { |i| mem_rows.sum { |r| r[i].to_f } }
+    rows = mem_rows.map { |vm, used, tot, res| [vm, fmt(used, 0), fmt(tot, 0), fmt(res, 0)] }
+    rows << ["**all**", fmt(sums[0], 0), fmt(sums[1], 0), fmt(sums[2], 0)]
+    out << table(["VM", "guest in use", "guest has", "QEMU resident on the host"], rows)
+    out << ""
+  end
   out << "### The guests' units, summed over every VM (guest CPU seconds by each guest's own clock)"
   out << ""
   rows = units.keys.sort_by { |u| -units[u] }.select { |u| units[u] > 0.05 || units_boot[u] > 1 }.map do |u|
-    [u, fmt(units[u]), "#{fmt(100 * units[u] / [busy_all, 1e-9].max)} %", wakes.key?(u) ? fmt(wakes[u], 0) : "–", fmt(units_boot[u], 0)]
+    [u, fmt(units[u]), "#{fmt(100 * units[u] / [busy_all, units.values.sum, 1e-9].max)} %", wakes.key?(u) ? fmt(wakes[u], 0) : "–", fmt(units_boot[u], 0)]
   end
   out << table(["unit", "idle #{secs.round} s", "of the guests' idle busy time", "wake-ups per s", "from boot to the idle start (up)"], rows)
   out << ""

@@ -20,6 +20,16 @@ weight_qemu_cpu() {
   done
 }
 
+# weight_qemu_rss prints "VM KIB" for every QEMU process of this lab: its resident memory on the host.
+weight_qemu_rss() {
+  local pid name
+  for pid in $(pgrep -f "guest=$prefix" || true); do
+    name=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n "s/^guest=$prefix\([^,]*\).*/\1/p" | head -1)
+    [[ -n $name ]] || continue
+    awk -v n="$name" '$1 == "VmRSS:" { print n, $2 }' "/proc/$pid/status" 2>/dev/null || true
+  done
+}
+
 weight_sampler_pid=""
 
 # weight_sampler_start samples every QEMU process's CPU every 5 s into $work/weight/qemu-up.tsv ("EPOCH VM
@@ -97,6 +107,7 @@ weight_idle() {
   sleep "$secs"
   weight_qemu_cpu >"$work/weight/qemu-idle-end"
   date +%s >"$work/weight/idle-end"
+  weight_qemu_rss >"$work/weight/qemu-idle-rss"
   weight_snapshot probe-end
 }
 

@@ -33,8 +33,10 @@ const PatroniTag = "patroni"
 //	           every Consul node at ConsulMetricsPort (shoplab consul-metrics, which relays its agent's) unless 0
 //
 // Instances are listed passing or not: a failing one shows in Prometheus as up == 0 until Consul drops it.
-// Consul's answers come from the local agent's cache (kept current by its own blocking queries), so frequent
-// refreshes cost the servers nothing.
+// Each answer is read afresh from any server (stale reads allowed), never from the agent's cache: in the VM lab
+// the cached service list stayed at what it was when monitor-1 first asked, and the services that registered
+// later were never scraped (make vm-test, 2026-12-07; hashicorp/consul#8980). Prometheus asks every scrape
+// interval: a handful of reads from a server's memory.
 type Discovery struct {
 	Consul            *api.Client
 	NodeExporterPort  int
@@ -81,16 +83,15 @@ func (d Discovery) serve(list func(context.Context) ([]sdGroup, error)) http.Han
 	}
 }
 
-// query asks the local agent, from its cache where the endpoint has one (the catalog's service list and a
-// service's health: both refreshed in the background by blocking queries) and from any server otherwise.
-func query(ctx context.Context, cached bool) *api.QueryOptions {
-	return (&api.QueryOptions{UseCache: cached, AllowStale: true}).WithContext(ctx)
+// query asks any server, through the local agent, bounded by ctx.
+func query(ctx context.Context) *api.QueryOptions {
+	return (&api.QueryOptions{AllowStale: true}).WithContext(ctx)
 }
 
 // instances lists, as target groups, every instance of every service but Consul's own (in name order) for which
 // port names a port: there, labelled with its service, instance id and node.
 func (d Discovery) instances(ctx context.Context, port func(*api.ServiceEntry) int) ([]sdGroup, error) {
-	services, _, err := d.Consul.Catalog().Services(query(ctx, true))
+	services, _, err := d.Consul.Catalog().Services(query(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +104,7 @@ func (d Discovery) instances(ctx context.Context, port func(*api.ServiceEntry) i
 	sort.Strings(names)
 	groups := []sdGroup{}
 	for _, name := range names {
-		entries, _, err := d.Consul.Health().Service(name, "", false, query(ctx, true))
+		entries, _, err := d.Consul.Health().Service(name, "", false, query(ctx))
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +142,7 @@ func (d Discovery) nodes(ctx context.Context, port int, groups []sdGroup) ([]sdG
 	if port == 0 {
 		return groups, nil
 	}
-	nodes, _, err := d.Consul.Catalog().Nodes(query(ctx, false))
+	nodes, _, err := d.Consul.Catalog().Nodes(query(ctx))
 	if err != nil {
 		return nil, err
 	}

@@ -265,6 +265,15 @@ func TestDiscovery(t *testing.T) {
 			}
 		})
 	}
+	// A service that registers after the first answer is in the next one (the agent's cache once kept the list
+	// it first gave).
+	if _, err := consulx.Register(ctx, consul.Client, consulx.Registration{Name: "late", ID: "late-1", Address: "127.0.0.1",
+		Port: 7002, CheckPort: 8002, InitialPassing: true}, hclog.NewNullLogger()); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, srv.URL+"/services"); code != http.StatusOK || !strings.Contains(body, `"127.0.0.1:8002"`) {
+		t.Fatalf("GET /services after late-1 registered: got %d %s; want 200 with 127.0.0.1:8002", code, body)
+	}
 	none := httptest.NewServer(Discovery{Consul: consul.Client}.Handler())
 	defer none.Close()
 	for _, path := range []string{"/nodes", "/patroni", "/consul"} {
