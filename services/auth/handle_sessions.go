@@ -60,7 +60,11 @@ func handleCreateSession(log hclog.Logger, store sessionCreator, pw *passwords, 
 			return
 		}
 		ctx := r.Context()
-		addr := lim.clientAddr(r)
+		addr, err := lim.clientAddr(r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
 		if err := lim.check(ctx, addr, req.Email); err != nil {
 			log.Info("login refused: rate limited", "client", addr, "request_id", web.RequestID(ctx))
 			writeError(w, r, log, err)

@@ -93,7 +93,11 @@ func handleCreateUser(log hclog.Logger, store userCreator, pw *passwords, lim *l
 			return
 		}
 		ctx := r.Context()
-		addr := lim.clientAddr(r)
+		addr, err := lim.clientAddr(r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
 		if err := lim.check(ctx, addr, req.Email); err != nil {
 			log.Info("registration refused: rate limited", "client", addr, "request_id", web.RequestID(ctx))
 			writeError(w, r, log, err)

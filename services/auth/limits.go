@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/mesh"
+	"shoplab/internal/web"
 )
 
 // limit is "at most max attempts per window".
@@ -159,28 +160,34 @@ func parseTrusted(s string) (map[string]bool, error) {
 var serviceNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // clientAddr is the address the limits apply to: the peer's own address, unless the peer is a trusted mesh
-// service (the front, proven by its certificate), whose X-Forwarded-For names the client. Only the last entry
-// is used: the one the front wrote. A value that is not an IP address is ignored.
-func (l *limiter) clientAddr(r *http.Request) string {
+// service (the front, proven by its certificate), whose X-Forwarded-For names the client. From a trusted caller
+// that header is exactly one address in exactly one header line, as the front writes it: two lines, a list or
+// anything but an IP address is a 400 (the front removes whatever its client sent, so only a caller that
+// does not behave like the front sends one), never a guess at which value to believe. Without the header the
+// peer's own address counts.
+func (l *limiter) clientAddr(r *http.Request) (string, error) {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	peer, err := netip.ParseAddr(host)
 	if err != nil {
-		return host
+		return host, nil
 	}
 	peer = peer.Unmap()
 	if !l.trusted[mesh.Caller(r)] {
-		return peer.String()
+		return peer.String(), nil
 	}
 	xff := r.Header.Values("X-Forwarded-For")
-	if len(xff) == 0 {
-		return peer.String()
+	switch {
+	case len(xff) == 0:
+		return peer.String(), nil
+	case len(xff) > 1:
+		return "", web.BadRequest("X-Forwarded-For must be one header naming one address; got %d headers", len(xff))
 	}
-	parts := strings.Split(xff[len(xff)-1], ",")
-	if a, err := netip.ParseAddr(strings.TrimSpace(parts[len(parts)-1])); err == nil {
-		return a.Unmap().String()
+	a, err := netip.ParseAddr(strings.TrimSpace(xff[0]))
+	if err != nil {
+		return "", web.BadRequest("X-Forwarded-For must name one IP address")
 	}
-	return peer.String()
+	return a.Unmap().String(), nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 
 	"shoplab/internal/mesh"
 	"shoplab/internal/testkit"
+	"shoplab/internal/web"
 )
 
 func chmod(path string, mode os.FileMode) error { return os.Chmod(path, mode) }
@@ -80,23 +82,36 @@ func TestLoginLimitPerAddress(t *testing.T) {
 
 	trusted, _ := parseTrusted("front")
 	lim := &limiter{trusted: trusted}
-	for _, tc := range []struct{ caller, remote, xff, want string }{
-		{"front", "127.0.0.1:5000", "192.0.2.1", "192.0.2.1"},
-		{"front", "127.0.0.1:5000", "", "127.0.0.1"},
-		{"front", "127.0.0.1:5000", "10.9.9.9, 192.0.2.1", "192.0.2.1"},
-		{"front", "127.0.0.1:5000", "not-an-ip", "127.0.0.1"},
-		{"cart", "198.51.100.4:5000", "192.0.2.1", "198.51.100.4"}, // not the front: its header is ignored
-		{"", "198.51.100.4:5000", "192.0.2.1", "198.51.100.4"},
-		{"front", "[::ffff:127.0.0.1]:5000", "192.0.2.2", "192.0.2.2"},
+	// From the front exactly one address in one header line; two lines, a list or a non-address is a 400.
+	for _, tc := range []struct {
+		caller, remote string
+		xff            []string
+		want           string // "" for the 400
+	}{
+		{"front", "127.0.0.1:5000", []string{"192.0.2.1"}, "192.0.2.1"},
+		{"front", "127.0.0.1:5000", nil, "127.0.0.1"},
+		{"front", "127.0.0.1:5000", []string{"10.9.9.9, 192.0.2.1"}, ""},
+		{"front", "127.0.0.1:5000", []string{"192.0.2.1", "10.9.9.9"}, ""},
+		{"front", "127.0.0.1:5000", []string{"192.0.2.1", "10.9.9.9", "10.9.9.10"}, ""},
+		{"front", "127.0.0.1:5000", []string{"not-an-ip"}, ""},
+		{"front", "127.0.0.1:5000", []string{""}, ""},
+		{"cart", "198.51.100.4:5000", []string{"192.0.2.1", "10.9.9.9"}, "198.51.100.4"}, // not the front: ignored
+		{"", "198.51.100.4:5000", []string{"192.0.2.1"}, "198.51.100.4"},
+		{"front", "[::ffff:127.0.0.1]:5000", []string{" 192.0.2.2 "}, "192.0.2.2"},
 	} {
 		req := httptest.NewRequest("POST", "/v1/sessions", nil)
 		req = req.WithContext(mesh.WithCaller(req.Context(), tc.caller))
 		req.RemoteAddr = tc.remote
-		if tc.xff != "" {
-			req.Header.Set("X-Forwarded-For", tc.xff)
+		for _, v := range tc.xff {
+			req.Header.Add("X-Forwarded-For", v)
 		}
-		if got := lim.clientAddr(req); got != tc.want {
-			t.Errorf("clientAddr(caller %q, %s, XFF %q): got %s; want %s", tc.caller, tc.remote, tc.xff, got, tc.want)
+		got, err := lim.clientAddr(req)
+		var werr *web.Error
+		switch {
+		case tc.want == "" && (!errors.As(err, &werr) || werr.Status != http.StatusBadRequest):
+			t.Errorf("clientAddr(caller %q, %s, XFF %q): got %q, %v; want a 400", tc.caller, tc.remote, tc.xff, got, err)
+		case tc.want != "" && (err != nil || got != tc.want):
+			t.Errorf("clientAddr(caller %q, %s, XFF %q): got %q, %v; want %s", tc.caller, tc.remote, tc.xff, got, err, tc.want)
 		}
 	}
 }

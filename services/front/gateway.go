@@ -478,6 +478,11 @@ func (g *gateway) upstreamRequest(ctx *fasthttp.RequestCtx, path []byte, st *att
 	h.SetCanonical(headerForwardedHost, h.Host()) // before the host becomes the instance's
 	h.SetCanonical(headerForwardedProto, valueHTTP)
 	h.SetCanonical(headerRequestID, []byte(st.requestID))
+	// SetCanonical replaces only the first header of a name: a client that sent X-Forwarded-For twice would keep
+	// its second. Del drops them all (reordering other headers, so only when there are several).
+	if len(h.PeekAll("X-Forwarded-For")) > 1 {
+		h.Del("X-Forwarded-For")
+	}
 	if a, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
 		var buf [64]byte
 		h.SetCanonical(headerForwardedFor, a.AddrPort().Addr().Unmap().AppendTo(buf[:0]))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -210,24 +211,45 @@ func TestPublicStatusHidesInternals(t *testing.T) {
 }
 
 // TestClientAddressIsNotSpoofable: login attempts through the front count against the address the front saw,
-// whatever X-Forwarded-For the client sends, so auth's per-address limit holds.
+// whatever X-Forwarded-For the client sends — one header, two, three — so auth's per-address limit holds.
 func TestClientAddressIsNotSpoofable(t *testing.T) {
 	st := &testkit.Stack{Consul: testkit.NewConsul(t), Services: map[string][]*testkit.Service{}, DSN: map[string]string{}}
 	st.Add(t, "auth", map[string]string{"AUTH_LIMIT_ADDRESS": "3/1m", "AUTH_LIMIT_ACCOUNT": "100/1m"})
 	front := startFront(t, st, nil)
+	// post sends body to path with one X-Forwarded-For header per value.
+	post := func(path, body string, xff ...string) testkit.Resp {
+		t.Helper()
+		req, err := http.NewRequest("POST", front.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for _, v := range xff {
+			req.Header.Add("X-Forwarded-For", v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return testkit.Resp{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	}
 	for i := range 3 {
-		r := testkit.Call(t, "POST", front.URL+"/api/auth/v1/sessions", fmt.Sprintf(`{"email":"who%d@example.com","password":"wrong password"}`, i),
-			"X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i+1))
+		xff := []string{fmt.Sprintf("203.0.113.%d", i+1)}
+		for range i { // one header, then two, then three, each a new address
+			xff = append(xff, fmt.Sprintf("198.51.100.%d", len(xff)+10*i))
+		}
+		r := post("/api/auth/v1/sessions", fmt.Sprintf(`{"email":"who%d@example.com","password":"wrong password"}`, i), xff...)
 		testkit.WantError(t, r, 401, "invalid_credentials")
 	}
-	r := testkit.Call(t, "POST", front.URL+"/api/auth/v1/sessions", `{"email":"who9@example.com","password":"wrong password"}`,
-		"X-Forwarded-For", "198.51.100.200")
+	r := post("/api/auth/v1/sessions", `{"email":"who9@example.com","password":"wrong password"}`, "198.51.100.200", "192.0.2.200")
 	testkit.WantError(t, r, 429, "rate_limited")
 	if r.Header.Get("Retry-After") == "" {
 		t.Fatal("429 without Retry-After")
 	}
 	// The storefront's own login goes through the same limit.
-	r = testkit.Call(t, "POST", front.URL+"/session", `{"email":"who9@example.com","password":"wrong password"}`, "X-Forwarded-For", "198.51.100.201")
+	r = post("/session", `{"email":"who9@example.com","password":"wrong password"}`, "198.51.100.201", "192.0.2.201")
 	testkit.WantError(t, r, 429, "rate_limited")
 	if r.Header.Get("Retry-After") == "" {
 		t.Fatal("storefront login: 429 without Retry-After")

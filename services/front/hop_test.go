@@ -88,7 +88,7 @@ func testForwardedRequest(t *testing.T, yield string) {
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
-		got <- seen{r.Method, r.RequestURI, string(body), r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Host"),
+		got <- seen{r.Method, r.RequestURI, string(body), strings.Join(r.Header.Values("X-Forwarded-For"), " | "), r.Header.Get("X-Forwarded-Host"),
 			r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Request-ID"), r.Header.Get("Cookie"), r.Header.Get("Connection")}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"ok":true}`)
@@ -138,6 +138,16 @@ func testForwardedRequest(t *testing.T, yield string) {
 		{"the next request on the same connection",
 			"GET /api/echo/v1/products/p2 HTTP/1.1\r\nHost: shop.example\r\nX-Request-ID: fwd-test-2\r\n\r\n",
 			seen{method: "GET", uri: "/v1/products/p2", xff: "127.0.0.1", xfh: "shop.example", proto: "http", id: "fwd-test-2"}, false},
+		{"two X-Forwarded-For headers",
+			"GET /api/echo/v1/products/p3 HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 198.51.100.7\r\nX-Request-ID: fwd-test-4\r\n\r\n",
+			seen{method: "GET", uri: "/v1/products/p3", xff: "127.0.0.1", xfh: "shop.example", proto: "http", id: "fwd-test-4"}, false},
+		{"three, in two spellings, a list among them",
+			"GET /api/echo/v1/products/p4 HTTP/1.1\r\nHost: shop.example\r\nx-forwarded-for: 203.0.113.9\r\nAccept: */*\r\n" +
+				"X-FORWARDED-FOR: 198.51.100.7, 198.51.100.8\r\nX-Forwarded-For: 192.0.2.1\r\nX-Request-ID: fwd-test-5\r\n\r\n",
+			seen{method: "GET", uri: "/v1/products/p4", xff: "127.0.0.1", xfh: "shop.example", proto: "http", id: "fwd-test-5"}, false},
+		{"a folded header",
+			"GET /api/echo/v1/products/p5 HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 203.0.113.9,\r\n 198.51.100.7\r\nX-Request-ID: fwd-test-6\r\n\r\n",
+			seen{method: "GET", uri: "/v1/products/p5", xff: "127.0.0.1", xfh: "shop.example", proto: "http", id: "fwd-test-6"}, false},
 		{"a client that closes",
 			"GET /api/echo/v1/products HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\nX-Request-ID: fwd-test-3\r\n\r\n",
 			seen{method: "GET", uri: "/v1/products", xff: "127.0.0.1", xfh: "shop.example", proto: "http", id: "fwd-test-3"}, true},
