@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,6 +58,36 @@ func TestNewAccountRetries(t *testing.T) {
 		}
 		if tc.failures > 0 && !strings.Contains(stderr.String(), "making an account failed (attempt 1 of 12)") {
 			t.Errorf("%d failures: stderr %q; want the retry said", tc.failures, stderr.String())
+		}
+	}
+}
+
+// TestPauseAfter: a checkout shopper whose step failed waits what a 429 or 503 asks (at most 5 s), else a second.
+func TestPauseAfter(t *testing.T) {
+	fail := func(status int, retryAfter string) error {
+		h := http.Header{}
+		if retryAfter != "" {
+			h.Set("Retry-After", retryAfter)
+		}
+		return &failedStep{a: answer{status: status, header: h}, err: errors.New("failed")}
+	}
+	tests := []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"503 asking 2 s", fail(503, "2"), 2 * time.Second},
+		{"503 asking 30 s", fail(503, "30"), 5 * time.Second},
+		{"429 asking 1 s", fail(429, "1"), time.Second},
+		{"503 asking nothing", fail(503, ""), time.Second},
+		{"502 asking 3 s", fail(502, "3"), time.Second},
+		{"no answer", fail(0, ""), time.Second},
+		{"wrapped", fmt.Errorf("place order: %w", fail(503, "3")), 3 * time.Second},
+		{"not a step", errors.New("other"), time.Second},
+	}
+	for _, tc := range tests {
+		if got := pauseAfter(tc.err); got != tc.want {
+			t.Errorf("%s: got %s; want %s", tc.name, got, tc.want)
 		}
 	}
 }
