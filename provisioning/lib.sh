@@ -681,26 +681,19 @@ render_service_env() {
   } >"$out"
 }
 
-# write_secret puts a secret ($1) into a root-only file ($2), through a temporary file, never an argument; it
-# succeeds when the file changed.
-write_secret() {
-  local tmp status=0
-  tmp=$(mktemp)
-  printf '%s' "$1" >"$tmp"
-  put "$tmp" "$2" 0600 || status=$?
-  rm -f "$tmp"
-  return "$status"
-}
-
-# write_file CONTENT PATH puts CONTENT into PATH (mode 0644); it succeeds when the file changed.
+# write_file CONTENT PATH [MODE] puts CONTENT into PATH (mode 0644 unless MODE) through a temporary file, never
+# an argument of another process; it succeeds when the file changed.
 write_file() {
   local tmp status=0
   tmp=$(mktemp)
   printf '%s' "$1" >"$tmp"
-  put "$tmp" "$2" 0644 || status=$?
+  put "$tmp" "$2" "${3:-0644}" || status=$?
   rm -f "$tmp"
   return "$status"
 }
+
+# write_secret puts a secret ($1) into a root-only file ($2); it succeeds when the file changed.
+write_secret() { write_file "$1" "$2" 0600; }
 
 # restart_if CHANGED UNIT... restarts each unit when CHANGED is 1 or the unit does not run.
 restart_if() {

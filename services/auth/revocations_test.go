@@ -72,21 +72,7 @@ func TestLogoutWaitsForFollowers(t *testing.T) {
 		t.Fatalf("first answer: got %+v; want a generation and a cursor", first)
 	}
 
-	logout := func(token string) <-chan int {
-		done := make(chan int, 1)
-		go func() {
-			req, _ := http.NewRequest("DELETE", a.URL+"/v1/sessions/current", nil)
-			req.Header.Set("Authorization", "Bearer "+token)
-			resp, err := c.Do(req)
-			if err != nil {
-				done <- 0
-				return
-			}
-			resp.Body.Close()
-			done <- resp.StatusCode
-		}()
-		return done
-	}
+	logout := func(token string) <-chan int { return logoutAsync(c, a.URL, token) }
 
 	s := login(t, a.URL, "feed@example.com", "correct horse battery")
 	waiting := make(chan feedAnswer, 1)
