@@ -37,6 +37,25 @@ func rememberMesh(addr, consulAddr string) {
 	meshMu.Unlock()
 }
 
+// forgetMesh drops what rememberMesh and MeshClient recorded for a service's address and for a Consul agent's
+// (either may be ""), once they are gone: a later test's server on the same port is not a mesh service of a
+// stopped agent, and a later agent on the same port has a CA of its own.
+func forgetMesh(addr, consulAddr string) {
+	meshMu.Lock()
+	defer meshMu.Unlock()
+	if addr != "" {
+		delete(addrConsul, addr)
+	}
+	if consulAddr != "" {
+		delete(meshClients, consulAddr)
+		for a, c := range addrConsul {
+			if c == consulAddr {
+				delete(addrConsul, a)
+			}
+		}
+	}
+}
+
 // MeshClient is an HTTP client that calls the mesh services of the agent at consulAddr as TestIdentity: its
 // leaf from that agent's CA, the server's chain checked against that CA's roots.
 func MeshClient(t testing.TB, consulAddr string) *http.Client {

@@ -115,6 +115,7 @@ func (s *Service) settle(t testing.TB, onOps bool, deadline time.Time) {
 	}
 	s.URL = "https://" + s.Addr
 	rememberMesh(s.Addr, s.Env["CONSUL_HTTP_ADDR"])
+	t.Cleanup(func() { forgetMesh(s.Addr, "") })
 }
 
 // Run starts run in-process with env (LISTEN_ADDR gets a free loopback port unless set) and waits until its

@@ -118,7 +118,10 @@ func NewConsul(t testing.TB) *Consul {
 		}
 		t.Fatalf("start consul (%s): %v", bin, err)
 	}
-	t.Cleanup(func() { _ = c.Stop() })
+	t.Cleanup(func() {
+		forgetMesh("", c.HTTPAddr)
+		_ = c.Stop()
+	})
 	return c
 }
 
