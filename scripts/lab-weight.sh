@@ -8,26 +8,31 @@
 #   weight_report                                the tables of docs/lab-weight.md, from what the two gathered
 # Everything is read from /proc, /sys/fs/cgroup and the services' own /metrics: nothing is installed in a guest.
 
+# weight_qemu_pids prints "PID VM" for every QEMU process of this lab (libvirt names it guest=PREFIXVM,...).
+weight_qemu_pids() {
+  local pid name
+  for pid in $(pgrep -f "guest=$prefix" || true); do
+    name=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n "s/^guest=$prefix\([^,]*\).*/\1/p" | head -1)
+    [[ -z $name ]] || echo "$pid $name"
+  done
+}
+
 # weight_qemu_cpu prints "VM CPU-SECONDS" for every QEMU process of this lab (user + system time, all threads).
 weight_qemu_cpu() {
   local pid name tck
   tck=$(getconf CLK_TCK)
-  for pid in $(pgrep -f "guest=$prefix" || true); do
-    name=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n "s/^guest=$prefix\([^,]*\).*/\1/p" | head -1)
-    [[ -n $name ]] || continue
+  while read -r pid name; do
     # Fields 14 and 15 of stat are utime and stime; the command (field 2) has no space for QEMU.
     awk -v n="$name" -v t="$tck" '{ printf "%s %.2f\n", n, ($14 + $15) / t }' "/proc/$pid/stat" 2>/dev/null || true
-  done
+  done < <(weight_qemu_pids)
 }
 
 # weight_qemu_rss prints "VM KIB" for every QEMU process of this lab: its resident memory on the host.
 weight_qemu_rss() {
   local pid name
-  for pid in $(pgrep -f "guest=$prefix" || true); do
-    name=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n "s/^guest=$prefix\([^,]*\).*/\1/p" | head -1)
-    [[ -n $name ]] || continue
+  while read -r pid name; do
     awk -v n="$name" '$1 == "VmRSS:" { print n, $2 }' "/proc/$pid/status" 2>/dev/null || true
-  done
+  done < <(weight_qemu_pids)
 }
 
 weight_sampler_pid=""
