@@ -16,6 +16,7 @@ require "securerandom"
 require "fileutils"
 require "rubygems/package"
 require "yaml"
+require "stringio"
 require "zlib"
 
 module Shoplab
@@ -279,31 +280,26 @@ module Shoplab
   end
 
   # provisioning_archive packs the provisioning scripts, units and Prometheus files a VM needs (every file of
-  # provisioning/ but the Go tests) into .lab/vm/provisioning.tgz and returns its path (the Vagrantfile hands it to
-  # each VM's provisioning).
-  def provisioning_archive(root, env = ENV)
-    dir = lab_dir(root, env)
-    FileUtils.mkdir_p(dir, mode: 0o700)
-    path = File.join(dir, "provisioning.tgz")
+  # provisioning/ but the Go tests) and returns the gzipped tar (the Vagrantfile hands it to each VM's
+  # provisioning).
+  def provisioning_archive(root)
     src = File.join(root, "provisioning")
-    File.open("#{path}.tmp", "wb") do |f|
-      gz = Zlib::GzipWriter.new(f)
-      Gem::Package::TarWriter.new(gz) do |tar|
-        Dir.glob("**/*", base: src).sort.each do |rel|
-          full = File.join(src, rel)
-          next if rel.end_with?("_test.go")
+    out = StringIO.new("".b)
+    gz = Zlib::GzipWriter.new(out)
+    Gem::Package::TarWriter.new(gz) do |tar|
+      Dir.glob("**/*", base: src).sort.each do |rel|
+        full = File.join(src, rel)
+        next if rel.end_with?("_test.go")
 
-          if File.directory?(full)
-            tar.mkdir("provisioning/#{rel}", 0o755)
-          else
-            tar.add_file_simple("provisioning/#{rel}", File.stat(full).mode & 0o777, File.size(full)) { |io| io.write(File.binread(full)) }
-          end
+        if File.directory?(full)
+          tar.mkdir("provisioning/#{rel}", 0o755)
+        else
+          tar.add_file_simple("provisioning/#{rel}", File.stat(full).mode & 0o777, File.size(full)) { |io| io.write(File.binread(full)) }
         end
       end
-      gz.close
     end
-    File.rename("#{path}.tmp", path)
-    path
+    gz.close
+    out.string
   end
 
   # box is the box to use: SHOPLAB_BOX, else the Packer-built box once it has been added, else a public
