@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,8 +12,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
-	"golang.org/x/sys/unix"
 
+	"shoplab/internal/netx"
 	"shoplab/internal/web"
 )
 
@@ -60,22 +59,7 @@ func Dialer() pq.Dialer { return newDialer() }
 func newDialer() dialer {
 	return dialer{net.Dialer{
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: KeepAliveIdle, Interval: 2 * time.Second, Count: 3},
-		Control: func(network, _ string, c syscall.RawConn) error {
-			if !strings.HasPrefix(network, "tcp") {
-				return nil // a Unix socket: nothing to time out
-			}
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(TCPUserTimeout.Milliseconds()))
-			})
-			if err == nil {
-				err = serr
-			}
-			if err != nil {
-				return fmt.Errorf("set TCP_USER_TIMEOUT: %w", err)
-			}
-			return nil
-		},
+		Control:         netx.UserTimeoutControl(TCPUserTimeout),
 	}}
 }
 

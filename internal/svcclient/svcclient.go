@@ -14,16 +14,15 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	"shoplab/internal/balancer"
 	"shoplab/internal/consulx"
 	"shoplab/internal/mesh"
+	"shoplab/internal/netx"
 	"shoplab/internal/web"
 )
 
@@ -96,16 +95,7 @@ func New(ctx context.Context, consul *api.Client, identity *mesh.Identity, log h
 const UserTimeout = 3 * time.Second
 
 func (o Options) transport(tlsConfig *tls.Config) *http.Transport {
-	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second,
-		Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(UserTimeout.Milliseconds()))
-			}); err != nil {
-				return err
-			}
-			return serr
-		}}
+	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second, Control: netx.UserTimeoutControl(UserTimeout)}
 	return &http.Transport{
 		DialContext:           dialer.DialContext,
 		TLSClientConfig:       tlsConfig,

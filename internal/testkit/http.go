@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"shoplab/internal/netx"
 )
 
 // Resp is an HTTP answer read whole.
@@ -134,12 +134,9 @@ func UserTimeout(t testing.TB, c net.Conn) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ms int
-	var gerr error
-	if err := raw.Control(func(fd uintptr) {
-		ms, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT)
-	}); err != nil || gerr != nil {
-		t.Fatalf("read TCP_USER_TIMEOUT: %v %v", err, gerr)
+	d, err := netx.UserTimeout(raw)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return time.Duration(ms) * time.Millisecond
+	return d
 }

@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"shoplab/internal/netx"
 )
 
 // errStaleConn is what writing a request on a kept-alive connection returns when the instance closed or reset
@@ -62,10 +62,8 @@ func newCheckedConn(c net.Conn, yield bool) net.Conn {
 	if err != nil {
 		return c
 	}
-	_ = raw.Control(func(fd uintptr) {
-		// Best effort: a connection without it still works, it only waits longer on a vanished instance.
-		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(upstreamUserTimeout.Milliseconds()))
-	})
+	// Best effort: a connection without it still works, it only waits longer on a vanished instance.
+	_ = netx.SetUserTimeout(raw, upstreamUserTimeout)
 	return &checkedConn{Conn: c, raw: raw, aw: afterWrite{on: yield}}
 }
 
