@@ -386,7 +386,7 @@ func TestSystemdUnits(t *testing.T) {
 		}
 	}
 	b, _ := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", "shoplab@.service"))
-	for _, want := range []string{"DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n", "RestrictAddressFamilies="} {
+	for _, want := range []string{"DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "CapabilityBoundingSet=\n", "RestrictAddressFamilies=", "MemoryMax="} {
 		if !strings.Contains(string(b), want) {
 			t.Fatalf("shoplab@.service: want %q", want)
 		}

@@ -441,8 +441,9 @@ func (g *gatewayBench) startFront(consulAddr, id string, more []string) (string,
 	if err != nil {
 		return "", nil, err
 	}
+	// wrk's connections all come from one address: the front's share per address must hold them.
 	env := append(os.Environ(), "GOMAXPROCS=1", "CONSUL_HTTP_ADDR="+consulAddr, fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port),
-		"SERVICE_ID="+id)
+		"SERVICE_ID="+id, fmt.Sprintf("FRONT_MAX_CONNS_PER_ADDR=%d", max(256, g.conns)), fmt.Sprintf("FRONT_MAX_CONNS=%d", max(1024, 2*g.conns)))
 	p, err := proc.Start(proc.Spec{Name: id, Path: filepath.Join(g.bin, "front"), Env: append(env, more...), LogPath: filepath.Join(g.work, id+".log")})
 	if err != nil {
 		return "", nil, fmt.Errorf("%w (build it with: make build)", err)

@@ -30,6 +30,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	timeouts, terr := parseRouteTimeouts(env.String("FRONT_ROUTE_TIMEOUTS", "orders=30s"), env.Duration("FRONT_UPSTREAM_TIMEOUT", 10*time.Second), request)
 	secure := env.String("FRONT_COOKIE_SECURE", "false") == "true"
 	yield := env.String("FRONT_YIELD_BEFORE_READ", "true")
+	limits := defaultServerLimits
+	limits.conns = env.Int("FRONT_MAX_CONNS", limits.conns, 1, 1<<20)
+	limits.connsPerAddr = env.Int("FRONT_MAX_CONNS_PER_ADDR", limits.connsPerAddr, 1, 1<<20)
+	limits.head = env.Duration("FRONT_HEAD_TIMEOUT", limits.head)
+	limits.bodyMemory = int64(env.Int("FRONT_BODY_MEMORY_MB", int(limits.bodyMemory>>20), 1, 1<<14)) << 20
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -63,7 +68,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	api, rest := routes(rt.Log, textLog(rt), gw, sess, rt.Metrics, append(rt.Checks(), ready))
 	// The server gives every answer FRONT_REQUEST_TIMEOUT plus a margin to be written: a request the gateway
 	// retries still ends with an answer, never a cut connection.
-	engine := newEngine(api, rest, rt.Log, request+10*time.Second)
+	engine := newEngine(api, rest, rt.Log, request+10*time.Second, limits)
 	engine.yield = gw.yield
 	return rt.Serve(app.Service{Engine: engine, Public: false, Ready: ready.Run})
 }

@@ -1,9 +1,6 @@
 package main
 
-import (
-	"net"
-	"runtime"
-)
+import "runtime"
 
 // Yielding before a read (FRONT_YIELD_BEFORE_READ, on by default) saves the front a system call on each hop of
 // nearly every proxied request. Go reads a socket by trying the read first and waiting in the network poller
@@ -29,32 +26,4 @@ func (a *afterWrite) beforeRead() {
 			runtime.Gosched()
 		}
 	}
-}
-
-// yieldListener accepts connections that yield before the first read after a write (the client's side).
-type yieldListener struct{ net.Listener }
-
-func (l yieldListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return c, err
-	}
-	return &yieldConn{Conn: c, aw: afterWrite{on: true}}, nil
-}
-
-// yieldConn is a client's connection to the front. fasthttp serves one connection from one goroutine at a
-// time, so its state needs no lock.
-type yieldConn struct {
-	net.Conn
-	aw afterWrite
-}
-
-func (c *yieldConn) Read(p []byte) (int, error) {
-	c.aw.beforeRead()
-	return c.Conn.Read(p)
-}
-
-func (c *yieldConn) Write(p []byte) (int, error) {
-	c.aw.wrote = true
-	return c.Conn.Write(p)
 }
