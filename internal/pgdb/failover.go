@@ -25,7 +25,8 @@ import (
 //     retry wait (DB_RETRY_WAIT) and never past the request's deadline;
 //   - what still fails is Unavailable, which services answer 503 with Retry-After rather than 500;
 //   - a transaction is never replayed here: BeginTx is retried (nothing ran yet), a statement inside one is
-//     not (the caller's whole operation would have to run again);
+//     not (the caller's whole operation would have to run again); nor is a statement database/sql would have
+//     run again on lib/pq's ErrBadConn after sending it (guard.go);
 //   - with a replica pool (ReadFrom), a read that misses the primary runs on a replica at once;
 //   - a connection to a host that vanished breaks after TCPUserTimeout, and the pool's idle ones go with it.
 
@@ -34,9 +35,6 @@ type connectError struct{ err error }
 
 func (e *connectError) Error() string { return "connect: " + e.err.Error() }
 func (e *connectError) Unwrap() error { return e.err }
-
-// connector opens connections with lib/pq and marks its failures as connectErrors.
-type connector struct{ driver.Connector }
 
 // TCPUserTimeout is how long data sent on a database connection may stay unacknowledged before the kernel
 // breaks the connection (TCP_USER_TIMEOUT); idle connections are probed after KeepAliveIdle. Without them a
@@ -77,14 +75,6 @@ func (d dialer) DialContext(ctx context.Context, network, address string) (net.C
 	return d.d.DialContext(ctx, network, address)
 }
 
-func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.Connector.Connect(ctx)
-	if err != nil {
-		return nil, &connectError{err}
-	}
-	return conn, nil
-}
-
 // Unavailable reports whether err means the database could not serve for want of a primary: no connection
 // could be opened (refused, no such host, timed out, server starting or shutting down, a standby where a
 // read-write session was asked for), the connection broke (the server shut down or its host went away), or
@@ -95,12 +85,13 @@ func Unavailable(err error) bool {
 	}
 	var (
 		ce  *connectError
+		mr  *MaybeRanError
 		op  *net.OpError
 		dns *net.DNSError
 		pe  *pq.Error
 	)
 	switch {
-	case errors.As(err, &ce), errors.As(err, &op), errors.As(err, &dns),
+	case errors.As(err, &ce), errors.As(err, &mr), errors.As(err, &op), errors.As(err, &dns),
 		errors.Is(err, driver.ErrBadConn), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
 		return true

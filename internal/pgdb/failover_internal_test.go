@@ -70,6 +70,8 @@ func TestStatementRetry(t *testing.T) {
 		{write, &pq.Error{Code: "25006"}, true},  // a standby refused it
 		{read, driver.ErrBadConn, true},          // a read may run twice
 		{write, driver.ErrBadConn, false},        // a write may have run: the caller decides
+		{write, &MaybeRanError{io.EOF}, false},   // the guard's word for it
+		{read, &MaybeRanError{io.EOF}, true},     // a read may run twice
 		{write, &pq.Error{Code: "57P01"}, false}, // terminated while it ran
 		{read, &pq.Error{Code: "23505"}, false},  // not about the primary
 		{"  select\n\tid FROM t", io.EOF, true},  // case and layout

@@ -57,12 +57,11 @@ const poolSize = 20
 // Pool is a service's pool on dsn, with DefaultConnectTimeout unless dsn sets one, TCPUserTimeout and
 // keepalive probes, its failures to connect marked as such (failover.go). It opens no connection yet.
 func Pool(dsn string) (*sql.DB, error) {
-	c, err := pq.NewConnector(WithConnectTimeout(dsn, DefaultConnectTimeout))
-	if err != nil {
+	dsn = WithConnectTimeout(dsn, DefaultConnectTimeout)
+	if _, err := pq.NewConnector(dsn); err != nil {
 		return nil, err
 	}
-	c.Dialer(newDialer())
-	db := sql.OpenDB(connector{c})
+	db := sql.OpenDB(connector{dsn})
 	db.SetMaxOpenConns(poolSize)
 	db.SetMaxIdleConns(poolSize)
 	db.SetConnMaxIdleTime(5 * time.Minute)

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -13,9 +14,11 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]struct{}
+	marker []byte // CutAfterReply's: the skip+1st reply containing it is dropped, its connection closed
+	skip   int
 }
 
 // NewProxy listens on a free loopback port and forwards to target until the test ends.
@@ -65,13 +68,51 @@ func (p *Proxy) forward(c net.Conn) {
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	go func() { p.reply(c, up); done <- struct{}{} }()
 	<-done
 	c.Close()
 	up.Close()
 	p.mu.Lock()
 	delete(p.conns, c)
 	delete(p.conns, up)
+	p.mu.Unlock()
+}
+
+// reply copies what the server sends to the client, until either side closes or a reply holds the marker
+// CutAfterReply armed.
+func (p *Proxy) reply(c, up net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := up.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			hit := p.marker != nil && bytes.Contains(buf[:n], p.marker)
+			if hit && p.skip > 0 {
+				p.skip, hit = p.skip-1, false
+			}
+			if hit {
+				p.marker = nil
+			}
+			p.mu.Unlock()
+			if hit {
+				return // forward closes both sides
+			}
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// CutAfterReply arms the proxy once: the nth reply from the server from now on that contains marker (say a
+// PostgreSQL command tag, "INSERT 0 1"; nth from 1) is dropped and its connection closed on both sides. The
+// server has done what it was asked; its client never hears.
+func (p *Proxy) CutAfterReply(marker []byte, nth int) {
+	p.mu.Lock()
+	p.marker, p.skip = marker, nth-1
 	p.mu.Unlock()
 }
 

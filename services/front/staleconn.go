@@ -90,23 +90,6 @@ func (c *checkedConn) Write(p []byte) (int, error) {
 // closedByPeer peeks at the socket without blocking: end of stream or a reset means the instance is gone.
 // Waiting bytes (say, a TLS session ticket) or nothing at all mean it is still there.
 func (c *checkedConn) closedByPeer() bool {
-	var (
-		n    int
-		perr error
-		buf  [1]byte
-	)
-	if err := c.raw.Read(func(fd uintptr) bool {
-		n, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true // one look, never wait
-	}); err != nil {
-		return false
-	}
-	switch {
-	case perr == nil:
-		return n == 0
-	case errors.Is(perr, syscall.EAGAIN), errors.Is(perr, syscall.EINTR):
-		return false
-	default:
-		return true // ECONNRESET and the like
-	}
+	_, closed := netx.Peek(c.raw)
+	return closed
 }

@@ -1,6 +1,8 @@
-// Package netx sets the kernel's TCP options that shoplab's connections share: how long data sent on a
-// connection may stay unacknowledged before the kernel breaks it (TCP_USER_TIMEOUT).
+// Package netx holds what shoplab's connections ask of the kernel: how long data sent on a connection may stay
+// unacknowledged before the kernel breaks it (TCP_USER_TIMEOUT), and a look at a socket without reading it
+// (Peek), to tell a kept-alive connection the peer has closed before sending anything on it.
 //
+// On TCP_USER_TIMEOUT:
 // Without it, a request or statement sent on a kept-alive connection to a host that vanished (its VM powered
 // off) waits out the kernel's retransmissions, about 15 minutes, and cancelling its context does not end the
 // wait in every client. With it the connection fails with ETIMEDOUT after the timeout, so the caller can eject
@@ -9,6 +11,7 @@
 package netx
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -54,5 +57,29 @@ func UserTimeoutControl(d time.Duration) func(network, address string, c syscall
 			return nil
 		}
 		return SetUserTimeout(c, d)
+	}
+}
+
+// Peek looks at the socket behind c without reading from it or waiting: whether bytes are waiting to be read,
+// and whether the peer closed or reset the connection (end of stream, or an error such as ECONNRESET).
+func Peek(c syscall.RawConn) (waiting, closed bool) {
+	var (
+		n    int
+		perr error
+		buf  [1]byte
+	)
+	if err := c.Read(func(fd uintptr) bool {
+		n, _, perr = unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return true // one look, never wait
+	}); err != nil {
+		return false, false
+	}
+	switch {
+	case perr == nil:
+		return n > 0, n == 0
+	case errors.Is(perr, unix.EAGAIN), errors.Is(perr, unix.EINTR):
+		return false, false
+	default:
+		return false, true
 	}
 }

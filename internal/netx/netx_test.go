@@ -92,3 +92,49 @@ func userTimeout(t *testing.T, c net.Conn) time.Duration {
 	}
 	return d
 }
+
+// TestPeek: an idle connection, one with bytes waiting, and one its peer closed, told apart without reading.
+func TestPeek(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tests := []struct {
+		name            string
+		peer            func(c net.Conn)
+		waiting, closed bool
+	}{
+		{"idle", func(net.Conn) {}, false, false},
+		{"bytes waiting", func(c net.Conn) { c.Write([]byte("FATAL")) }, true, false},
+		{"closed by the peer", func(c net.Conn) { c.Close() }, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			s, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			tt.peer(s)
+			raw, err := c.(syscall.Conn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var waiting, closed bool
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if waiting, closed = Peek(raw); waiting == tt.waiting && closed == tt.closed {
+					break
+				}
+			}
+			if waiting != tt.waiting || closed != tt.closed {
+				t.Errorf("Peek: got waiting %v, closed %v; want %v, %v", waiting, closed, tt.waiting, tt.closed)
+			}
+		})
+	}
+}
