@@ -21,7 +21,7 @@ auth's database, never an HTTP call.
   grant  --email E   make the user an admin (log in again to get a token with the role)
   revoke --email E   take the role away; every session of the user is refused at once
   list               the admins
-  token  --email E   print a fresh token of an admin, for tools: shoplab load --admin-token "$(…)"
+  token  --email E   print a fresh token of an admin, for tools: SHOPLAB_ADMIN_TOKEN="$(…)" shoplab load
 In the VM lab run the same on the auth VM: vagrant ssh auth-1 -c 'sudo shoplab-admin grant --email E'.`
 
 // runAdmin is "shoplab admin …": it runs "auth admin …" against the running local lab.
@@ -67,7 +67,7 @@ func runAdmin(ctx context.Context, args []string, _ func(string) string, stdout,
 		authArgs = append(authArgs, "--ttl", *ttl)
 	}
 	c := exec.CommandContext(ctx, filepath.Join(*bin, "auth"), authArgs...)
-	c.Env = append(os.Environ(), env...)
+	c.Env = append(lab.ServiceEnv(os.Environ(), "auth"), env...)
 	c.Stdout, c.Stderr = stdout, stderr
 	if err := c.Run(); err != nil {
 		var ee *exec.ExitError

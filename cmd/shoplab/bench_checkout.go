@@ -80,8 +80,14 @@ func (c *checkoutBench) run(ctx context.Context) error {
 	for _, n := range c.shoppers {
 		var before map[string]float64
 		var out bytes.Buffer
+		getenv := func(k string) string {
+			if k == "SHOPLAB_ADMIN_TOKEN" {
+				return strings.TrimSpace(token.String())
+			}
+			return os.Getenv(k)
+		}
 		err := runLoadWith(ctx, []string{"--front", front, "--scenario", "checkout", "--shoppers", strconv.Itoa(n), "--duration", c.duration.String(),
-			"--admin-token", strings.TrimSpace(token.String()), "--restock-below", "200", "--restock-to", "5000"}, os.Getenv, &out, c.log,
+			"--restock-below", "200", "--restock-to", "5000"}, getenv, &out, c.log,
 			func() { before, _ = labCPU(state) })
 		if err != nil {
 			return fmt.Errorf("checkouts with %d shoppers: %w\n%s", n, err, out.String())

@@ -23,6 +23,7 @@ import (
 
 	"shoplab/internal/consulagent"
 	"shoplab/internal/consulx"
+	"shoplab/internal/lab"
 	"shoplab/internal/mesh"
 	"shoplab/internal/proc"
 )
@@ -442,7 +443,7 @@ func (g *gatewayBench) startFront(consulAddr, id string, more []string) (string,
 		return "", nil, err
 	}
 	// wrk's connections all come from one address: the front's share per address must hold them.
-	env := append(os.Environ(), "GOMAXPROCS=1", "CONSUL_HTTP_ADDR="+consulAddr, fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port),
+	env := append(lab.ServiceEnv(os.Environ(), "front"), "GOMAXPROCS=1", "CONSUL_HTTP_ADDR="+consulAddr, fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port),
 		"SERVICE_ID="+id, fmt.Sprintf("FRONT_MAX_CONNS_PER_ADDR=%d", max(256, g.conns)), fmt.Sprintf("FRONT_MAX_CONNS=%d", max(1024, 2*g.conns)))
 	p, err := proc.Start(proc.Spec{Name: id, Path: filepath.Join(g.bin, "front"), Env: append(env, more...), LogPath: filepath.Join(g.work, id+".log")})
 	if err != nil {

@@ -318,18 +318,28 @@ func operatorCommands(t *testing.T, shoplab, state, bin, front string) {
 	if r.Status != 200 {
 		t.Fatalf("set the kettle's stock to 10: got %d %s", r.Status, r.Body)
 	}
-	out, err := exec.Command(shoplab, "load", "--front", front, "--duration", "3s", "--rate", "5", "--users", "2",
-		"--admin-token", token, "--restock-below", "50", "--restock-to", "300").CombinedOutput()
+	// The token never on a command line (ps shows those to every user): refused there, read from a file.
+	out, err := exec.Command(shoplab, "load", "--front", front, "--duration", "3s", "--admin-token", token).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "SHOPLAB_ADMIN_TOKEN") {
+		t.Fatalf("shoplab load --admin-token: got %v\n%s; want it refused, naming SHOPLAB_ADMIN_TOKEN", err, out)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(shoplab, "load", "--front", front, "--duration", "3s", "--rate", "5", "--users", "2",
+		"--admin-token-file", tokenFile, "--restock-below", "50", "--restock-to", "300").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "restocked") {
-		t.Fatalf("shoplab load with --admin-token: %v\n%s", err, out)
+		t.Fatalf("shoplab load with --admin-token-file: %v\n%s", err, out)
 	}
 	testkit.Call(t, "GET", front+"/api/catalog/v1/products/"+kettle, "").Decode(t, &p)
 	if p.Stock < 290 {
 		t.Fatalf("kettle stock after the load: got %d; want it restocked to about 300\n%s", p.Stock, out)
 	}
 	// Checkouts whose orders are looked up again afterwards (the VM lab's failover checks use this).
-	out, err = exec.Command(shoplab, "load", "--front", front, "--scenario", "checkout", "--shoppers", "2", "--duration", "3s",
-		"--verify-orders", "--admin-token", token).CombinedOutput()
+	load := exec.Command(shoplab, "load", "--front", front, "--scenario", "checkout", "--shoppers", "2", "--duration", "3s", "--verify-orders")
+	load.Env = append(os.Environ(), "SHOPLAB_ADMIN_TOKEN="+token)
+	out, err = load.CombinedOutput()
 	m := regexp.MustCompile(`orders: (\d+) confirmed during the run; afterwards (\d+) found confirmed, 0 lost`).FindStringSubmatch(string(out))
 	if err != nil || m == nil || m[1] != m[2] || m[1] == "0" {
 		t.Fatalf("shoplab load --verify-orders: %v\n%s\nwant every confirmed order found again", err, out)

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -33,15 +34,24 @@ func runLoadWith(ctx context.Context, args []string, getenv func(string) string,
 	maxInFlight := fs.Int("max-in-flight", 256, "journeys running at once at most; beyond it a start is dropped")
 	timeout := fs.Duration("timeout", 15*time.Second, "time allowed for each request")
 	maxErrors := fs.Float64("max-error-rate", 0.01, "exit non-zero when more than this share of requests fail")
-	adminToken := fs.String("admin-token", getenv("SHOPLAB_ADMIN_TOKEN"), "an admin's token: restock products running low during the run (shoplab admin token --email …)")
-	restockBelow := fs.Int("restock-below", 50, "with --admin-token: restock a product whose stock falls below this")
-	restockTo := fs.Int("restock-to", 500, "with --admin-token: restock up to this")
+	tokenFile := fs.String("admin-token-file", "", "a file holding an admin's token (or set SHOPLAB_ADMIN_TOKEN): restock products "+
+		"running low during the run (shoplab admin token --email …); never on the command line, where ps shows it to everyone")
+	argToken := fs.String("admin-token", "", "refused: a token on the command line is in ps for every user; use SHOPLAB_ADMIN_TOKEN or --admin-token-file")
+	restockBelow := fs.Int("restock-below", 50, "with an admin's token: restock a product whose stock falls below this")
+	restockTo := fs.Int("restock-to", 500, "with an admin's token: restock up to this")
 	scenario := fs.String("scenario", "mixed", "mixed: journeys started at --rate (browse 10 : cart 3 : checkout 1); "+
 		"checkout: --shoppers each set one cart line and place an order, again and again, as fast as the shop answers")
 	shoppers := fs.Int("shoppers", 16, "checkout scenario: shoppers at once (1 to 512)")
 	verify := fs.Bool("verify-orders", false, "after the run, look up every order the shop confirmed during it: "+
 		"exit non-zero if one is gone or no longer confirmed (a failover test: no acknowledged order may be lost)")
 	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if *argToken != "" {
+		return usageError{"--admin-token puts the token in every user's ps: set SHOPLAB_ADMIN_TOKEN or use --admin-token-file instead"}
+	}
+	adminToken, err := readToken(*tokenFile, getenv("SHOPLAB_ADMIN_TOKEN"))
+	if err != nil {
 		return err
 	}
 	if *scenario != "mixed" && *scenario != "checkout" {
@@ -85,11 +95,11 @@ func runLoadWith(ctx context.Context, args []string, getenv func(string) string,
 		fmt.Fprintf(stderr, "load: %.1f journeys/s for %s (browse 10 : cart 3 : checkout 1)\n", *rate, *duration)
 	}
 	var restocked sync.WaitGroup
-	if *adminToken != "" {
+	if adminToken != "" {
 		rctx, stopRestock := context.WithTimeout(ctx, *duration)
 		defer stopRestock()
 		r := &restocker{s: newShopper(*front, client), below: *restockBelow, to: *restockTo}
-		r.s.token = *adminToken
+		r.s.token = adminToken
 		restocked.Add(1)
 		go func() { defer restocked.Done(); r.run(rctx, 2*time.Second, stderr) }()
 		defer func() { restocked.Wait(); r.report(stdout) }()
@@ -102,7 +112,7 @@ func runLoadWith(ctx context.Context, args []string, getenv func(string) string,
 	} else {
 		elapsed = l.drive(ctx, *duration, *rate, *maxInFlight, stderr)
 	}
-	err := l.report(stdout, elapsed, *maxErrors)
+	err = l.report(stdout, elapsed, *maxErrors)
 	if *verify {
 		err = errors.Join(err, l.verifyOrders(ctx, stdout))
 	}
@@ -604,4 +614,20 @@ func (r *restocker) once(ctx context.Context, progress io.Writer) {
 
 func (r *restocker) report(out io.Writer) {
 	fmt.Fprintf(out, "restocked %d time(s), %d units in all (below %d, up to %d)\n", r.times, r.units, r.below, r.to)
+}
+
+// readToken is the token in file (its first line; "" for none) or else fromEnv.
+func readToken(file, fromEnv string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(fromEnv), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read the admin token: %w", err)
+	}
+	token, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if token == "" {
+		return "", usageError{"--admin-token-file " + file + " is empty"}
+	}
+	return strings.TrimSpace(token), nil
 }

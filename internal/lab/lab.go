@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -153,7 +155,7 @@ func (l *Lab) start(ctx context.Context) (err error) {
 	for _, in := range cfg.Topology.Instances() {
 		i := &instance{Instance: in, port: in.LocalPort() + cfg.PortOffset, opsPort: in.LocalPort() + OpsPortStep + cfg.PortOffset,
 			logPath: filepath.Join(cfg.State, "logs", in.ID()+".log")}
-		i.env = append(os.Environ(),
+		i.env = append(ServiceEnv(os.Environ(), in.Service.Name),
 			"LISTEN_ADDR=127.0.0.1:"+strconv.Itoa(i.port),
 			"OPS_LISTEN_ADDR=127.0.0.1:"+strconv.Itoa(i.opsPort),
 			"SERVICE_ID="+in.ID(),
@@ -575,4 +577,21 @@ func (l *Lab) Stop() error {
 		l.lock.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// ServiceEnv is what a service gets of the operator's environment: the variables it reads (those every service
+// reads, and its own, named after it: FRONT_…, AUTH_…) and what any process needs (PATH, locale, the Go
+// runtime's), never the rest — an operator's tokens, keys and passwords stay with the operator.
+func ServiceEnv(environ []string, service string) []string {
+	prefixes := []string{"LOG_", "CHECK_", "DB_", "SHUTDOWN_", "DEREGISTER_", "JWKS_", "MESH_", "LC_", strings.ToUpper(service) + "_"}
+	exact := map[string]bool{"PATH": true, "TZ": true, "LANG": true, "TMPDIR": true,
+		"GOMAXPROCS": true, "GOGC": true, "GOMEMLIMIT": true, "GODEBUG": true, "GOTRACEBACK": true}
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if exact[name] || slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
