@@ -50,8 +50,9 @@ type sessionCreator interface {
 	CreateSession(ctx context.Context, id, userID string, expires time.Time) error
 }
 
-// handleCreateSession logs a user in. The address and account limits are checked first (a limited attempt
-// costs no hashing and gets 429 even with the right password); a failed attempt counts against both.
+// handleCreateSession logs a user in. The attempt is counted against the limits first (limiter: a limited
+// attempt costs no hashing and gets 429 even with the right password); the right password clears its
+// account-and-address count.
 func handleCreateSession(log hclog.Logger, store sessionCreator, pw *passwords, iss *issuer, lim *limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := decodeCreateSession(r)
@@ -65,7 +66,7 @@ func handleCreateSession(log hclog.Logger, store sessionCreator, pw *passwords, 
 			writeError(w, r, log, err)
 			return
 		}
-		if err := lim.check(ctx, addr, req.Email); err != nil {
+		if err := lim.takeLogin(ctx, addr, req.Email); err != nil {
 			log.Info("login refused: rate limited", "client", addr, "request_id", web.RequestID(ctx))
 			writeError(w, r, log, err)
 			return
@@ -82,12 +83,12 @@ func handleCreateSession(log hclog.Logger, store sessionCreator, pw *passwords, 
 			return
 		}
 		if !ok {
-			if err := lim.hit(ctx, addr, req.Email); err != nil {
-				writeError(w, r, log, err)
-				return
-			}
 			log.Info("login refused", "client", addr, "request_id", web.RequestID(ctx))
 			writeError(w, r, log, errBadCredentials)
+			return
+		}
+		if err := lim.loggedIn(ctx, addr, req.Email); err != nil {
+			writeError(w, r, log, err)
 			return
 		}
 		sessionID := ids.New("ses")

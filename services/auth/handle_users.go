@@ -83,8 +83,8 @@ type userCreator interface {
 	CreateUser(ctx context.Context, u user, hash []byte) error
 }
 
-// handleCreateUser registers an account. Every well-formed attempt counts against the client's address, one
-// for an email that is taken also against that account; a limited attempt gets 429 before any hashing.
+// handleCreateUser registers an account. Every well-formed attempt counts against the client's address before
+// any hashing, one for an email that is taken also against that account's ceiling; a limited attempt gets 429.
 func handleCreateUser(log hclog.Logger, store userCreator, pw *passwords, lim *limiter) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := decodeCreateUser(r)
@@ -98,12 +98,8 @@ func handleCreateUser(log hclog.Logger, store userCreator, pw *passwords, lim *l
 			writeError(w, r, log, err)
 			return
 		}
-		if err := lim.check(ctx, addr, req.Email); err != nil {
+		if err := lim.takeRegistration(ctx, addr, req.Email); err != nil {
 			log.Info("registration refused: rate limited", "client", addr, "request_id", web.RequestID(ctx))
-			writeError(w, r, log, err)
-			return
-		}
-		if err := lim.hitAddress(ctx, addr); err != nil {
 			writeError(w, r, log, err)
 			return
 		}

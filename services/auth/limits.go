@@ -46,18 +46,28 @@ type limitWindow struct {
 // limitStore keeps the counters where every auth replica sees them: auth's own database.
 type limitStore interface {
 	LimitState(ctx context.Context, keys []string) (map[string]limitWindow, time.Time, error)
-	Hit(ctx context.Context, key string, window time.Duration) error
+	// Hit counts one attempt against key and returns its window afterwards and the database's clock.
+	Hit(ctx context.Context, key string, window time.Duration) (limitWindow, time.Time, error)
+	Forget(ctx context.Context, key string) error
 	ForgetLimits(ctx context.Context, olderThan time.Duration) (int64, error)
 }
 
-// limiter applies API.md's limits on login and registration: per client address (failed logins and
-// registrations count) and per account (failed logins, and registrations of its email once it exists). Past a limit every attempt is refused with
+// limiter applies API.md's limits on login and registration, so that guessing stays expensive and nobody can
+// lock somebody else out:
+//   - per client address (AUTH_LIMIT_ADDRESS): every login and registration attempt;
+//   - per account and address (AUTH_LIMIT_PAIR): login attempts at one account from one address — a stranger
+//     guessing is stopped here, while the owner logs in from an address of their own; the right password clears it;
+//   - per account from every address (AUTH_LIMIT_ACCOUNT), a slower ceiling on distributed guessing: only
+//     attempts the first two let through count, so one address adds at most AUTH_LIMIT_PAIR to it.
+//
+// Every attempt is counted before any password is hashed (an atomic increment in the database), so of a burst
+// sent at once no more are hashed than the limits allow. Past a limit every attempt is refused with
 // errRateLimited until the window ends — even one with the right password. Counters are fixed windows in a
-// table of auth's database, so they hold across replicas; concurrent attempts may pass the check together
-// before they are counted, which the cap on concurrent password hashing bounds.
+// table of auth's database, so they hold across replicas.
 type limiter struct {
 	store   limitStore
 	address limit           // AUTH_LIMIT_ADDRESS
+	pair    limit           // AUTH_LIMIT_PAIR
 	account limit           // AUTH_LIMIT_ACCOUNT
 	trusted map[string]bool // mesh services whose X-Forwarded-For is believed
 }
@@ -76,13 +86,56 @@ type limitKey struct {
 	limit
 }
 
-func (l *limiter) keys(addr, email string) []limitKey {
-	return []limitKey{{"addr:" + addr, l.address}, {"acct:" + email, l.account}}
+func (l *limiter) addressKey(addr string) limitKey  { return limitKey{"addr:" + addr, l.address} }
+func (l *limiter) accountKey(email string) limitKey { return limitKey{"acct:" + email, l.account} }
+func (l *limiter) pairKey(email, addr string) limitKey {
+	return limitKey{"pair:" + email + "|" + addr, l.pair}
 }
 
-// check refuses the attempt when the address or the account is over its limit.
-func (l *limiter) check(ctx context.Context, addr, email string) error {
-	keys := l.keys(addr, email)
+// takeLogin counts a login attempt before any hashing: against the client's address and the account from that
+// address, and only when neither is over its limit against the account's ceiling.
+func (l *limiter) takeLogin(ctx context.Context, addr, email string) error {
+	if err := l.take(ctx, l.addressKey(addr), l.pairKey(email, addr)); err != nil {
+		return err
+	}
+	return l.take(ctx, l.accountKey(email))
+}
+
+// loggedIn forgets the attempts at the account from addr once the right password came from there: its owner's
+// own typos do not add up.
+func (l *limiter) loggedIn(ctx context.Context, addr, email string) error {
+	return l.store.Forget(ctx, l.pairKey(email, addr).key)
+}
+
+// takeRegistration refuses a registration for an email whose account is over its ceiling (probing which
+// emails exist counts there), then counts it against the client's address before any hashing.
+func (l *limiter) takeRegistration(ctx context.Context, addr, email string) error {
+	if err := l.check(ctx, l.accountKey(email)); err != nil {
+		return err
+	}
+	return l.take(ctx, l.addressKey(addr))
+}
+
+// take counts one attempt against each key and refuses it when one of them is now over its limit.
+func (l *limiter) take(ctx context.Context, keys ...limitKey) error {
+	var wait time.Duration
+	for _, k := range keys {
+		w, now, err := l.store.Hit(ctx, k.key, k.window)
+		if err != nil {
+			return err
+		}
+		if w.hits > k.max {
+			wait = max(wait, w.start.Add(k.window).Sub(now))
+		}
+	}
+	if wait > 0 {
+		return &rateLimitedError{retryAfter: wait}
+	}
+	return nil
+}
+
+// check refuses an attempt when one of the keys is at its limit already, without counting it.
+func (l *limiter) check(ctx context.Context, keys ...limitKey) error {
 	names := make([]string, len(keys))
 	for i, k := range keys {
 		names[i] = k.key
@@ -105,20 +158,10 @@ func (l *limiter) check(ctx context.Context, addr, email string) error {
 	return nil
 }
 
-// hit counts one attempt against the address and the account.
-func (l *limiter) hit(ctx context.Context, addr, email string) error {
-	if err := l.hitAddress(ctx, addr); err != nil {
-		return err
-	}
-	return l.hitAccount(ctx, email)
-}
-
-func (l *limiter) hitAddress(ctx context.Context, addr string) error {
-	return l.store.Hit(ctx, "addr:"+addr, l.address.window)
-}
-
+// hitAccount counts a registration of an email that has an account against that account's ceiling.
 func (l *limiter) hitAccount(ctx context.Context, email string) error {
-	return l.store.Hit(ctx, "acct:"+email, l.account.window)
+	_, _, err := l.store.Hit(ctx, l.accountKey(email).key, l.account.window)
+	return err
 }
 
 // janitor deletes ended windows every interval until ctx ends, so the table stays small.
@@ -131,7 +174,7 @@ func (l *limiter) janitor(ctx context.Context, log hclog.Logger, every time.Dura
 			return
 		case <-t.C:
 		}
-		n, err := l.store.ForgetLimits(ctx, max(l.address.window, l.account.window))
+		n, err := l.store.ForgetLimits(ctx, max(l.address.window, l.pair.window, l.account.window))
 		if err != nil && ctx.Err() == nil {
 			log.Warn("cannot forget old rate-limit windows", "error", err)
 		} else if n > 0 {

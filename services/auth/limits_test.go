@@ -120,7 +120,7 @@ func TestLoginLimitPerAddress(t *testing.T) {
 // 503 overloaded rather than queued.
 func TestHashingIsCapped(t *testing.T) {
 	a := startAuth(t, map[string]string{"AUTH_HASH_CONCURRENCY": "1", "AUTH_HASH_WAIT": "1ms", "AUTH_BCRYPT_COST": "12",
-		"AUTH_LIMIT_ADDRESS": "1000/1m", "AUTH_LIMIT_ACCOUNT": "1000/1m"})
+		"AUTH_LIMIT_ADDRESS": "1000/1m", "AUTH_LIMIT_PAIR": "1000/1m", "AUTH_LIMIT_ACCOUNT": "1000/1m"})
 	register(t, a.URL, "busy@example.com", "a long password", "Busy")
 	var (
 		wg       sync.WaitGroup
@@ -146,5 +146,66 @@ func TestHashingIsCapped(t *testing.T) {
 	wg.Wait()
 	if statuses[201] < 1 || statuses[503] < 1 || statuses[201]+statuses[503] != 8 {
 		t.Fatalf("8 concurrent logins with one hashing slot: got %v; want some 201 and the rest 503", statuses)
+	}
+}
+
+// TestNobodyLocksOutSomebodyElse: a stranger guessing an account's password from one address is stopped by
+// that account-and-address limit, while its owner, from an address of their own, logs in all along (issue 28
+// §2: with the old per-account limit, five failed guesses from anywhere locked the owner out). Defaults.
+func TestNobodyLocksOutSomebodyElse(t *testing.T) {
+	a := startAuth(t, nil)
+	register(t, a.URL, "owner@example.com", "the owner's password", "Owner")
+	const stranger, owner = "192.0.2.66", "198.51.100.7"
+	statuses := map[int]int{}
+	for i := range 20 {
+		r := loginAs(t, a.URL, "owner@example.com", fmt.Sprintf("guess number %d", i), stranger)
+		statuses[r.Status]++
+		if r.Status == 429 {
+			wantLimited(t, r)
+		}
+		if i%5 == 4 {
+			if r := loginAs(t, a.URL, "owner@example.com", "the owner's password", owner); r.Status != 201 {
+				t.Fatalf("the owner after %d guesses by a stranger: got %d %s; want 201", i+1, r.Status, r.Body)
+			}
+		}
+	}
+	if statuses[401] != 5 || statuses[429] != 15 {
+		t.Fatalf("20 guesses from one address: got %v; want 5 × 401, then 15 × 429", statuses)
+	}
+	// The owner's own typos do not add up: the right password clears their count.
+	for round := range 3 {
+		for i := range 4 {
+			testkit.WantError(t, loginAs(t, a.URL, "owner@example.com", fmt.Sprintf("typo %d %d", round, i), owner), 401, "invalid_credentials")
+		}
+		if r := loginAs(t, a.URL, "owner@example.com", "the owner's password", owner); r.Status != 201 {
+			t.Fatalf("the owner after 4 typos, round %d: got %d %s; want 201", round+1, r.Status, r.Body)
+		}
+	}
+}
+
+// TestBurstIsCountedBeforeHashing: attempts sent at once are each counted before any password is hashed, so no
+// more are tried than the limit allows (before, the limit was read before hashing and a failure counted after:
+// a burst got every attempt in).
+func TestBurstIsCountedBeforeHashing(t *testing.T) {
+	a := startAuth(t, map[string]string{"AUTH_LIMIT_PAIR": "3/15m", "AUTH_HASH_WAIT": "30s"})
+	register(t, a.URL, "burst@example.com", "the right password", "Burst")
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		statuses = map[int]int{}
+	)
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := loginAs(t, a.URL, "burst@example.com", fmt.Sprintf("wrong guess %d", i), "192.0.2.77")
+			mu.Lock()
+			statuses[r.Status]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if statuses[401] != 3 || statuses[429] != 9 {
+		t.Fatalf("12 guesses at once from one address with a limit of 3: got %v; want 3 × 401 and 9 × 429", statuses)
 	}
 }

@@ -40,7 +40,8 @@ type config struct {
 	hashConcurrency int           // AUTH_HASH_CONCURRENCY: password hashes at once, default max(2, GOMAXPROCS)
 	hashWait        time.Duration // AUTH_HASH_WAIT: how long a request waits for a hashing slot, default 250ms
 	limitAddress    limit         // AUTH_LIMIT_ADDRESS, default 60/1m
-	limitAccount    limit         // AUTH_LIMIT_ACCOUNT, default 5/15m
+	limitPair       limit         // AUTH_LIMIT_PAIR, default 5/15m
+	limitAccount    limit         // AUTH_LIMIT_ACCOUNT, default 100/1h
 	trusted         string        // AUTH_TRUSTED_CALLERS: mesh services whose X-Forwarded-For is believed, default front
 	keyRotation     time.Duration // AUTH_KEY_ROTATION, default 24h
 	keyRetireGrace  time.Duration // AUTH_KEY_RETIRE_GRACE: kept published beyond the token TTL, default 1m
@@ -72,7 +73,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if cfg.limitAddress, err = parseLimit("AUTH_LIMIT_ADDRESS", env.String("AUTH_LIMIT_ADDRESS", "60/1m")); err != nil {
 		return cfg, err
 	}
-	if cfg.limitAccount, err = parseLimit("AUTH_LIMIT_ACCOUNT", env.String("AUTH_LIMIT_ACCOUNT", "5/15m")); err != nil {
+	if cfg.limitPair, err = parseLimit("AUTH_LIMIT_PAIR", env.String("AUTH_LIMIT_PAIR", "5/15m")); err != nil {
+		return cfg, err
+	}
+	if cfg.limitAccount, err = parseLimit("AUTH_LIMIT_ACCOUNT", env.String("AUTH_LIMIT_ACCOUNT", "100/1h")); err != nil {
 		return cfg, err
 	}
 	if _, err := parseTrusted(cfg.trusted); err != nil {
@@ -119,9 +123,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	trusted, _ := parseTrusted(cfg.trusted)
-	lim := &limiter{store: store, address: cfg.limitAddress, account: cfg.limitAccount, trusted: trusted}
+	lim := &limiter{store: store, address: cfg.limitAddress, pair: cfg.limitPair, account: cfg.limitAccount, trusted: trusted}
 	go lim.janitor(rt.Ctx, rt.Log.Named("limits"), 5*time.Minute)
-	rt.Log.Info("limits", "address", cfg.limitAddress.String(), "account", cfg.limitAccount.String(), "hash_concurrency", cfg.hashConcurrency)
+	rt.Log.Info("limits", "address", cfg.limitAddress.String(), "pair", cfg.limitPair.String(), "account", cfg.limitAccount.String(), "hash_concurrency", cfg.hashConcurrency)
 	verifier := localVerifier(store)
 	go verifier.RefreshEvery(rt.Ctx, rt.Config.JWKSRefresh, func(err error) { rt.Log.Warn("refreshing the key set failed", "error", err) })
 	revoked := newFeed()

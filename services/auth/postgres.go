@@ -160,15 +160,28 @@ func (s *postgresStore) LimitState(ctx context.Context, keys []string) (map[stri
 
 // Hit counts one attempt against key in a fixed window of the given length: a window that has ended starts
 // over at one.
-func (s *postgresStore) Hit(ctx context.Context, key string, window time.Duration) error {
-	_, err := s.db.ExecContext(ctx, `
+func (s *postgresStore) Hit(ctx context.Context, key string, window time.Duration) (limitWindow, time.Time, error) {
+	var (
+		w   limitWindow
+		now time.Time
+	)
+	err := s.db.QueryRowWrite(ctx, `
 		INSERT INTO rate_limits (key, window_start, hits) VALUES ($1, now(), 1)
 		ON CONFLICT (key) DO UPDATE SET
 		  hits = CASE WHEN rate_limits.window_start <= now() - make_interval(secs => $2) THEN 1 ELSE rate_limits.hits + 1 END,
-		  window_start = CASE WHEN rate_limits.window_start <= now() - make_interval(secs => $2) THEN now() ELSE rate_limits.window_start END`,
-		key, window.Seconds())
+		  window_start = CASE WHEN rate_limits.window_start <= now() - make_interval(secs => $2) THEN now() ELSE rate_limits.window_start END
+		RETURNING hits, window_start, now()`,
+		key, window.Seconds()).Scan(&w.hits, &w.start, &now)
 	if err != nil {
-		return fmt.Errorf("count attempt: %w", err)
+		return limitWindow{}, time.Time{}, fmt.Errorf("count attempt: %w", err)
+	}
+	return w, now, nil
+}
+
+// Forget deletes key's window.
+func (s *postgresStore) Forget(ctx context.Context, key string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM rate_limits WHERE key = $1`, key); err != nil {
+		return fmt.Errorf("forget attempts: %w", err)
 	}
 	return nil
 }
