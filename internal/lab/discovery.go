@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"net"
 	"net/http"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"shoplab/internal/consulx"
+	"shoplab/internal/web"
 )
 
 // PatroniTag is the tag every Patroni member's registration in Consul carries (the lab's Patroni configuration
@@ -72,14 +72,12 @@ func (d Discovery) serve(list func(context.Context) ([]sdGroup, error)) http.Han
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		groups, err := list(ctx)
-		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
 			// Prometheus keeps the targets it had.
-			w.WriteHeader(http.StatusBadGateway)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": "consul: " + err.Error()})
+			web.WriteErrorStatus(w, r, http.StatusBadGateway, "consul_unavailable", "consul: "+err.Error())
 			return
 		}
-		_ = json.NewEncoder(w).Encode(groups)
+		web.WriteJSON(w, http.StatusOK, groups)
 	}
 }
 

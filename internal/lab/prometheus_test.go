@@ -292,7 +292,7 @@ func TestDiscovery(t *testing.T) {
 	}
 	down := httptest.NewServer(Discovery{Consul: gone}.Handler())
 	defer down.Close()
-	if code, body := get(t, down.URL+"/services"); code != http.StatusBadGateway || !strings.Contains(body, `"error":"consul: `) {
+	if code, body := get(t, down.URL+"/services"); code != http.StatusBadGateway || !strings.Contains(body, `"code":"consul_unavailable","message":"consul: `) {
 		t.Fatalf("GET /services with Consul gone: got %d %s; want 502 with the error body", code, body)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"syscall"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/lib/pq"
 
 	"shoplab/internal/netx"
-	"shoplab/internal/web"
 )
 
 // A database behind Patroni has no primary for a while during a failover: the old one shut down, the new one
@@ -236,14 +234,4 @@ func retryable(k kind, err error) bool {
 		return Unavailable(err)
 	}
 	return notRun(err) || (k == kindRead && Unavailable(err))
-}
-
-// HTTPError returns err as a 503 database_unavailable web error with Retry-After when it is Unavailable, and
-// err unchanged otherwise: the one mapping every service with a database applies.
-func HTTPError(err error) error {
-	if !Unavailable(err) {
-		return err
-	}
-	return &web.Error{Status: http.StatusServiceUnavailable, Code: "database_unavailable",
-		Message: "the database is unavailable right now (a failover, say); try again shortly", RetryAfter: time.Second, Cause: err}
 }

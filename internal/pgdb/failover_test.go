@@ -3,9 +3,7 @@ package pgdb_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"sync"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"shoplab/internal/pgcluster"
 	"shoplab/internal/pgdb"
 	"shoplab/internal/testkit"
-	"shoplab/internal/web"
 )
 
 // privateCluster is a PostgreSQL server of this test alone, which it may stop and start again on the same
@@ -190,10 +187,8 @@ func TestFailoverGap(t *testing.T) {
 	if waited < 500*time.Millisecond || waited > 5*time.Second {
 		t.Errorf("write with no server gave up after %v; want about the 700ms wait", waited)
 	}
-	var we *web.Error
-	if !errors.As(pgdb.HTTPError(fmt.Errorf("place order: %w", err)), &we) || we.Status != http.StatusServiceUnavailable ||
-		we.Code != "database_unavailable" || we.RetryAfter <= 0 {
-		t.Errorf("HTTPError: got %+v; want 503 database_unavailable with Retry-After", we)
+	if !pgdb.Unavailable(fmt.Errorf("place order: %w", err)) {
+		t.Errorf("a wrapped Unavailable error: got it not Unavailable; want it Unavailable (services answer 503 database_unavailable)")
 	}
 	// A request's own deadline ends the wait sooner.
 	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)

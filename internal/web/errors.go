@@ -18,8 +18,9 @@ type Error struct {
 	Status     int
 	Code       string
 	Message    string
-	RetryAfter time.Duration // when set, the answer carries Retry-After (whole seconds, at least 1)
-	Cause      error         // when set, logged (as a warning) but never sent
+	RetryAfter time.Duration  // when set, the answer carries Retry-After (whole seconds, at least 1)
+	Cause      error          // when set, logged (as a warning) but never sent
+	Extra      map[string]any // more top-level fields of the body beside "error" (a declined payment's "payment")
 }
 
 func (e *Error) Error() string {
@@ -46,15 +47,34 @@ func NotFound(what string) *Error {
 	return Errorf(http.StatusNotFound, "not_found", "%s not found", what)
 }
 
-// errorBody is the JSON shape of every error answer (API.md "Errors").
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
+// errorDetail is the "error" object of every error answer (API.md "Errors").
 type errorDetail struct {
 	Code      string `json:"code"`
 	Message   string `json:"message"`
 	RequestID string `json:"request_id"`
+}
+
+// Body is the error's answer body for the request requestID, encoded with its trailing newline:
+// {"error": {"code", "message", "request_id"}} and the Extra fields beside it.
+func (e *Error) Body(requestID string) []byte {
+	body := make(map[string]any, len(e.Extra)+1)
+	for k, v := range e.Extra {
+		body[k] = v
+	}
+	body["error"] = errorDetail{Code: e.Code, Message: e.Message, RequestID: requestID}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return []byte(`{"error":{"code":"internal_error","message":"internal error","request_id":""}}` + "\n")
+	}
+	return append(b, '\n')
+}
+
+// DatabaseUnavailable is the answer of a service whose database cannot serve for want of a primary (a failover;
+// pgdb.Unavailable): 503 database_unavailable with Retry-After. The one mapping every service with a
+// database applies, in its errors.go.
+func DatabaseUnavailable(cause error) *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Code: "database_unavailable",
+		Message: "the database is unavailable right now (a failover, say); try again shortly", RetryAfter: time.Second, Cause: cause}
 }
 
 // WriteError answers with err. An *Error (anywhere in the chain) is answered as it says; anything else is a 500
@@ -76,21 +96,31 @@ func WriteError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 	if we.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(we.RetryAfter.Round(time.Second)/time.Second))))
 	}
-	WriteErrorStatus(w, r, we.Status, we.Code, we.Message)
+	Answer{Status: we.Status, Body: we.Body(RequestID(r.Context()))}.Write(w)
 }
 
 // ErrorJSON is the API.md error body, encoded, with its trailing newline (for servers other than net/http).
 func ErrorJSON(code, message, requestID string) []byte {
-	body, err := json.Marshal(errorBody{Error: errorDetail{Code: code, Message: message, RequestID: requestID}})
-	if err != nil {
-		return []byte(`{"error":{"code":"internal_error","message":"internal error","request_id":""}}` + "\n")
-	}
-	return append(body, '\n')
+	return (&Error{Code: code, Message: message}).Body(requestID)
 }
 
 // WriteErrorStatus writes the API.md error body with the given status, code and message.
 func WriteErrorStatus(w http.ResponseWriter, r *http.Request, status int, code, message string) {
-	WriteJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message, RequestID: RequestID(r.Context())}})
+	Answer{Status: status, Body: ErrorJSON(code, message, RequestID(r.Context()))}.Write(w)
+}
+
+// Answer is a JSON answer made in advance: an idempotent request's stored answer, given again to its repeats.
+type Answer struct {
+	Status int
+	Body   []byte
+}
+
+// Write sends the answer.
+func (a Answer) Write(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(a.Status)
+	_, _ = w.Write(a.Body)
 }
 
 // WriteJSON writes v as a JSON answer with the given status.

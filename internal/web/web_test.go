@@ -69,7 +69,9 @@ func serve(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
 
 func decodeErr(t *testing.T, w *httptest.ResponseRecorder) errorDetail {
 	t.Helper()
-	var eb errorBody
+	var eb struct {
+		Error errorDetail `json:"error"`
+	}
 	if err := json.Unmarshal(w.Body.Bytes(), &eb); err != nil {
 		t.Fatalf("body %q: %v", w.Body.String(), err)
 	}
@@ -167,4 +169,31 @@ func FuzzDecodeJSON(f *testing.F) {
 			t.Fatalf("body %q: got %v; want nil or a 4xx *Error", body, err)
 		}
 	})
+}
+
+// TestErrorBody: an error's body is the API.md error object, with its extra fields beside it, and the answer
+// says it is JSON and not to be sniffed.
+func TestErrorBody(t *testing.T) {
+	tests := []struct {
+		name string
+		err  *Error
+		want string
+	}{
+		{"plain", Errorf(409, "sku_taken", "sku %q is taken", "A-1"), `{"error":{"code":"sku_taken","message":"sku \"A-1\" is taken","request_id":"req-1"}}` + "\n"},
+		{"with a payment beside it", &Error{Status: 422, Code: "card_declined", Message: "the card was declined", Extra: map[string]any{"payment": map[string]string{"id": "pay_1"}}},
+			`{"error":{"code":"card_declined","message":"the card was declined","request_id":"req-1"},"payment":{"id":"pay_1"}}` + "\n"},
+		{"an extra field cannot replace the error", &Error{Status: 400, Code: "x", Message: "y", Extra: map[string]any{"error": "spoofed"}},
+			`{"error":{"code":"x","message":"y","request_id":"req-1"}}` + "\n"},
+	}
+	for _, tt := range tests {
+		if got := string(tt.err.Body("req-1")); got != tt.want {
+			t.Errorf("%s: got %s; want %s", tt.name, got, tt.want)
+		}
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/", nil)
+		WriteError(w, r, hclog.NewNullLogger(), tt.err)
+		if w.Code != tt.err.Status || w.Header().Get("Content-Type") != "application/json" || w.Header().Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: got %d %q %q; want %d, application/json, nosniff", tt.name, w.Code, w.Header().Get("Content-Type"), w.Header().Get("X-Content-Type-Options"), tt.err.Status)
+		}
+	}
 }

@@ -39,7 +39,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 		errors.Is(err, authn.ErrForbidden):
 		err = authn.AsHTTPError(err)
 	case pgdb.Unavailable(err):
-		err = pgdb.HTTPError(err)
+		err = web.DatabaseUnavailable(err)
 	}
 	web.WriteError(w, r, log, err)
 }

@@ -49,7 +49,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 		log.Warn("dependency failed", "error", err)
 		err = web.Errorf(http.StatusServiceUnavailable, "dependency_unavailable", "the catalog failed to answer; try again")
 	case pgdb.Unavailable(err):
-		err = pgdb.HTTPError(err)
+		err = web.DatabaseUnavailable(err)
 	}
 	web.WriteError(w, r, log, err)
 }

@@ -68,7 +68,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 	case errors.Is(err, errReservationCommitted):
 		err = web.Errorf(http.StatusConflict, "reservation_committed", "this order's reservation is committed and cannot be released")
 	case pgdb.Unavailable(err):
-		err = pgdb.HTTPError(err)
+		err = web.DatabaseUnavailable(err)
 	}
 	web.WriteError(w, r, log, err)
 }

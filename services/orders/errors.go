@@ -51,7 +51,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 		err = web.Errorf(http.StatusServiceUnavailable, "dependency_unavailable",
 			"a service the checkout needs failed; retry with the same Idempotency-Key")
 	case pgdb.Unavailable(err):
-		err = pgdb.HTTPError(err)
+		err = web.DatabaseUnavailable(err)
 	}
 	web.WriteError(w, r, log, err)
 }

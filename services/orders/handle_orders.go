@@ -123,12 +123,7 @@ func (req checkoutRequest) fingerprint() []byte {
 type keyRecord struct {
 	Hash    []byte
 	OrderID string
-	Answer  *storedAnswer // nil until the order reached a final state
-}
-
-type storedAnswer struct {
-	Status int
-	Body   []byte
+	Answer  *web.Answer // nil until the order reached a final state
 }
 
 // checkoutStore is what the checkout handler needs of the database.
@@ -139,7 +134,7 @@ type checkoutStore interface {
 	CreateOrder(ctx context.Context, o order, key string, hash []byte) (keyRecord, bool, error)
 	Order(ctx context.Context, userID, id string) (order, error)
 	// StoreAnswer keeps the first final answer for the key and returns whichever answer is stored.
-	StoreAnswer(ctx context.Context, userID, key string, a storedAnswer) (storedAnswer, error)
+	StoreAnswer(ctx context.Context, userID, key string, a web.Answer) (web.Answer, error)
 }
 
 // cartSource reads the caller's cart and the catalogue's prices.
@@ -173,7 +168,7 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 			return
 		}
 		if rec.Answer != nil {
-			writeStored(w, *rec.Answer)
+			rec.Answer.Write(w)
 			return
 		}
 		var o order
@@ -197,7 +192,7 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 			writeError(w, r, log, err)
 			return
 		}
-		writeStored(w, a)
+		a.Write(w)
 	})
 }
 
@@ -266,15 +261,15 @@ func priceCart(ctx context.Context, carts cartSource, userID string, req checkou
 
 // finalAnswer is the answer for an order in a final state: 201 with the order when confirmed; 422 with the
 // error body and the order when the payment failed; 409 when stock ran short.
-func finalAnswer(r *http.Request, o order) (storedAnswer, error) {
-	var (
-		status int
-		body   any
-	)
-	reqID := web.RequestID(r.Context())
+func finalAnswer(r *http.Request, o order) (web.Answer, error) {
+	var we *web.Error
 	switch o.Status {
 	case statusConfirmed:
-		status, body = http.StatusCreated, o.view()
+		b, err := json.Marshal(o.view())
+		if err != nil {
+			return web.Answer{}, err
+		}
+		return web.Answer{Status: http.StatusCreated, Body: append(b, '\n')}, nil
 	case statusPaymentFailed:
 		msg := "the card was declined; the order was not charged and its stock was released"
 		switch {
@@ -283,8 +278,7 @@ func finalAnswer(r *http.Request, o order) (storedAnswer, error) {
 		case o.FailureReason == "payment_not_completed":
 			msg = "the payment could not be completed; the order was not charged and its stock was released"
 		}
-		status = http.StatusUnprocessableEntity
-		body = map[string]any{"error": errorDetail{Code: "payment_declined", Message: msg, RequestID: reqID}, "order": o.view()}
+		we = &web.Error{Status: http.StatusUnprocessableEntity, Code: "payment_declined", Message: msg, Extra: map[string]any{"order": o.view()}}
 	case statusRejected:
 		code, msg, _ := strings.Cut(o.FailureReason, ": ")
 		if code == "insufficient_stock" {
@@ -292,27 +286,11 @@ func finalAnswer(r *http.Request, o order) (storedAnswer, error) {
 		} else {
 			code, msg = "product_unavailable", "a product in the cart is no longer available"
 		}
-		status, body = http.StatusConflict, map[string]any{"error": errorDetail{Code: code, Message: msg, RequestID: reqID}}
+		we = &web.Error{Status: http.StatusConflict, Code: code, Message: msg}
 	default:
-		return storedAnswer{}, fmt.Errorf("order %s is not final (%s)", o.ID, o.Status)
+		return web.Answer{}, fmt.Errorf("order %s is not final (%s)", o.ID, o.Status)
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return storedAnswer{}, err
-	}
-	return storedAnswer{Status: status, Body: append(b, '\n')}, nil
-}
-
-type errorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	RequestID string `json:"request_id"`
-}
-
-func writeStored(w http.ResponseWriter, a storedAnswer) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(a.Status)
-	_, _ = w.Write(a.Body)
+	return web.Answer{Status: we.Status, Body: we.Body(web.RequestID(r.Context()))}, nil
 }
 
 type orderLister interface {

@@ -10,6 +10,7 @@ import (
 	"github.com/lib/pq"
 
 	"shoplab/internal/pgdb"
+	"shoplab/internal/web"
 )
 
 // postgresStore is orders' database: orders, their items and the idempotency keys. It is the only file with SQL.
@@ -162,7 +163,7 @@ func scanKey(row *sql.Row) (keyRecord, bool, error) {
 		return keyRecord{}, false, fmt.Errorf("load idempotency key: %w", err)
 	}
 	if status.Valid {
-		rec.Answer = &storedAnswer{Status: int(status.Int64), Body: body}
+		rec.Answer = &web.Answer{Status: int(status.Int64), Body: body}
 	}
 	return rec, true, nil
 }
@@ -222,9 +223,9 @@ func (s *postgresStore) createOrder(ctx context.Context, o order, key string, ha
 	return created == 1, nil
 }
 
-func (s *postgresStore) StoreAnswer(ctx context.Context, userID, key string, a storedAnswer) (storedAnswer, error) {
+func (s *postgresStore) StoreAnswer(ctx context.Context, userID, key string, a web.Answer) (web.Answer, error) {
 	var (
-		got    storedAnswer
+		got    web.Answer
 		status sql.NullInt64
 	)
 	err := s.db.QueryRowContext(ctx, `
@@ -236,15 +237,15 @@ func (s *postgresStore) StoreAnswer(ctx context.Context, userID, key string, a s
 		got.Status = int(status.Int64)
 		return got, nil
 	case !errors.Is(err, sql.ErrNoRows):
-		return storedAnswer{}, fmt.Errorf("store answer: %w", err)
+		return web.Answer{}, fmt.Errorf("store answer: %w", err)
 	}
 	// Another request with the key stored its answer first: that one stands.
 	rec, found, err := s.KeyRecord(ctx, userID, key)
 	if err != nil {
-		return storedAnswer{}, err
+		return web.Answer{}, err
 	}
 	if !found || rec.Answer == nil {
-		return storedAnswer{}, fmt.Errorf("answer for key %q was not stored", key)
+		return web.Answer{}, fmt.Errorf("answer for key %q was not stored", key)
 	}
 	return *rec.Answer, nil
 }

@@ -26,7 +26,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 	case errors.Is(err, errNotRefundable):
 		err = web.Errorf(http.StatusConflict, "not_refundable", "only an authorized payment can be refunded")
 	case pgdb.Unavailable(err):
-		err = pgdb.HTTPError(err)
+		err = web.DatabaseUnavailable(err)
 	}
 	web.WriteError(w, r, log, err)
 }

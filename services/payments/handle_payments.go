@@ -105,59 +105,41 @@ func decide(req chargeRequest, now time.Time) payment {
 	return p
 }
 
-// answer is an HTTP answer kept for idempotent replays.
-type answer struct {
-	Status int
-	Body   []byte
-}
-
-type declinedBody struct {
-	Error struct {
-		Code      string `json:"code"`
-		Message   string `json:"message"`
-		RequestID string `json:"request_id"`
-	} `json:"error"`
-	Payment payment `json:"payment"`
-}
-
 // render is the answer for a payment: 201 (or 200 when it already existed) if authorized; 422 with the error
 // body and the payment if declined; 409 if the order was voided or charged for another amount.
-func render(r *http.Request, p payment, fresh bool, req chargeRequest) (answer, error) {
+func render(r *http.Request, p payment, fresh bool, req chargeRequest) (web.Answer, error) {
+	var we *web.Error
+	switch {
+	case p.Status == "voided" || p.Status == "refunded":
+		we = web.Errorf(http.StatusConflict, "payment_closed", "this order's payment was %s; it cannot be charged again", p.Status)
+	case p.AmountCents != req.AmountCents || p.Currency != req.Currency:
+		we = web.Errorf(http.StatusConflict, "order_already_charged", "this order already has a payment for another amount")
+	case p.Status == "declined":
+		msg := "the card was declined"
+		if p.DeclineReason == "expired_card" {
+			msg = "the card has expired"
+		}
+		we = &web.Error{Status: http.StatusUnprocessableEntity, Code: "card_declined", Message: msg, Extra: map[string]any{"payment": p}}
+	}
+	if we != nil {
+		return web.Answer{Status: we.Status, Body: we.Body(web.RequestID(r.Context()))}, nil
+	}
 	status := http.StatusOK
 	if fresh {
 		status = http.StatusCreated
 	}
-	var body any = p
-	switch {
-	case p.Status == "voided" || p.Status == "refunded":
-		status, body = http.StatusConflict, errBody(r, "payment_closed", "this order's payment was "+p.Status+"; it cannot be charged again")
-	case p.AmountCents != req.AmountCents || p.Currency != req.Currency:
-		status, body = http.StatusConflict, errBody(r, "order_already_charged", "this order already has a payment for another amount")
-	case p.Status == "declined":
-		var d declinedBody
-		d.Error.Code, d.Error.RequestID, d.Payment = "card_declined", web.RequestID(r.Context()), p
-		d.Error.Message = "the card was declined"
-		if p.DeclineReason == "expired_card" {
-			d.Error.Message = "the card has expired"
-		}
-		status, body = http.StatusUnprocessableEntity, d
-	}
-	b, err := json.Marshal(body)
+	b, err := json.Marshal(p)
 	if err != nil {
-		return answer{}, err
+		return web.Answer{}, err
 	}
-	return answer{Status: status, Body: append(b, '\n')}, nil
-}
-
-func errBody(r *http.Request, code, message string) any {
-	return map[string]any{"error": map[string]string{"code": code, "message": message, "request_id": web.RequestID(r.Context())}}
+	return web.Answer{Status: status, Body: append(b, '\n')}, nil
 }
 
 type charger interface {
 	// Charge runs one charge under key: it stores p unless the order has a payment, and stores the answer
 	// render gives, in one transaction; a key seen before returns its stored answer (errKeyReused if the
 	// fingerprint differs).
-	Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(existing payment, fresh bool) (answer, error)) (answer, bool, error)
+	Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(existing payment, fresh bool) (web.Answer, error)) (web.Answer, bool, error)
 }
 
 func handleCharge(log hclog.Logger, store charger, now func() time.Time) http.Handler {
@@ -173,7 +155,7 @@ func handleCharge(log hclog.Logger, store charger, now func() time.Time) http.Ha
 			return
 		}
 		p := decide(req, now())
-		a, created, err := store.Charge(r.Context(), key, req.fingerprint(), p, func(got payment, fresh bool) (answer, error) {
+		a, created, err := store.Charge(r.Context(), key, req.fingerprint(), p, func(got payment, fresh bool) (web.Answer, error) {
 			return render(r, got, fresh, req)
 		})
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"shoplab/internal/pgdb"
+	"shoplab/internal/web"
 )
 
 // postgresStore is payments' database: payments and the idempotency store. It is the only file with SQL.
@@ -68,13 +69,13 @@ func insertPayment(ctx context.Context, tx *pgdb.Tx, p payment) (bool, error) {
 
 // Charge stores payment p under key and the answer render makes of it, and reports whether p was created
 // (false: the key's stored answer, or the order's earlier payment, is answered instead).
-func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(payment, bool) (answer, error)) (answer, bool, error) {
+func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(payment, bool) (web.Answer, error)) (web.Answer, bool, error) {
 	if a, ok, err := s.chargeFresh(ctx, key, fingerprint, p, render); err != nil || ok {
 		return a, ok, err
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return answer{}, false, err
+		return web.Answer{}, false, err
 	}
 	defer tx.Rollback()
 
@@ -84,41 +85,41 @@ func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []by
 		INSERT INTO idempotency_keys (key, request_hash, status_code, response_body) VALUES ($1, $2, 0, '')
 		ON CONFLICT (key) DO NOTHING`, key, fingerprint)
 	if err != nil {
-		return answer{}, false, fmt.Errorf("claim idempotency key: %w", err)
+		return web.Answer{}, false, fmt.Errorf("claim idempotency key: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		var (
 			hash []byte
-			a    answer
+			a    web.Answer
 		)
 		if err := tx.QueryRowContext(ctx, `SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE key = $1`, key).
 			Scan(&hash, &a.Status, &a.Body); err != nil {
-			return answer{}, false, fmt.Errorf("load idempotency key: %w", err)
+			return web.Answer{}, false, fmt.Errorf("load idempotency key: %w", err)
 		}
 		if !bytes.Equal(hash, fingerprint) {
-			return answer{}, false, errKeyReused
+			return web.Answer{}, false, errKeyReused
 		}
 		return a, false, tx.Commit()
 	}
 
 	fresh, err := insertPayment(ctx, tx, p)
 	if err != nil {
-		return answer{}, false, err
+		return web.Answer{}, false, err
 	}
 	if !fresh {
 		if p, err = paymentForOrder(ctx, tx, p.OrderID); err != nil {
-			return answer{}, false, err
+			return web.Answer{}, false, err
 		}
 	}
 	a, err := render(p, fresh)
 	if err != nil {
-		return answer{}, false, err
+		return web.Answer{}, false, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE key = $3`, a.Status, a.Body, key); err != nil {
-		return answer{}, false, fmt.Errorf("store idempotent answer: %w", err)
+		return web.Answer{}, false, fmt.Errorf("store idempotent answer: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return answer{}, false, fmt.Errorf("commit payment: %w", err)
+		return web.Answer{}, false, fmt.Errorf("commit payment: %w", err)
 	}
 	return a, fresh, nil
 }
@@ -127,10 +128,10 @@ func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []by
 // (payments_charge_fresh, migration 0002): the payment, and the key with its answer, go in together. ok is
 // false (and nothing is stored) in any other case, for Charge to decide: a concurrent request for the same
 // order waits on the payment's unique order and then finds it there.
-func (s *postgresStore) chargeFresh(ctx context.Context, key string, fingerprint []byte, p payment, render func(payment, bool) (answer, error)) (answer, bool, error) {
+func (s *postgresStore) chargeFresh(ctx context.Context, key string, fingerprint []byte, p payment, render func(payment, bool) (web.Answer, error)) (web.Answer, bool, error) {
 	a, err := render(p, true)
 	if err != nil {
-		return answer{}, false, err
+		return web.Answer{}, false, err
 	}
 	var brand, last4, reason any
 	if p.Card != nil {
@@ -143,10 +144,10 @@ func (s *postgresStore) chargeFresh(ctx context.Context, key string, fingerprint
 	if err := s.db.QueryRowWrite(ctx, `SELECT payments_charge_fresh($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		p.ID, p.OrderID, p.Status, p.AmountCents, p.Currency, brand, last4, reason, p.CreatedAt,
 		key, fingerprint, a.Status, a.Body).Scan(&fresh); err != nil {
-		return answer{}, false, fmt.Errorf("insert payment for order %s: %w", p.OrderID, err)
+		return web.Answer{}, false, fmt.Errorf("insert payment for order %s: %w", p.OrderID, err)
 	}
 	if !fresh {
-		return answer{}, false, nil // nothing stored: Charge's full path decides
+		return web.Answer{}, false, nil // nothing stored: Charge's full path decides
 	}
 	return a, true, nil
 }
