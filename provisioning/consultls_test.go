@@ -18,9 +18,9 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"shoplab/internal/consulagent"
-	"shoplab/internal/proc"
-	"shoplab/internal/testkit"
+	"shoplab/lab/consulagent"
+	"shoplab/lab/proc"
+	"shoplab/lab/testkit"
 )
 
 // labTLS makes the lab's Consul TLS material in a fresh lab directory as `vagrant up` does (lab.rb) and returns

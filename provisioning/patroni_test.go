@@ -24,11 +24,11 @@ import (
 	_ "github.com/lib/pq"
 
 	"shoplab/internal/consulx"
-	"shoplab/internal/lab"
-	"shoplab/internal/pgcluster"
 	"shoplab/internal/pgdb"
-	"shoplab/internal/proc"
-	"shoplab/internal/testkit"
+	"shoplab/lab"
+	"shoplab/lab/pgcluster"
+	"shoplab/lab/proc"
+	"shoplab/lab/testkit"
 )
 
 // patroniNode is one member of the test's cluster: its own loopback address, ports and directories.

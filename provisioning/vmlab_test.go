@@ -19,11 +19,11 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"shoplab/internal/consulagent"
 	"shoplab/internal/consulx"
-	"shoplab/internal/proc"
-	"shoplab/internal/testkit"
-	"shoplab/internal/topology"
+	"shoplab/lab/consulagent"
+	"shoplab/lab/proc"
+	"shoplab/lab/testkit"
+	"shoplab/lab/topology"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }

@@ -10,8 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"shoplab/internal/lab"
-	"shoplab/internal/proc"
+	"shoplab/lab"
+	"shoplab/lab/proc"
 )
 
 const adminUsage = `usage: shoplab admin <grant|revoke|list|token> [--email E] [--ttl D] [--state DIR] [--bin DIR]

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"shoplab/internal/proc"
+	"shoplab/lab/proc"
 )
 
 // runBench is "shoplab bench" (make bench): the front against nginx proxying the same backend, then

@@ -21,11 +21,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/valyala/fasthttp"
 
-	"shoplab/internal/consulagent"
 	"shoplab/internal/consulx"
-	"shoplab/internal/lab"
 	"shoplab/internal/mesh"
-	"shoplab/internal/proc"
+	"shoplab/lab"
+	"shoplab/lab/consulagent"
+	"shoplab/lab/proc"
 )
 
 // gatewayBench is the gateway part of shoplab bench: a small JSON backend registered in a real Consul agent

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"testing"
 
-	"shoplab/internal/proc"
-	"shoplab/internal/testkit"
+	"shoplab/lab/proc"
+	"shoplab/lab/testkit"
 )
 
 func TestCommandLine(t *testing.T) {

@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"shoplab/internal/lab"
-	"shoplab/internal/proc"
-	"shoplab/internal/topology"
+	"shoplab/lab"
+	"shoplab/lab/proc"
+	"shoplab/lab/topology"
 )
 
 func runLab(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

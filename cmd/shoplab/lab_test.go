@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"shoplab/internal/proc"
-	"shoplab/internal/testkit"
+	"shoplab/lab/proc"
+	"shoplab/lab/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }

@@ -17,7 +17,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"shoplab/internal/consulx"
-	"shoplab/internal/lab"
+	"shoplab/lab"
 )
 
 // runPrometheusConfig is "shoplab prometheus-config": renders provisioning/prometheus (the configuration

@@ -11,7 +11,7 @@ import (
 
 	"shoplab/internal/health"
 	"shoplab/internal/pgdb"
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }

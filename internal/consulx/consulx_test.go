@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/consulx"
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }

@@ -16,7 +16,7 @@ import (
 	"github.com/lib/pq"
 	"golang.org/x/sys/unix"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 func TestUnavailable(t *testing.T) {

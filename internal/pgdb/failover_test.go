@@ -11,9 +11,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"shoplab/internal/pgcluster"
 	"shoplab/internal/pgdb"
-	"shoplab/internal/testkit"
+	"shoplab/lab/pgcluster"
+	"shoplab/lab/testkit"
 )
 
 // privateCluster is a PostgreSQL server of this test alone, which it may stop and start again on the same

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // viaProxy is dsn with its port replaced by a proxy's in front of the test cluster.

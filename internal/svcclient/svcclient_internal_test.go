@@ -5,7 +5,7 @@ import (
 	"net"
 	"testing"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // TestUserTimeout: connections to instances give up on a host that stops acknowledging after UserTimeout.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // operator runs "auth admin args…" in-process with auth's environment, as the operator does on its machine.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // kidOf is the key id in a token's header.

@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"shoplab/internal/mesh"
-	"shoplab/internal/testkit"
 	"shoplab/internal/web"
+	"shoplab/lab/testkit"
 )
 
 func chmod(path string, mode os.FileMode) error { return os.Chmod(path, mode) }

@@ -12,7 +12,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"shoplab/internal/authn"
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }

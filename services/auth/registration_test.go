@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // checkStatus returns the aggregated status of service's checks in Consul ("" when it is not registered).

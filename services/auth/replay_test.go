@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"testing"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // TestWritesAreNotReplayed: when auth's database connection breaks after a write ran (the proxy drops the

@@ -13,7 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"shoplab/internal/authn"
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 type feedAnswer struct {

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }

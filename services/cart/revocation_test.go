@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 var sessionChecks = regexp.MustCompile(`shoplab_http_requests_total\{code="\d+",route="GET /internal/v1/sessions/\{id\}"\} (\d+)`)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // adminFixture is auth and cart as binaries and catalog in-process, in one Consul agent, with an admin and a

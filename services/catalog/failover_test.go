@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // TestDatabaseGap: catalog's database goes away (its connections cut, new ones refused, as while a Patroni

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"shoplab/internal/consulagent"
 	"shoplab/internal/consulx"
-	"shoplab/internal/proc"
-	"shoplab/internal/testkit"
+	"shoplab/lab/consulagent"
+	"shoplab/lab/proc"
+	"shoplab/lab/testkit"
 )
 
 // TestStartsWithoutConsul: started while its Consul agent is down, catalog runs and answers its health

@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/consulx"
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // BenchmarkGateway measures what a request through the front costs over calling the backend directly: one

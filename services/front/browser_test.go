@@ -12,8 +12,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"shoplab/internal/proc"
-	"shoplab/internal/testkit"
+	"shoplab/lab/proc"
+	"shoplab/lab/testkit"
 )
 
 const (

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // dialFrom connects to the front's address from the loopback address local (127.0.0.0/8: each stands for

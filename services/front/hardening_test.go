@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/consulx"
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // seriesCount counts the front's request-metric series (shoplab_http_*), leaving out the routes that

@@ -14,7 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"shoplab/internal/consulx"
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // TestDelHop: what the gateway forwards keeps the end-to-end headers and loses every hop-by-hop one (and, on

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // setIntention sets source's action in dst's service-intentions entry.

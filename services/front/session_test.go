@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // browser is an HTTP client with a cookie jar, as a browser would hold the front's cookies.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // TestCheckedConn: after an idle spell, a write finds out whether the peer closed the connection, without

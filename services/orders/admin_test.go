@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 func (f *fixture) place(t *testing.T, u testkit.User, product string, qty int, card string) orderView {

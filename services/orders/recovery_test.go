@@ -14,7 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/pgdb"
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // insertStuck stores n orders at step reserved, untouched for a minute, as a crashed checkout leaves them.

@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/mesh"
-	"shoplab/internal/testkit"
+	"shoplab/lab/testkit"
 )
 
 // callAs calls url with the TLS configuration c and returns the status, or the error.

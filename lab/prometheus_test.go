@@ -21,8 +21,8 @@ import (
 
 	"shoplab/internal/consulx"
 	"shoplab/internal/metrics"
-	"shoplab/internal/proc"
-	"shoplab/internal/testkit"
+	"shoplab/lab/proc"
+	"shoplab/lab/testkit"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }

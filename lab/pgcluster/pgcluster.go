@@ -20,7 +20,7 @@ import (
 
 	"github.com/lib/pq"
 
-	"shoplab/internal/proc"
+	"shoplab/lab/proc"
 )
 
 // InstallHint says how to get PostgreSQL on Debian.

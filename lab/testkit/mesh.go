@@ -15,8 +15,8 @@ import (
 
 	"shoplab/internal/consulx"
 	"shoplab/internal/mesh"
-	"shoplab/internal/proc"
-	"shoplab/internal/topology"
+	"shoplab/lab/proc"
+	"shoplab/lab/topology"
 )
 
 // TestIdentity is the mesh identity tests call services with. The intentions a stack writes allow it to call

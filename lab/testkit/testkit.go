@@ -15,9 +15,9 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"shoplab/internal/consulagent"
 	"shoplab/internal/consulx"
-	"shoplab/internal/pgcluster"
+	"shoplab/lab/consulagent"
+	"shoplab/lab/pgcluster"
 )
 
 // Need stops a test that lacks a tool: a failure in CI (CI is set), a skip naming the install step elsewhere.

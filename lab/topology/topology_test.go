@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"shoplab/internal/proc"
+	"shoplab/lab/proc"
 )
 
 func TestRepositoryTopology(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"shoplab/internal/proc"
+	"shoplab/lab/proc"
 )
 
 // InstallHint says how to get a consul binary here.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"shoplab/internal/proc"
+	"shoplab/lab/proc"
 )
 
 // PrometheusPort is where make run's Prometheus listens (plus the port offset): not 9090, which Debian's own

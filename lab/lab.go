@@ -21,11 +21,11 @@ import (
 	"syscall"
 	"time"
 
-	"shoplab/internal/consulagent"
 	"shoplab/internal/consulx"
-	"shoplab/internal/pgcluster"
-	"shoplab/internal/proc"
-	"shoplab/internal/topology"
+	"shoplab/lab/consulagent"
+	"shoplab/lab/pgcluster"
+	"shoplab/lab/proc"
+	"shoplab/lab/topology"
 )
 
 // Default ports on 127.0.0.1; Config.PortOffset shifts all of them.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"shoplab/internal/proc"
+	"shoplab/lab/proc"
 )
 
 // RunFunc is the run function of a service's main package.
