@@ -31,7 +31,7 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 func source(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "provisioning", "prometheus")
+	return filepath.Join(filepath.Dir(file), "..", "provisioning", "prometheus")
 }
 
 func TestRenderPrometheus(t *testing.T) {
