@@ -32,7 +32,7 @@ import (
 const (
 	ConsulPort   = 8500
 	PostgresPort = 5499 // not 5432, so a system PostgreSQL does not collide
-	// OpsPortStep puts an instance's operations listener (health, metrics; the API takes mutual TLS) at its
+	// OpsPortStep puts an instance's operations listener (health, metrics: never on the API's port) at its
 	// port + 1000: catalog-1 at 9082.
 	OpsPortStep = 1000
 )
@@ -213,9 +213,7 @@ func (l *Lab) preflight() error {
 	ports := map[int]string{ConsulPort + l.cfg.PortOffset: "Consul", PostgresPort + l.cfg.PortOffset: "PostgreSQL"}
 	for _, in := range l.cfg.Topology.Instances() {
 		ports[in.LocalPort()+l.cfg.PortOffset] = in.ID()
-		if in.Service.Name != "front" {
-			ports[in.LocalPort()+OpsPortStep+l.cfg.PortOffset] = in.ID() + " (operations)"
-		}
+		ports[in.LocalPort()+OpsPortStep+l.cfg.PortOffset] = in.ID() + " (operations)"
 	}
 	for p, who := range ports {
 		if !proc.PortFree(fmt.Sprintf("127.0.0.1:%d", p)) {

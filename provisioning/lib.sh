@@ -662,8 +662,9 @@ render_service_env() {
   [[ $SHOPLAB_SERVICE == front ]] && listen=0.0.0.0:$SHOPLAB_PORT
   {
     printf 'LISTEN_ADDR=%s\nADVERTISE_ADDR=%s\nSERVICE_ID=%s\n' "$listen" "$SHOPLAB_IP" "$SHOPLAB_NODE"
-    # A mesh service takes mutual TLS on its port; its health and metrics are plain on port + 1000.
-    [[ $SHOPLAB_SERVICE == front ]] || printf 'OPS_LISTEN_ADDR=%s:%d\n' "$SHOPLAB_IP" $((SHOPLAB_PORT + 1000))
+    # A mesh service takes mutual TLS on its port, the front plain HTTP from anyone; every service's health and
+    # metrics are plain on port + 1000, on the lab's network only (never on the front's public port).
+    printf 'OPS_LISTEN_ADDR=%s:%d\n' "$SHOPLAB_IP" $((SHOPLAB_PORT + 1000))
     printf 'CONSUL_HTTP_ADDR=127.0.0.1:8500\nCONSUL_HTTP_TOKEN=%s\n' "$CONSUL_SERVICE_TOKEN"
     # VMs under software emulation are slow: generous, explicit margins; Consul checks readiness every 10 s, not 2
     # (each check is a connection, a request and a database query on a guest that pays for each: docs/lab-weight.md).

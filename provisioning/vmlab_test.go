@@ -346,8 +346,9 @@ func TestServiceEnv(t *testing.T) {
 		t.Fatalf("render: %v\n%s", err, out)
 	}
 	b, _ = os.ReadFile(file)
-	if !strings.Contains(string(b), "LISTEN_ADDR=0.0.0.0:8080\n") || strings.Contains(string(b), "DATABASE_URL") {
-		t.Fatalf("front env file: got\n%s\nwant it listening everywhere, with no database", b)
+	if !strings.Contains(string(b), "\nLISTEN_ADDR=0.0.0.0:8080\n") && !strings.HasPrefix(string(b), "LISTEN_ADDR=0.0.0.0:8080\n") ||
+		!strings.Contains(string(b), "OPS_LISTEN_ADDR=192.168.56.150:9080\n") || strings.Contains(string(b), "DATABASE_URL") {
+		t.Fatalf("front env file: got\n%s\nwant it listening everywhere, its health and metrics on the lab's network (9080), with no database", b)
 	}
 }
 

@@ -82,7 +82,7 @@ weight_metrics() {
       awk -v n="$name" '/^shoplab_http_requests_total\{/ { match($0, /route="[^"]*"/); r = substr($0, RSTART + 7, RLENGTH - 8); c[r] += $NF }
         END { for (r in c) printf "req\t%s\t%s\t%d\n", n, r, c[r] }' || true
   done < <(ruby -e 'require_relative "provisioning/lab"
-    Shoplab.plan(Dir.pwd).select(&:service).each { |v| puts [v.name, v.ip, v.service == "front" ? v.port : v.port + 1000].join(" ") }')
+    Shoplab.plan(Dir.pwd).select(&:service).each { |v| puts [v.name, v.ip, v.port + 1000].join(" ") }')
   while read -r name ip; do
     # shellcheck disable=SC2016 # awk's own fields
     in_ns curl -s -m 10 "http://$ip:9107/metrics" |

@@ -45,7 +45,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"prometheus-sd", "--node-exporter-port", "70000"}, true, "--node-exporter-port"},
 		{[]string{"prometheus-sd", "--consul-agents", "nowhere"}, true, "not host:port"},
 		{[]string{"status", "--consul", "127.0.0.1:1"}, false, "is the lab running"},
-		{[]string{"smoke", "--front", "http://127.0.0.1:1"}, false, "front is ready"},
+		{[]string{"smoke", "--front", "http://127.0.0.1:1"}, false, "front answers its status page"},
 	}
 	for _, tc := range tests {
 		var out, errOut bytes.Buffer

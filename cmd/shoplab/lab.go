@@ -25,7 +25,7 @@ func runLab(ctx context.Context, args []string, getenv func(string) string, stdo
 	bin := fs.String("bin", filepath.Join(root, "bin"), "directory with the service binaries (make build)")
 	topo := fs.String("topology", filepath.Join(root, "provisioning", "topology.yml"), "the topology file")
 	replicas := fs.String("replicas", getenv("REPLICAS"), "extra replicas for this run, e.g. catalog=2,orders=2")
-	offset := fs.Int("port-offset", 0, "shift every port (Consul 8500, PostgreSQL 5499, services 8080–8085 and 9081–9085) by this much")
+	offset := fs.Int("port-offset", 0, "shift every port (Consul 8500, PostgreSQL 5499, services 8080–8085 and 9080–9085) by this much")
 	logLevel := fs.String("log-level", "info", "services' log level")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err

@@ -34,7 +34,7 @@ func smoke(ctx context.Context, s *shopper, out io.Writer) error {
 		name string
 		run  func() error
 	}{
-		{"front is ready", func() error { _, err := s.expect(ctx, 200, "GET", "/health/ready", nil); return err }},
+		{"front answers its status page", func() error { _, err := s.expect(ctx, 200, "GET", "/status.json", nil); return err }},
 		{"catalog lists ≥ 12 products in ≥ 3 categories", func() error {
 			a, err := s.expect(ctx, 200, "GET", "/api/catalog/v1/products?limit=100", nil)
 			if err != nil {

@@ -180,6 +180,11 @@ type Service struct {
 	// that an intention allows get in. /health and /metrics are then served in plain HTTP on the operations
 	// listener (OPS_LISTEN_ADDR) instead, where Consul's check and an operator's scraper reach them.
 	Mesh bool
+	// Ops serves /health and /metrics on the operations listener (OPS_LISTEN_ADDR) alone, never on the API's
+	// port, without the mesh: the front, whose port faces the internet (a mesh service always does). With an
+	// Engine, Handler is what the operations listener serves, and the Engine keeps those paths off itself
+	// (APIOnly).
+	Ops bool
 	// Ready is the service's own readiness (its database); the registrar asks it before registering, so an
 	// instance that is ready is passing in Consul at once.
 	Ready func(ctx context.Context) error
@@ -225,7 +230,8 @@ func (r *registration) check(context.Context) error {
 // serve listens, starts registering the instance in Consul (in the background: a service started while its
 // agent is down serves at once and registers when the agent answers) and serves until ctx ends; then it
 // deregisters, waits ShutdownGrace so watchers drop the instance, drains for up to ShutdownTimeout and returns.
-// A mesh service takes mutual TLS on LISTEN_ADDR and serves its health and metrics on OPS_LISTEN_ADDR.
+// A mesh service takes mutual TLS on LISTEN_ADDR and serves its health and metrics on OPS_LISTEN_ADDR; so does
+// a service with Ops, in plain HTTP on both.
 func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, s Service, state *registration, id *mesh.Identity) error {
 	ln, err := net.Listen("tcp", c.Listen)
 	if err != nil {
@@ -239,18 +245,21 @@ func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, 
 		opsLn   net.Listener
 		opsPort int
 	)
-	if s.Mesh {
+	if s.Mesh || s.Ops {
 		if opsLn, err = net.Listen("tcp", opsListenAddr(c.OpsListen, addr)); err != nil {
 			return fmt.Errorf("listen on %s (OPS_LISTEN_ADDR): %w", c.OpsListen, err)
 		}
 		defer opsLn.Close()
 		opsPort = opsLn.Addr().(*net.TCPAddr).Port
-		authz, err := mesh.NewAuthorizer(c.Consul, c.Service, c.MeshAuthzTTL, log)
-		if err != nil {
-			return err
+		handler = APIOnly(s.Handler)
+		if s.Mesh {
+			authz, err := mesh.NewAuthorizer(c.Consul, c.Service, c.MeshAuthzTTL, log)
+			if err != nil {
+				return err
+			}
+			ln = tls.NewListener(ln, id.ServerTLS(authz))
+			handler = authz.Require(handler)
 		}
-		ln = tls.NewListener(ln, id.ServerTLS(authz))
-		handler = authz.Require(apiOnly(s.Handler))
 		ops = web.NewServer(opsOnly(s.Handler), log.Named("ops"))
 		go func() {
 			if err := ops.Serve(opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -276,7 +285,7 @@ func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, 
 	meta := map[string]string{}
 	maps.Copy(meta, s.Retry.Meta())
 	maps.Copy(meta, s.Meta)
-	if s.Mesh {
+	if opsLn != nil {
 		meta[MetaOpsPort] = strconv.Itoa(opsPort)
 	}
 	reg := consulx.Registration{
@@ -312,8 +321,8 @@ func serve(ctx context.Context, c Config, log hclog.Logger, consul *api.Client, 
 		}
 		srv = hs
 	}
-	if s.Mesh {
-		log.Info("serving", "listen", addr.String(), "mtls", true, "ops", opsLn.Addr().String(), "advertise", advertise)
+	if opsLn != nil {
+		log.Info("serving", "listen", addr.String(), "mtls", s.Mesh, "ops", opsLn.Addr().String(), "advertise", advertise)
 	} else {
 		log.Info("serving", "listen", addr.String(), "advertise", advertise)
 	}
@@ -344,8 +353,8 @@ func isOps(path string) bool {
 	return strings.HasPrefix(path, "/health/") || path == "/metrics"
 }
 
-// apiOnly keeps the operations paths off the mutual-TLS port.
-func apiOnly(h http.Handler) http.Handler {
+// APIOnly keeps the operations paths (health, metrics) off the API's port: they answer 404 there.
+func APIOnly(h http.Handler) http.Handler {
 	notFound := web.Handler(web.NotFoundHandler(), web.Options{})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isOps(r.URL.Path) {

@@ -206,7 +206,7 @@ func TestManyConnectionsFromOneAddress(t *testing.T) {
 	for i := 0; i < 200; {
 		var err error
 		c := dialFrom(t, front, "127.0.0.1")
-		r, err = sendThenRead(t, c, []byte("GET /health/live HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"))
+		r, err = sendThenRead(t, c, []byte("GET / HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n"))
 		c.Close()
 		switch {
 		case err == nil && r.Status == 200:
@@ -284,7 +284,7 @@ func TestConnectionLimits(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for i := 0; i < 8; {
 			c := dialFrom(t, front, fmt.Sprintf("127.0.1.%d", i+1))
-			r, err := sendThenRead(t, c, []byte("GET /health/live HTTP/1.1\r\nHost: shop\r\n\r\n"))
+			r, err := sendThenRead(t, c, []byte("GET / HTTP/1.1\r\nHost: shop\r\n\r\n"))
 			switch {
 			case err == nil && r.Status == 200:
 				held = append(held, c)

@@ -181,7 +181,7 @@ func TestGateway(t *testing.T) {
 		if after := gatewayRequests(t, front, "catalog")["catalog-1"]; after > before {
 			t.Fatalf("catalog-1 got %d more requests after it died; want none", after-before)
 		}
-		if m := testkit.Call(t, "GET", front.URL+"/metrics", "").String(); !strings.Contains(m, `shoplab_front_ejections_total{instance="catalog-1",service="catalog"}`) {
+		if m := testkit.Call(t, "GET", front.OpsURL+"/metrics", "").String(); !strings.Contains(m, `shoplab_front_ejections_total{instance="catalog-1",service="catalog"}`) {
 			t.Fatalf("metrics: want an ejection of catalog-1 recorded (the retry path ran)")
 		}
 		t.Logf("%d requests succeeded around the kill (%.1fs after it)", l.ok.Load(), time.Since(killed).Seconds())
@@ -211,7 +211,7 @@ func TestGateway(t *testing.T) {
 				t.Fatalf("request %d with Consul down: got %d %s; want 200", i, r.Status, r.Body)
 			}
 		}
-		r := testkit.Call(t, "GET", front.URL+"/health/ready", "")
+		r := testkit.Call(t, "GET", front.OpsURL+"/health/ready", "")
 		var rep struct {
 			Status string                       `json:"status"`
 			Checks map[string]map[string]string `json:"checks"`
@@ -251,7 +251,7 @@ func TestInstanceRestartedInPlace(t *testing.T) {
 			t.Fatalf("GET %d after the restart: got %d %s; want 200", i+1, r.Status, r.Body)
 		}
 	}
-	if m := testkit.Call(t, "GET", front.URL+"/metrics", "").String(); !strings.Contains(m, `shoplab_front_ejections_total{instance="catalog-1",service="catalog"} 0`) {
+	if m := testkit.Call(t, "GET", front.OpsURL+"/metrics", "").String(); !strings.Contains(m, `shoplab_front_ejections_total{instance="catalog-1",service="catalog"} 0`) {
 		t.Fatalf("metrics: catalog-1 was ejected; want its dead connections replaced without that")
 	}
 }

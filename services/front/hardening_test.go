@@ -22,7 +22,7 @@ import (
 func seriesCount(t *testing.T, front *testkit.Service) int {
 	t.Helper()
 	n := 0
-	for _, line := range strings.Split(testkit.Call(t, "GET", front.URL+"/metrics", "").String(), "\n") {
+	for _, line := range strings.Split(testkit.Call(t, "GET", front.OpsURL+"/metrics", "").String(), "\n") {
 		if strings.HasPrefix(line, "shoplab_http_") && !strings.Contains(line, `route="GET /health/`) && !strings.Contains(line, `route="GET /metrics"`) {
 			n++
 		}
@@ -47,8 +47,9 @@ func TestJunkMethodsDoNotGrowMetrics(t *testing.T) {
 		testkit.WantError(t, r, r.Status, "")
 	}
 	// The legitimate routes of this test and of Consul's check exist before counting.
-	for _, p := range []string{"/api/catalog/v1/products", "/health/ready", "/metrics"} {
-		testkit.Call(t, "GET", front.URL+p, "")
+	testkit.Call(t, "GET", front.URL+"/api/catalog/v1/products", "")
+	for _, p := range []string{"/health/ready", "/metrics"} {
+		testkit.Call(t, "GET", front.OpsURL+p, "")
 	}
 	before := seriesCount(t, front)
 	for i := range 1000 {
@@ -60,7 +61,7 @@ func TestJunkMethodsDoNotGrowMetrics(t *testing.T) {
 	if after := seriesCount(t, front); after != before {
 		t.Fatalf("metric series after 1000 junk methods: got %d; want %d (unchanged)", after, before)
 	}
-	if m := testkit.Call(t, "GET", front.URL+"/metrics", "").String(); strings.Contains(m, "ZZZ") {
+	if m := testkit.Call(t, "GET", front.OpsURL+"/metrics", "").String(); strings.Contains(m, "ZZZ") {
 		t.Fatal("metrics: a client-chosen method became a label")
 	}
 }
@@ -207,6 +208,41 @@ func TestPublicStatusHidesInternals(t *testing.T) {
 	}
 	for _, p := range []string{"/api/catalog/health/ready", "/api/catalog/health/live"} {
 		testkit.WantError(t, testkit.Call(t, "GET", front.URL+p, ""), 404, "not_found")
+	}
+}
+
+// TestNothingInternalOnThePublicPort: the front's health and metrics (instance ids, Consul's errors) answer on
+// its operations port alone; its public port answers them 404, and the operations port serves nothing else
+// (issue 28 §7: before, /metrics and /health/ready answered anyone on :8080).
+func TestNothingInternalOnThePublicPort(t *testing.T) {
+	st := testkit.StartStack(t)
+	front := startFront(t, st, nil)
+	if front.OpsURL == front.URL {
+		t.Fatalf("the front's operations URL: got its public one, %s; want a port of its own", front.URL)
+	}
+	for _, p := range []string{"/metrics", "/health/ready", "/health/live"} {
+		testkit.WantError(t, testkit.Call(t, "GET", front.URL+p, ""), 404, "not_found")
+		// Readiness may still say 503 (the mesh certificate on its way): served there, either way.
+		if r := testkit.Call(t, "GET", front.OpsURL+p, ""); r.Status != 200 && !(p == "/health/ready" && r.Status == 503) {
+			t.Errorf("operations port %s: got %d %s; want 200", p, r.Status, r.Body)
+		}
+	}
+	for _, p := range []string{"/", "/status", "/status.json"} {
+		if r := testkit.Call(t, "GET", front.URL+p, ""); r.Status != 200 {
+			t.Errorf("public %s: got %d; want 200", p, r.Status)
+		}
+		testkit.WantError(t, testkit.Call(t, "GET", front.OpsURL+p, ""), 404, "not_found")
+	}
+	// Consul checks the operations port, and Prometheus finds it in the registration.
+	services, err := st.Consul.Client.Agent().Services()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, opsPort, _ := net.SplitHostPort(strings.TrimPrefix(front.OpsURL, "http://"))
+	for _, svc := range services {
+		if svc.Service == "front" && (svc.Meta["metrics_port"] != opsPort || svc.Meta["ops_port"] != opsPort) {
+			t.Errorf("the front's registration meta: got %v; want metrics_port and ops_port %s", svc.Meta, opsPort)
+		}
 	}
 }
 

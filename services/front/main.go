@@ -65,12 +65,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	}()
 	sess := &sessions{log: rt.Log.Named("session"), svc: svcclient.New(rt.Ctx, rt.Consul, rt.Mesh, rt.Log, svcclient.Options{}), secure: secure}
 	ready := health.Check{Name: "discovery", Run: func(context.Context) error { return consulReadiness(services.Health()) }}
-	api, rest := routes(rt.Log, textLog(rt), gw, sess, rt.Metrics, append(rt.Checks(), ready))
+	api, rest, ops := routes(rt.Log, textLog(rt), gw, sess, rt.Metrics, append(rt.Checks(), ready))
 	// The server gives every answer FRONT_REQUEST_TIMEOUT plus a margin to be written: a request the gateway
 	// retries still ends with an answer, never a cut connection.
 	engine := newEngine(api, rest, rt.Log, request+10*time.Second, limits)
 	engine.yield = gw.yield
-	return rt.Serve(app.Service{Engine: engine, Public: false, Ready: ready.Run})
+	return rt.Serve(app.Service{Engine: engine, Handler: ops, Ops: true, Public: false, Ready: ready.Run})
 }
 
 // consulReadiness: the front can serve once Consul has answered; while Consul is unreachable it keeps routing
