@@ -3,6 +3,7 @@ package testkit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -123,14 +124,41 @@ func (s *Service) settle(t testing.TB, onOps bool, deadline time.Time) {
 	t.Cleanup(func() { forgetMesh(s.Addr, "") })
 }
 
-// Run starts run in-process with env (LISTEN_ADDR gets a free loopback port unless set) and waits until its
-// /health/live answers. At cleanup it is stopped and must have returned nil; its log is shown if the test failed.
+// Run starts run in-process with env (LISTEN_ADDR and OPS_LISTEN_ADDR get free loopback ports unless set) and
+// waits until its /health/live answers. At cleanup it is stopped and must have returned nil; its log is shown if
+// the test failed. A port picked free and taken by another process before the service bound it (test packages
+// run side by side) is picked again, twice at most.
 func Run(t testing.TB, name string, run RunFunc, env map[string]string) *Service {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		s, done, exited := runOnce(t, name, run, env)
+		if exited == nil {
+			t.Cleanup(func() {
+				if err := s.Stop(); err != nil {
+					t.Errorf("%s: run returned %v", name, err)
+				}
+				if t.Failed() {
+					t.Logf("%s log (tail):\n%s", name, tail(s.Logs(), 60))
+				}
+			})
+			waitLive(t, s, done)
+			return s
+		}
+		if attempt < 3 && errors.Is(exited, syscall.EADDRINUSE) {
+			t.Logf("%s: a port picked for it was taken meanwhile (%v); trying others", name, exited)
+			continue
+		}
+		t.Fatalf("%s exited while starting: %v\n%s", name, exited, tail(s.Logs(), 40))
+	}
+}
+
+// runOnce starts run and waits until it answers /health/live or exits; exited is what it returned if it did.
+func runOnce(t testing.TB, name string, run RunFunc, env map[string]string) (s *Service, done chan error, exited error) {
 	t.Helper()
 	env = envWithListen(t, env)
 	ctx, cancel := context.WithCancel(context.Background())
-	s := newService(name, env)
-	done := make(chan error, 1)
+	s = newService(name, env)
+	done = make(chan error, 1)
 	go func() {
 		done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, s.logs)
 	}()
@@ -143,20 +171,31 @@ func Run(t testing.TB, name string, run RunFunc, env map[string]string) *Service
 			return fmt.Errorf("%s did not stop within 30s", name)
 		}
 	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("%s: run returned %v", name, err)
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, base := range []string{s.OpsURL, s.URL} {
+			if resp, err := client.Get(base + "/health/live"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return s, done, nil
+				}
+			}
 		}
-		if t.Failed() {
-			t.Logf("%s log (tail):\n%s", name, tail(s.Logs(), 60))
+		select {
+		case err := <-done:
+			cancel()
+			if err == nil {
+				err = errors.New("run returned nil before serving")
+			}
+			return s, done, err
+		default:
 		}
-	})
-	waitLive(t, s, done)
-	return s
+	}
+	return s, done, nil // waitLive reports the silence
 }
 
-// waitLive waits until the service answers /health/live, on its operations listener (a mesh service) or its
-// only port (the front), and then settles how tests reach it.
+// waitLive waits until the service answers /health/live, on its operations listener (a mesh service, the
+// front) or its only port, and then settles how tests reach it.
 func waitLive(t testing.TB, s *Service, done chan error) {
 	t.Helper()
 	client := &http.Client{Timeout: time.Second}
