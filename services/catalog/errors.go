@@ -19,7 +19,6 @@ var (
 	errReservationNotFound     = errors.New("reservation not found")
 	errReservationNotCommitted = errors.New("reservation not committed")
 	errSKUTaken                = errors.New("sku taken")
-	errKeyReused               = errors.New("idempotency key reused")
 )
 
 // insufficientStockError names the product that ran short.
@@ -63,8 +62,6 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 		err = web.Errorf(http.StatusConflict, "reservation_not_committed", "this order's stock was never committed, so there is nothing to return")
 	case errors.Is(err, errSKUTaken):
 		err = web.Errorf(http.StatusConflict, "sku_taken", "a product with this sku already exists")
-	case errors.Is(err, errKeyReused):
-		err = web.Errorf(http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for another stock adjustment of this product")
 	case errors.Is(err, errReservationCommitted):
 		err = web.Errorf(http.StatusConflict, "reservation_committed", "this order's reservation is committed and cannot be released")
 	case pgdb.Unavailable(err):

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -11,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/authn"
+	"shoplab/internal/idem"
 	"shoplab/internal/ids"
 	"shoplab/internal/valid"
 	"shoplab/internal/web"
@@ -24,7 +23,6 @@ const (
 
 var (
 	skuRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	keyRe = regexp.MustCompile(`^[\x21-\x7e]{1,64}$`)
 )
 
 type createProductRequest struct {
@@ -193,9 +191,9 @@ type adjustmentRequest struct {
 
 // decodeAdjustment reads the Idempotency-Key header and a POST /v1/products/{id}/stock-adjustments body.
 func decodeAdjustment(r *http.Request) (stockAdjustment, error) {
-	key := r.Header.Get("Idempotency-Key")
-	if !keyRe.MatchString(key) {
-		return stockAdjustment{}, web.BadRequest("Idempotency-Key header is required: 1 to 64 visible ASCII characters")
+	key, err := idem.Key(r)
+	if err != nil {
+		return stockAdjustment{}, err
 	}
 	var req adjustmentRequest
 	if err := web.DecodeJSON(r, &req); err != nil {
@@ -208,8 +206,7 @@ func decodeAdjustment(r *http.Request) (stockAdjustment, error) {
 	if err != nil {
 		return stockAdjustment{}, err
 	}
-	h := sha256.Sum256(fmt.Appendf(nil, "%d|%q", req.Delta, reason))
-	return stockAdjustment{Key: key, Hash: h[:], Delta: req.Delta, Reason: reason}, nil
+	return stockAdjustment{Key: key, Hash: idem.Fingerprint("%d|%q", req.Delta, reason), Delta: req.Delta, Reason: reason}, nil
 }
 
 type stockAdjuster interface {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lib/pq"
 
+	"shoplab/internal/idem"
 	"shoplab/internal/pgdb"
 )
 
@@ -302,7 +303,7 @@ func (s *postgresStore) ArchiveProduct(ctx context.Context, id string) error {
 // AdjustStock changes a product's stock by adj.Delta in one transaction and records who did it and why.
 // The adjustment row is inserted first: a concurrent request with the same key waits on its unique index
 // and then finds it, so one key applies once; a key seen before answers the product as it is now (or
-// errKeyReused when the request differs). Stock never goes below zero (insufficientStockError).
+// idem.ErrKeyReused when the request differs). Stock never goes below zero (insufficientStockError).
 func (s *postgresStore) AdjustStock(ctx context.Context, id string, adj stockAdjustment) (product, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -325,7 +326,7 @@ func (s *postgresStore) AdjustStock(ctx context.Context, id string, adj stockAdj
 			return product{}, fmt.Errorf("load stock adjustment %s: %w", adj.Key, err)
 		}
 		if !bytes.Equal(hash, adj.Hash) {
-			return product{}, errKeyReused
+			return product{}, idem.ErrKeyReused
 		}
 		p, err := scanProduct(tx.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
 		if err != nil {

@@ -14,7 +14,6 @@ import (
 
 var (
 	errNotFound       = errors.New("not found")
-	errKeyReused      = errors.New("idempotency key reused with another request")
 	errCartEmpty      = errors.New("cart empty")
 	errMixedCurrency  = errors.New("cart in several currencies")
 	errNotCancellable = errors.New("order not cancellable")
@@ -32,8 +31,6 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 	switch {
 	case errors.Is(err, errNotFound):
 		err = web.NotFound("order")
-	case errors.Is(err, errKeyReused):
-		err = web.Errorf(http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for a different checkout; use a new key")
 	case errors.Is(err, errNotCancellable):
 		err = web.Errorf(http.StatusConflict, "not_cancellable", "only a confirmed order can be cancelled; this one was never paid or is still being placed")
 	case errors.Is(err, errCartEmpty):

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +13,7 @@ import (
 
 	"shoplab/internal/authn"
 	"shoplab/internal/card"
+	"shoplab/internal/idem"
 	"shoplab/internal/ids"
 	"shoplab/internal/valid"
 	"shoplab/internal/web"
@@ -73,17 +72,6 @@ type checkoutRequest struct {
 	Card            card.Input `json:"card"`
 }
 
-var keyRe = regexp.MustCompile(`^[\x21-\x7e]{1,64}$`)
-
-// idempotencyKey reads the required Idempotency-Key header: 1–64 visible ASCII characters.
-func idempotencyKey(r *http.Request) (string, error) {
-	k := r.Header.Get("Idempotency-Key")
-	if !keyRe.MatchString(k) {
-		return "", web.BadRequest("Idempotency-Key header is required: 1 to 64 visible ASCII characters")
-	}
-	return k, nil
-}
-
 // decodeCheckout reads and checks a POST /v1/orders body.
 func decodeCheckout(r *http.Request) (checkoutRequest, error) {
 	var req checkoutRequest
@@ -113,10 +101,8 @@ func decodeCheckout(r *http.Request) (checkoutRequest, error) {
 // four digits, length and expiry. No digest of the full card number is kept (it could be brute-forced).
 func (req checkoutRequest) fingerprint() []byte {
 	a := req.ShippingAddress
-	h := sha256.New()
-	fmt.Fprintf(h, "%q|%q|%q|%q|%q|%s|%s|%d|%d|%d", a.Name, a.Line1, a.City, a.PostalCode, a.Country,
+	return idem.Fingerprint("%q|%q|%q|%q|%q|%s|%s|%d|%d|%d", a.Name, a.Line1, a.City, a.PostalCode, a.Country,
 		card.Brand(req.Card.Number), card.Last4(req.Card.Number), len(req.Card.Number), req.Card.ExpMonth, req.Card.ExpYear)
-	return h.Sum(nil)
 }
 
 // keyRecord is a stored Idempotency-Key.
@@ -147,7 +133,7 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		user, _ := authn.FromContext(ctx)
-		key, err := idempotencyKey(r)
+		key, err := idem.Key(r)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -164,7 +150,7 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 			return
 		}
 		if string(rec.Hash) != string(hash) {
-			writeError(w, r, log, errKeyReused)
+			writeError(w, r, log, idem.ErrKeyReused)
 			return
 		}
 		if rec.Answer != nil {

@@ -12,7 +12,6 @@ import (
 
 var (
 	errNotFound      = errors.New("not found")
-	errKeyReused     = errors.New("idempotency key reused with another request")
 	errNotRefundable = errors.New("payment not refundable")
 )
 
@@ -21,8 +20,6 @@ func writeError(w http.ResponseWriter, r *http.Request, log hclog.Logger, err er
 	switch {
 	case errors.Is(err, errNotFound):
 		err = web.NotFound("payment")
-	case errors.Is(err, errKeyReused):
-		err = web.Errorf(http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for a different request")
 	case errors.Is(err, errNotRefundable):
 		err = web.Errorf(http.StatusConflict, "not_refundable", "only an authorized payment can be refunded")
 	case pgdb.Unavailable(err):

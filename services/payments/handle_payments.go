@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"regexp"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/card"
+	"shoplab/internal/idem"
 	"shoplab/internal/ids"
 	"shoplab/internal/valid"
 	"shoplab/internal/web"
@@ -49,17 +48,7 @@ type chargeRequest struct {
 
 var (
 	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
-	keyRe      = regexp.MustCompile(`^[\x21-\x7e]{1,64}$`)
 )
-
-// idempotencyKey reads the Idempotency-Key header: 1–64 visible ASCII characters.
-func idempotencyKey(r *http.Request) (string, error) {
-	k := r.Header.Get("Idempotency-Key")
-	if !keyRe.MatchString(k) {
-		return "", web.BadRequest("Idempotency-Key header must be 1 to 64 visible ASCII characters")
-	}
-	return k, nil
-}
 
 // decodeCharge reads and checks a POST /v1/payments body.
 func decodeCharge(r *http.Request) (chargeRequest, error) {
@@ -84,10 +73,8 @@ func decodeCharge(r *http.Request) (chargeRequest, error) {
 // fingerprint identifies a request for the idempotency store. It covers everything but the card number's
 // middle digits: no digest of a full card number is ever stored (one could be reversed by brute force).
 func (req chargeRequest) fingerprint() []byte {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s|%d|%s|%s|%s|%d|%d|%d", req.OrderID, req.AmountCents, req.Currency,
+	return idem.Fingerprint("%s|%d|%s|%s|%s|%d|%d|%d", req.OrderID, req.AmountCents, req.Currency,
 		card.Brand(req.Card.Number), card.Last4(req.Card.Number), len(req.Card.Number), req.Card.ExpMonth, req.Card.ExpYear)
-	return h.Sum(nil)
 }
 
 // decide authorises or declines a charge, as the test-card rules say.
@@ -137,14 +124,14 @@ func render(r *http.Request, p payment, fresh bool, req chargeRequest) (web.Answ
 
 type charger interface {
 	// Charge runs one charge under key: it stores p unless the order has a payment, and stores the answer
-	// render gives, in one transaction; a key seen before returns its stored answer (errKeyReused if the
+	// render gives, in one transaction; a key seen before returns its stored answer (idem.ErrKeyReused if the
 	// fingerprint differs).
 	Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(existing payment, fresh bool) (web.Answer, error)) (web.Answer, bool, error)
 }
 
 func handleCharge(log hclog.Logger, store charger, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, err := idempotencyKey(r)
+		key, err := idem.Key(r)
 		if err != nil {
 			writeError(w, r, log, err)
 			return

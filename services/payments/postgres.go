@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"shoplab/internal/idem"
 	"shoplab/internal/pgdb"
 	"shoplab/internal/web"
 )
@@ -97,7 +98,7 @@ func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []by
 			return web.Answer{}, false, fmt.Errorf("load idempotency key: %w", err)
 		}
 		if !bytes.Equal(hash, fingerprint) {
-			return web.Answer{}, false, errKeyReused
+			return web.Answer{}, false, idem.ErrKeyReused
 		}
 		return a, false, tx.Commit()
 	}
