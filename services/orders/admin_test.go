@@ -126,15 +126,19 @@ func TestCrashDuringCancel(t *testing.T) {
 	g0 := f.stock(t, grinder)
 	o := f.place(t, u, grinder, 1, goodCard)
 
-	testHookAfterRefund = func(string) { panic(http.ErrAbortHandler) }
-	t.Cleanup(func() { testHookAfterRefund = nil })
+	crashAfterStep = func(o order, from string, _ bool) {
+		if from == stepCancelling && o.Step == stepRefunded {
+			panic(http.ErrAbortHandler)
+		}
+	}
+	t.Cleanup(func() { crashAfterStep = nil })
 	req, _ := http.NewRequest("POST", f.orders.URL+"/v1/orders/"+o.ID+"/cancel", nil)
 	req.Header.Set("Authorization", "Bearer "+u.Token)
 	if resp, err := testkit.HTTPClient(t, req.URL.String()).Do(req); err == nil {
 		resp.Body.Close()
 		t.Fatalf("cancel with a crash after the refund: got %d; want the connection dropped", resp.StatusCode)
 	}
-	testHookAfterRefund = nil
+	crashAfterStep = nil
 	if n := f.count(t, "orders", `SELECT count(*) FROM orders WHERE id = $1 AND step = 'refunded' AND status = 'confirmed'`, o.ID); n != 1 {
 		t.Fatal("after the crash: want the order refunded, its stock not yet returned")
 	}

@@ -60,7 +60,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	}
 	store := &postgresStore{db: rt.DB}
 	deps := &remote{c: services}
-	s := &saga{store: store, deps: deps, log: rt.Log.Named("saga")}
+	s := &saga{store: store, deps: deps, log: rt.Log.Named("saga"), afterStep: func(o order, from string, withCard bool) {
+		if crash := crashAfterStep; crash != nil {
+			crash(o, from, withCard)
+		}
+	}}
 
 	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(rt.Ctx))
 	workerDone := make(chan struct{})

@@ -370,8 +370,8 @@ func TestCrashAfterCharge(t *testing.T) {
 	g0 := f.stock(t, grinder)
 	f.add(t, u, grinder, 1)
 
-	testHookAfterCharge = func(string) { panic(http.ErrAbortHandler) }
-	t.Cleanup(func() { testHookAfterCharge = nil })
+	crashAfterStep = crashAfterCharge
+	t.Cleanup(func() { crashAfterStep = nil })
 	req, _ := http.NewRequest("POST", f.orders.URL+"/v1/orders", strings.NewReader(checkoutBody(goodCard)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+u.Token)
@@ -380,7 +380,7 @@ func TestCrashAfterCharge(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("checkout with a crash after the charge: got %d; want the connection dropped", resp.StatusCode)
 	}
-	testHookAfterCharge = nil
+	crashAfterStep = nil
 	o := onlyOrder(t, f, u)
 	if o.Status != "pending" || f.count(t, "orders", `SELECT count(*) FROM orders WHERE id = $1 AND step = 'charged'`, o.ID) != 1 {
 		t.Fatalf("after the crash: got %s; want pending at step charged", o.Status)

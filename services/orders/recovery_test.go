@@ -115,8 +115,8 @@ func TestLateRecoveryKeepsNewCartLines(t *testing.T) {
 	f.add(t, u, grinder, 1)
 	f.add(t, u, kettle, 1)
 
-	testHookAfterCharge = func(string) { panic(http.ErrAbortHandler) }
-	t.Cleanup(func() { testHookAfterCharge = nil })
+	crashAfterStep = crashAfterCharge
+	t.Cleanup(func() { crashAfterStep = nil })
 	req, _ := http.NewRequest("POST", f.orders.URL+"/v1/orders", strings.NewReader(checkoutBody(goodCard)))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+u.Token)
@@ -125,7 +125,7 @@ func TestLateRecoveryKeepsNewCartLines(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("checkout with a crash after the charge: got %d; want the connection dropped", resp.StatusCode)
 	}
-	testHookAfterCharge = nil
+	crashAfterStep = nil
 	o := onlyOrder(t, f, u)
 
 	f.add(t, u, grinder, 3) // the user wants three more grinders: a new version of that line

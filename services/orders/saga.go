@@ -59,15 +59,15 @@ type saga struct {
 	store sagaStore
 	deps  dependencies
 	log   hclog.Logger
+	// afterStep, when set (tests), runs after each transition is stored, with the step it left and whether a
+	// card came with the request: a test panics there to crash the saga between two steps.
+	afterStep func(o order, from string, withCard bool)
 }
 
-// testHookAfterCharge, when set by a test, runs after the charge is recorded and before confirmation: a test
-// makes it abort the request to simulate a crash between the two. testHookAfterRefund does the same between a
-// cancellation's refund and its stock return.
-var (
-	testHookAfterCharge func(orderID string)
-	testHookAfterRefund func(orderID string)
-)
+// crashAfterStep is what the sagas run builds call after each step: nil but in the tests that crash an
+// in-process orders between two steps (a charge and its confirmation, a refund and its stock return) and start
+// it again.
+var crashAfterStep func(o order, from string, withCard bool)
 
 // drive runs o's saga as far as it can. With a card it may charge; without (recovery) it closes the order to
 // charges instead. It returns the order as far as it got; an error means a dependency failed and the order is
@@ -113,11 +113,8 @@ func (s *saga) drive(ctx context.Context, o order, c *card.Input) (order, error)
 		if o.Step == next.step {
 			s.log.Info("order advanced", "order_id", o.ID, "from", from, "to", o.Step, "status", o.Status)
 		}
-		if from == stepReserved && o.Step == stepCharged && c != nil && testHookAfterCharge != nil {
-			testHookAfterCharge(o.ID)
-		}
-		if from == stepCancelling && o.Step == stepRefunded && testHookAfterRefund != nil {
-			testHookAfterRefund(o.ID)
+		if s.afterStep != nil && o.Step == next.step {
+			s.afterStep(o, from, c != nil)
 		}
 	}
 	return o, fmt.Errorf("order %s: saga did not settle", o.ID)
