@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -124,4 +125,20 @@ func Caller(r *http.Request) string {
 func serviceOfAnyDomain(uri string) (string, bool) {
 	host, _, _ := strings.Cut(strings.TrimPrefix(uri, "spiffe://"), "/")
 	return ServiceOf(uri, host)
+}
+
+// RequireCaller lets only the named mesh services through to an internal route: every other caller — one the
+// intentions allow to call this service for other routes (the front may call catalog) — gets 403 forbidden with
+// the error body. It runs behind Require, which proved who the caller is.
+func RequireCaller(callers ...string) func(http.Handler) http.Handler {
+	allowed := strings.Join(callers, ", ")
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !slices.Contains(callers, Caller(r)) {
+				web.WriteErrorStatus(w, r, http.StatusForbidden, "forbidden", "this internal route answers "+allowed+" only")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }

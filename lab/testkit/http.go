@@ -39,6 +39,18 @@ var client = &http.Client{Timeout: 30 * time.Second}
 // is called over mutual TLS as TestIdentity.
 func Call(t testing.TB, method, url, body string, headers ...string) Resp {
 	t.Helper()
+	return call(t, TestIdentity, method, url, body, headers...)
+}
+
+// CallAs is Call presenting, to a mesh service, the certificate of the mesh service named identity: an
+// internal route answers only the services it names.
+func CallAs(t testing.TB, identity, method, url, body string, headers ...string) Resp {
+	t.Helper()
+	return call(t, identity, method, url, body, headers...)
+}
+
+func call(t testing.TB, identity, method, url, body string, headers ...string) Resp {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -57,7 +69,7 @@ func Call(t testing.TB, method, url, body string, headers ...string) Resp {
 		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := clientFor(t, req.URL.Host).Do(req)
+	resp, err := clientAs(t, req.URL.Host, identity).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

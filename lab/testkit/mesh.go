@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ const TestIdentity = "shoplab-test"
 
 var (
 	meshMu      sync.Mutex
-	meshClients = map[string]*http.Client{} // by Consul address
+	meshClients = map[string]*http.Client{} // by Consul address and identity ("addr identity")
 	addrConsul  = map[string]string{}       // a mesh service's address → its Consul agent's address
 )
 
@@ -47,7 +48,11 @@ func forgetMesh(addr, consulAddr string) {
 		delete(addrConsul, addr)
 	}
 	if consulAddr != "" {
-		delete(meshClients, consulAddr)
+		for k := range meshClients {
+			if strings.HasPrefix(k, consulAddr+" ") {
+				delete(meshClients, k)
+			}
+		}
 		for a, c := range addrConsul {
 			if c == consulAddr {
 				delete(addrConsul, a)
@@ -60,23 +65,31 @@ func forgetMesh(addr, consulAddr string) {
 // leaf from that agent's CA, the server's chain checked against that CA's roots.
 func MeshClient(t testing.TB, consulAddr string) *http.Client {
 	t.Helper()
+	return meshClientAs(t, consulAddr, TestIdentity)
+}
+
+// meshClientAs is MeshClient with the leaf of the mesh service named identity (say "orders", to call an
+// internal route that only orders may call, or "front", to be refused one).
+func meshClientAs(t testing.TB, consulAddr, identity string) *http.Client {
+	t.Helper()
 	meshMu.Lock()
 	defer meshMu.Unlock()
-	if c, ok := meshClients[consulAddr]; ok {
+	key := consulAddr + " " + identity
+	if c, ok := meshClients[key]; ok {
 		return c
 	}
 	client, err := consulx.NewClient(consulx.ClientConfig{Address: consulAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := mesh.Start(context.Background(), client, TestIdentity, hclog.NewNullLogger())
+	id := mesh.Start(context.Background(), client, identity, hclog.NewNullLogger())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := id.Wait(ctx); err != nil {
-		t.Fatalf("test identity in the mesh of %s: %v", consulAddr, err)
+		t.Fatalf("identity %s in the mesh of %s: %v", identity, consulAddr, err)
 	}
 	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: id.ClientTLS(""), MaxIdleConnsPerHost: 64}}
-	meshClients[consulAddr] = c
+	meshClients[key] = c
 	return c
 }
 
@@ -98,15 +111,28 @@ func HTTPClient(t testing.TB, rawURL string) *http.Client {
 	return clientFor(t, u.Host)
 }
 
+// HTTPClientAs is HTTPClient calling a mesh service as the mesh service named identity.
+func HTTPClientAs(t testing.TB, identity, rawURL string) *http.Client {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clientAs(t, u.Host, identity)
+}
+
 // clientFor is the client that reaches the host:port of url: a mesh client for a mesh service, else plain.
-func clientFor(t testing.TB, host string) *http.Client {
+func clientFor(t testing.TB, host string) *http.Client { return clientAs(t, host, TestIdentity) }
+
+// clientAs is clientFor with a mesh service's identity.
+func clientAs(t testing.TB, host, identity string) *http.Client {
 	meshMu.Lock()
 	consulAddr, ok := addrConsul[host]
 	meshMu.Unlock()
 	if !ok {
 		return client
 	}
-	return MeshClient(t, consulAddr)
+	return meshClientAs(t, consulAddr, identity)
 }
 
 // servesTLS reports whether addr answers a TLS handshake with a certificate (a mesh service's API port).
@@ -144,4 +170,51 @@ func topologyCalls() (map[string][]string, error) {
 		return nil, err
 	}
 	return topo.Calls(), nil
+}
+
+// WantInternalCallers checks a service's internal routes against provisioning/topology.yml, the one source of
+// who calls whom: every service in callers must call service there, and a service the mesh lets call service
+// but that is not in callers (the front, say) is refused each route with 403 forbidden. routes are "METHOD
+// path" pairs under base (the service's URL).
+func WantInternalCallers(t *testing.T, service string, callers []string, base string, routes ...string) {
+	t.Helper()
+	calls, err := topologyCalls()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outsider string
+	for caller, callees := range calls {
+		calling := false
+		for _, c := range callees {
+			calling = calling || c == service
+		}
+		inList := false
+		for _, c := range callers {
+			inList = inList || c == caller
+		}
+		if calling && !inList && (outsider == "" || caller < outsider) {
+			outsider = caller
+		}
+	}
+	for _, c := range callers {
+		calling := false
+		for _, callee := range calls[c] {
+			calling = calling || callee == service
+		}
+		if !calling {
+			t.Errorf("%s's internal routes name %s as a caller; provisioning/topology.yml says %s does not call %s", service, c, c, service)
+		}
+	}
+	if outsider == "" {
+		t.Fatalf("no service calls %s in provisioning/topology.yml but those its internal routes name: nothing to refuse", service)
+	}
+	for _, route := range routes {
+		method, path, _ := strings.Cut(route, " ")
+		body := ""
+		if method == http.MethodPost {
+			body = "{}"
+		}
+		r := CallAs(t, outsider, method, base+path, body)
+		WantError(t, r, http.StatusForbidden, "forbidden")
+	}
 }

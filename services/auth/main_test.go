@@ -190,7 +190,7 @@ func TestSessions(t *testing.T) {
 	var claims jwt.Claims
 	tok, _ := jwt.ParseSigned(s.Token, []jose.SignatureAlgorithm{jose.EdDSA})
 	_ = tok.UnsafeClaimsWithoutVerification(&claims)
-	if r := testkit.Call(t, "GET", a.URL+"/internal/v1/sessions/"+claims.ID, ""); r.Status != 200 {
+	if r := testkit.CallAs(t, "catalog", "GET", a.URL+"/internal/v1/sessions/"+claims.ID, ""); r.Status != 200 {
 		t.Fatalf("session status before logout: got %d; want 200", r.Status)
 	}
 
@@ -200,7 +200,7 @@ func TestSessions(t *testing.T) {
 	}
 	testkit.WantError(t, testkit.Call(t, "GET", a.URL+"/v1/users/me", "", "Authorization", "Bearer "+s.Token), 401, "token_revoked")
 	testkit.WantError(t, testkit.Call(t, "DELETE", a.URL+"/v1/sessions/current", "", "Authorization", "Bearer "+s.Token), 401, "token_revoked")
-	testkit.WantError(t, testkit.Call(t, "GET", a.URL+"/internal/v1/sessions/"+claims.ID, ""), 404, "not_found")
+	testkit.WantError(t, testkit.CallAs(t, "catalog", "GET", a.URL+"/internal/v1/sessions/"+claims.ID, ""), 404, "not_found")
 
 	// Another session of the same user is unaffected.
 	s2 := login(t, a.URL, "grace@example.com", "cobol forever!")
@@ -369,4 +369,11 @@ func TestHealthAndMetrics(t *testing.T) {
 	if r.Header.Get("X-Request-ID") != "trace-me-123" {
 		t.Fatalf("X-Request-ID: got %q; want the client's", r.Header.Get("X-Request-ID"))
 	}
+}
+
+// TestInternalRoutesNameTheirCallers: auth's session checks and revocation feed answer the services that verify
+// tokens alone; the front, which calls auth's public routes, is refused them (issue 28 §5).
+func TestInternalRoutesNameTheirCallers(t *testing.T) {
+	a := startAuth(t, nil)
+	testkit.WantInternalCallers(t, "auth", internalCallers, a.URL, "GET /internal/v1/sessions/ses_1", "GET /internal/v1/revocations")
 }

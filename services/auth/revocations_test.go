@@ -51,7 +51,7 @@ func TestRevocationFeedRejectsBadQuestions(t *testing.T) {
 	for _, q := range []string{"cursor=yesterday", "cursor=1", "cursor=1.-1", "cursor=-1.0", "wait=1h", "wait=soon", "wait=11s",
 		"stream=true&wait=31s", "stream=maybe", "follower=a%20b", "follower=" + strings.Repeat("a", 65)} {
 		t.Run(q, func(t *testing.T) {
-			testkit.WantError(t, testkit.Call(t, "GET", a.URL+"/internal/v1/revocations?"+q, ""), 400, "invalid_request")
+			testkit.WantError(t, testkit.CallAs(t, "catalog", "GET", a.URL+"/internal/v1/revocations?"+q, ""), 400, "invalid_request")
 		})
 	}
 }
@@ -61,7 +61,7 @@ func TestRevocationFeedRejectsBadQuestions(t *testing.T) {
 // than settleLimit for a follower that never does.
 func TestLogoutWaitsForFollowers(t *testing.T) {
 	a := startAuth(t, nil)
-	c := testkit.HTTPClient(t, a.URL)
+	c := testkit.HTTPClientAs(t, "catalog", a.URL)
 	register(t, a.URL, "feed@example.com", "correct horse battery", "Feed")
 
 	first, err := askFeed(c, a.URL, url.Values{"follower": {"t1"}, "wait": {"5s"}})
@@ -204,7 +204,7 @@ func streamFeed(c *http.Client, base string, q url.Values) (vouched, muted int, 
 // waits for a streaming follower that asked long ago (it is connected), until it acknowledges.
 func TestStreamedQuestion(t *testing.T) {
 	a := startAuth(t, nil)
-	c := testkit.HTTPClient(t, a.URL)
+	c := testkit.HTTPClientAs(t, "catalog", a.URL)
 	register(t, a.URL, "stream@example.com", "correct horse battery", "Stream")
 	first, err := askFeed(c, a.URL, url.Values{"follower": {"s1"}})
 	if err != nil {
@@ -264,7 +264,7 @@ func TestStreamedQuestion(t *testing.T) {
 // read in between moved past it for good.)
 func TestLateCommitIsNotSkipped(t *testing.T) {
 	a := startAuth(t, nil)
-	c := testkit.HTTPClient(t, a.URL)
+	c := testkit.HTTPClientAs(t, "catalog", a.URL)
 	register(t, a.URL, "late@example.com", "correct horse battery", "Late")
 	slow, quick := login(t, a.URL, "late@example.com", "correct horse battery"), login(t, a.URL, "late@example.com", "correct horse battery")
 	slowID := sessionOf(t, slow.Token)

@@ -82,21 +82,21 @@ func TestCart(t *testing.T) {
 	// The internal endpoints orders uses.
 	setItem(t, f, ada, grinder, 1)
 	setItem(t, f, ada, daypack, 1)
-	r = testkit.Call(t, "GET", f.cart.URL+"/internal/v1/carts/"+ada.ID, "")
+	r = testkit.CallAs(t, "orders", "GET", f.cart.URL+"/internal/v1/carts/"+ada.ID, "")
 	var ic cart
 	r.Decode(t, &ic)
 	if len(ic.Items) != 2 {
 		t.Fatalf("internal cart: got %s", r.Body)
 	}
 	for _, want := range []int{1, 0} { // removing again changes nothing
-		r = testkit.Call(t, "POST", f.cart.URL+"/internal/v1/carts/"+ada.ID+"/remove", `{"product_ids":["`+grinder+`"]}`)
+		r = testkit.CallAs(t, "orders", "POST", f.cart.URL+"/internal/v1/carts/"+ada.ID+"/remove", `{"product_ids":["`+grinder+`"]}`)
 		var removed struct{ Removed *int }
 		r.Decode(t, &removed)
 		if r.Status != 200 || removed.Removed == nil || *removed.Removed != want {
 			t.Fatalf("remove ordered items: got %d %s; want 200 {\"removed\":%d}", r.Status, r.Body, want)
 		}
 	}
-	r = testkit.Call(t, "GET", f.cart.URL+"/internal/v1/carts/"+ada.ID, "")
+	r = testkit.CallAs(t, "orders", "GET", f.cart.URL+"/internal/v1/carts/"+ada.ID, "")
 	ic = cart{}
 	r.Decode(t, &ic)
 	if len(ic.Items) != 1 || ic.Items[0].ProductID != daypack {
@@ -124,7 +124,7 @@ func TestCartBadInput(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := testkit.WantError(t, testkit.Call(t, tc.method, f.cart.URL+tc.path, tc.body, u.Bearer()...), tc.status, tc.code)
+			msg := testkit.WantError(t, testkit.CallAs(t, "orders", tc.method, f.cart.URL+tc.path, tc.body, u.Bearer()...), tc.status, tc.code)
 			if !strings.Contains(msg, tc.field) {
 				t.Fatalf("message %q: want it to name %q", msg, tc.field)
 			}
@@ -173,4 +173,11 @@ func TestCatalogDown(t *testing.T) {
 	if c := getCart(t, f, u); len(c.Items) != 1 {
 		t.Fatalf("cart with catalog down: got %+v; want the grinder only", c)
 	}
+}
+
+// TestInternalRoutesNameTheirCallers: cart's internal routes answer orders alone; the front, which the mesh lets
+// call cart's public routes, may neither read nor empty anybody's cart through them (issue 28 §5).
+func TestInternalRoutesNameTheirCallers(t *testing.T) {
+	f := start(t)
+	testkit.WantInternalCallers(t, "cart", internalCallers, f.cart.URL, "GET /internal/v1/carts/usr_1", "POST /internal/v1/carts/usr_1/remove")
 }

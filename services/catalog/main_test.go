@@ -210,7 +210,7 @@ const kettle = "prd_01hx4kq2m3kettle000004"
 
 func reserve(t *testing.T, base, orderID string, items ...reservationItem) testkit.Resp {
 	t.Helper()
-	return testkit.Call(t, "POST", base+"/internal/v1/reservations", testkit.JSON(t, reserveRequest{OrderID: orderID, Items: items}))
+	return testkit.CallAs(t, "orders", "POST", base+"/internal/v1/reservations", testkit.JSON(t, reserveRequest{OrderID: orderID, Items: items}))
 }
 
 func TestReservations(t *testing.T) {
@@ -242,18 +242,18 @@ func TestReservations(t *testing.T) {
 	if r := reserve(t, c.URL, "ord_2", reservationItem{kettle, 1}); r.Status != 201 {
 		t.Fatalf("reserve after a refusal: got %d %s; want 201", r.Status, r.Body)
 	}
-	if r := testkit.Call(t, "POST", c.URL+"/internal/v1/reservations/ord_2/release", ""); r.Status != 200 || c.stock(t, kettle) != k0-2 {
+	if r := testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/reservations/ord_2/release", ""); r.Status != 200 || c.stock(t, kettle) != k0-2 {
 		t.Fatalf("release ord_2: got %d %s, kettle stock %d; want 200 and %d", r.Status, r.Body, c.stock(t, kettle), k0-2)
 	}
 	testkit.WantError(t, reserve(t, c.URL, "ord_3", reservationItem{"prd_missing", 1}), 404, "product_not_found")
 
 	// Commit keeps the stock taken; release after commit is refused.
 	for i := 0; i < 2; i++ {
-		if r := testkit.Call(t, "POST", c.URL+"/internal/v1/reservations/ord_1/commit", ""); r.Status != 200 {
+		if r := testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/reservations/ord_1/commit", ""); r.Status != 200 {
 			t.Fatalf("commit #%d: got %d %s; want 200", i+1, r.Status, r.Body)
 		}
 	}
-	testkit.WantError(t, testkit.Call(t, "POST", c.URL+"/internal/v1/reservations/ord_1/release", ""), 409, "reservation_committed")
+	testkit.WantError(t, testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/reservations/ord_1/release", ""), 409, "reservation_committed")
 	if g := c.stock(t, grinder); g != g0-3 {
 		t.Fatalf("grinder stock after commit: got %d; want %d", g, g0-3)
 	}
@@ -261,21 +261,21 @@ func TestReservations(t *testing.T) {
 	// Release gives the stock back, once.
 	reserve(t, c.URL, "ord_4", reservationItem{grinder, 5})
 	for i := 0; i < 2; i++ {
-		if r := testkit.Call(t, "POST", c.URL+"/internal/v1/reservations/ord_4/release", ""); r.Status != 200 {
+		if r := testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/reservations/ord_4/release", ""); r.Status != 200 {
 			t.Fatalf("release #%d: got %d; want 200", i+1, r.Status)
 		}
 	}
 	if g := c.stock(t, grinder); g != g0-3 {
 		t.Fatalf("grinder stock after release: got %d; want %d", g, g0-3)
 	}
-	testkit.WantError(t, testkit.Call(t, "POST", c.URL+"/internal/v1/reservations/ord_4/commit", ""), 409, "reservation_released")
+	testkit.WantError(t, testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/reservations/ord_4/commit", ""), 409, "reservation_released")
 
 	// Releasing an order never reserved blocks a late reservation for it.
-	if r := testkit.Call(t, "POST", c.URL+"/internal/v1/reservations/ord_5/release", ""); r.Status != 200 {
+	if r := testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/reservations/ord_5/release", ""); r.Status != 200 {
 		t.Fatalf("release unknown: got %d; want 200", r.Status)
 	}
 	testkit.WantError(t, reserve(t, c.URL, "ord_5", reservationItem{grinder, 1}), 409, "reservation_released")
-	testkit.WantError(t, testkit.Call(t, "POST", c.URL+"/internal/v1/reservations/ord_6/commit", ""), 404, "not_found")
+	testkit.WantError(t, testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/reservations/ord_6/commit", ""), 404, "not_found")
 	if g := c.stock(t, grinder); g != g0-3 {
 		t.Fatalf("grinder stock at the end: got %d; want %d", g, g0-3)
 	}
@@ -295,7 +295,7 @@ func TestBadReservations(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := testkit.WantError(t, testkit.Call(t, "POST", c.URL+"/internal/v1/reservations", tc.body), 400, "invalid_request")
+			msg := testkit.WantError(t, testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/reservations", tc.body), 400, "invalid_request")
 			if !strings.Contains(msg, tc.field) {
 				t.Fatalf("message %q: want it to name %q", msg, tc.field)
 			}
@@ -322,7 +322,7 @@ func TestConcurrentReservations(t *testing.T) {
 			defer wg.Done()
 			<-start
 			body := testkit.JSON(t, reserveRequest{OrderID: fmt.Sprintf("race_%d", i), Items: []reservationItem{{kettle, 1}}})
-			resp, err := testkit.HTTPClient(t, c.URL).Post(c.URL+"/internal/v1/reservations", "application/json", strings.NewReader(body))
+			resp, err := testkit.HTTPClientAs(t, "orders", c.URL).Post(c.URL+"/internal/v1/reservations", "application/json", strings.NewReader(body))
 			if err != nil {
 				t.Error(err)
 				return
@@ -364,7 +364,7 @@ func TestConcurrentReservations(t *testing.T) {
 
 func TestLookupAndReservationStatus(t *testing.T) {
 	c := startCatalog(t)
-	r := testkit.Call(t, "POST", c.URL+"/internal/v1/products/lookup", `{"ids":["`+kettle+`","prd_unknown","`+grinder+`"]}`)
+	r := testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/products/lookup", `{"ids":["`+kettle+`","prd_unknown","`+grinder+`"]}`)
 	var got struct {
 		Products []product `json:"products"`
 	}
@@ -384,7 +384,7 @@ func TestLookupAndReservationStatus(t *testing.T) {
 		{"malformed", `{"ids":`, "malformed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := testkit.WantError(t, testkit.Call(t, "POST", c.URL+"/internal/v1/products/lookup", tc.body), 400, "invalid_request")
+			msg := testkit.WantError(t, testkit.CallAs(t, "orders", "POST", c.URL+"/internal/v1/products/lookup", tc.body), 400, "invalid_request")
 			if !strings.Contains(msg, tc.field) {
 				t.Fatalf("message %q: want it to name %q", msg, tc.field)
 			}
@@ -392,11 +392,21 @@ func TestLookupAndReservationStatus(t *testing.T) {
 	}
 
 	reserve(t, c.URL, "ord_status", reservationItem{kettle, 2})
-	r = testkit.Call(t, "GET", c.URL+"/internal/v1/reservations/ord_status", "")
+	r = testkit.CallAs(t, "orders", "GET", c.URL+"/internal/v1/reservations/ord_status", "")
 	var res reservation
 	r.Decode(t, &res)
 	if r.Status != 200 || res.Status != "reserved" || len(res.Items) != 1 || res.Items[0] != (reservationItem{kettle, 2}) {
 		t.Fatalf("reservation status: got %d %s; want reserved with 2 kettles", r.Status, r.Body)
 	}
-	testkit.WantError(t, testkit.Call(t, "GET", c.URL+"/internal/v1/reservations/ord_none", ""), 404, "not_found")
+	testkit.WantError(t, testkit.CallAs(t, "orders", "GET", c.URL+"/internal/v1/reservations/ord_none", ""), 404, "not_found")
+}
+
+// TestInternalRoutesNameTheirCallers: catalog's internal routes answer orders alone; the front, which the mesh
+// lets call catalog's public routes, is refused every one of them (issue 28 §5: before, any allowed caller
+// could commit, release or return any order's reservation).
+func TestInternalRoutesNameTheirCallers(t *testing.T) {
+	c := startCatalog(t)
+	testkit.WantInternalCallers(t, "catalog", internalCallers, c.URL, "POST /internal/v1/products/lookup",
+		"POST /internal/v1/reservations", "GET /internal/v1/reservations/ord_1", "POST /internal/v1/reservations/ord_1/commit",
+		"POST /internal/v1/reservations/ord_1/release", "POST /internal/v1/reservations/ord_1/return")
 }

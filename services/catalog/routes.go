@@ -8,6 +8,7 @@ import (
 	"shoplab/internal/app"
 	"shoplab/internal/authn"
 	"shoplab/internal/health"
+	"shoplab/internal/mesh"
 	"shoplab/internal/metrics"
 )
 
@@ -27,13 +28,18 @@ func routes(log hclog.Logger, store *postgresStore, verifier *authn.Verifier, re
 	r.Handle("/v1/products/{id}", requireAdmin(handleArchiveProduct(log, store, app.PathVar("id")))).Methods(http.MethodDelete)
 	r.Handle("/v1/products/{id}/stock-adjustments", requireAdmin(handleAdjustStock(log, store, app.PathVar("id")))).Methods(http.MethodPost)
 
-	// Internal: called by orders, never routed by the front.
-	r.Handle("/internal/v1/products/lookup", handleLookupProducts(log, store)).Methods(http.MethodPost)
-	r.Handle("/internal/v1/reservations", handleReserve(log, store)).Methods(http.MethodPost)
-	r.Handle("/internal/v1/reservations/{order_id}", handleGetReservation(log, store, app.PathVar("order_id"))).Methods(http.MethodGet)
-	r.Handle("/internal/v1/reservations/{order_id}/commit", handleSettle(log, store, app.PathVar("order_id"), "committed")).Methods(http.MethodPost)
-	r.Handle("/internal/v1/reservations/{order_id}/release", handleSettle(log, store, app.PathVar("order_id"), "released")).Methods(http.MethodPost)
-	r.Handle("/internal/v1/reservations/{order_id}/return", handleSettle(log, store, app.PathVar("order_id"), "returned")).Methods(http.MethodPost)
+	// Internal: called by orders alone (internalCallers), never routed by the front.
+	orders := mesh.RequireCaller(internalCallers...)
+	r.Handle("/internal/v1/products/lookup", orders(handleLookupProducts(log, store))).Methods(http.MethodPost)
+	r.Handle("/internal/v1/reservations", orders(handleReserve(log, store))).Methods(http.MethodPost)
+	r.Handle("/internal/v1/reservations/{order_id}", orders(handleGetReservation(log, store, app.PathVar("order_id")))).Methods(http.MethodGet)
+	r.Handle("/internal/v1/reservations/{order_id}/commit", orders(handleSettle(log, store, app.PathVar("order_id"), "committed"))).Methods(http.MethodPost)
+	r.Handle("/internal/v1/reservations/{order_id}/release", orders(handleSettle(log, store, app.PathVar("order_id"), "released"))).Methods(http.MethodPost)
+	r.Handle("/internal/v1/reservations/{order_id}/return", orders(handleSettle(log, store, app.PathVar("order_id"), "returned"))).Methods(http.MethodPost)
 
 	return r.Handler()
 }
+
+// internalCallers are the services that may call catalog's internal routes; each must call catalog in
+// provisioning/topology.yml (a test checks).
+var internalCallers = []string{"orders"}
