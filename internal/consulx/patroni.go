@@ -11,8 +11,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// SyncStandby follows which member of a Patroni cluster is its synchronous standby (or, while it has none, its
-// leader), and where that member's PostgreSQL listens, from the keys Patroni keeps in Consul under the cluster's prefix (namespace and scope,
+// SyncStandby follows which member of a Patroni cluster is its synchronous standby, and where that member's
+// PostgreSQL listens, from the keys Patroni keeps in Consul under the cluster's prefix (namespace and scope,
 // e.g. "shoplab/catalog-db/"): "sync" names the standby ({"leader": …, "sync_standby": …}) and
 // "members/<name>" holds each member's conn_url. While Consul is unreachable it keeps what it last saw.
 type SyncStandby struct {
@@ -41,15 +41,14 @@ func WatchSyncStandby(ctx context.Context, client *api.Client, prefix string, lo
 	return s
 }
 
-// Addr is the PostgreSQL address (host:port) of the member every acknowledged commit is on: the synchronous
-// standby, or the leader while there is none; false before Consul has answered or while the keys name neither.
+// Addr is the synchronous standby's PostgreSQL address (host:port), or false while the cluster has none (or
+// Consul has not answered yet).
 func (s *SyncStandby) Addr() (string, bool) {
 	a := *s.addr.Load()
 	return a, a != ""
 }
 
-// syncStandbyAddr reads from Patroni's keys under prefix the address of the synchronous standby, or of the leader
-// while there is none ("" when neither is a member with an address).
+// syncStandbyAddr reads the synchronous standby's address from Patroni's keys under prefix ("" for none).
 func syncStandbyAddr(prefix string, pairs api.KVPairs) string {
 	var sync struct {
 		Leader  string `json:"leader"`
@@ -77,7 +76,5 @@ func syncStandbyAddr(prefix string, pairs api.KVPairs) string {
 			return members[name]
 		}
 	}
-	// No synchronous standby (just promoted, or running alone): the leader itself has every commit. Reads go
-	// there directly, before Consul DNS has moved primary.<scope> to it.
-	return members[sync.Leader]
+	return ""
 }

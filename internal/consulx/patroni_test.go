@@ -6,8 +6,8 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// TestSyncStandbyAddr: the synchronous standby's address from Patroni's keys, the leader's while they name no
-// standby that is a member, and none when they name neither.
+// TestSyncStandbyAddr: the synchronous standby's address from Patroni's keys, and none whenever they do not
+// name one that is a member other than the leader.
 func TestSyncStandbyAddr(t *testing.T) {
 	const prefix = "shoplab/catalog-db/"
 	member := func(name, url string) *api.KVPair {
@@ -23,13 +23,12 @@ func TestSyncStandbyAddr(t *testing.T) {
 		{"no keys", nil, ""},
 		{"no sync key", members, ""},
 		{"the standby", append(members, sync(`{"leader":"catalog-1","sync_standby":"catalog-2"}`)), "10.0.0.12:5432"},
-		{"none (just promoted, or alone): the leader", append(members, sync(`{"leader":"catalog-1","sync_standby":null}`)), "10.0.0.11:5432"},
-		{"the leader named as standby: the leader", append(members, sync(`{"leader":"catalog-1","sync_standby":"catalog-1"}`)), "10.0.0.11:5432"},
-		{"a standby not a member: the leader", append(members, sync(`{"leader":"catalog-1","sync_standby":"catalog-9"}`)), "10.0.0.11:5432"},
-		{"neither a member", append(members, sync(`{"leader":"catalog-7","sync_standby":"catalog-9"}`)), ""},
+		{"none: the primary runs alone", append(members, sync(`{"leader":"catalog-1","sync_standby":null}`)), ""},
+		{"the leader itself", append(members, sync(`{"leader":"catalog-1","sync_standby":"catalog-1"}`)), ""},
+		{"not a member", append(members, sync(`{"leader":"catalog-1","sync_standby":"catalog-9"}`)), ""},
 		{"the first of several", append(members, sync(`{"leader":"catalog-1","sync_standby":"catalog-9, catalog-2"}`)), "10.0.0.12:5432"},
 		{"unreadable", append(members, sync(`{`)), ""},
-		{"a member without an address", append(api.KVPairs{member("catalog-3", "")}, sync(`{"leader":"catalog-7","sync_standby":"catalog-3"}`)), ""},
+		{"a member without an address", append(api.KVPairs{member("catalog-3", "")}, sync(`{"leader":"catalog-1","sync_standby":"catalog-3"}`)), ""},
 	}
 	for _, tt := range tests {
 		if got := syncStandbyAddr(prefix, tt.pairs); got != tt.want {
