@@ -360,11 +360,7 @@ acl_rules() {
   local kind=$1 name=$2
   case $kind in
   agent) printf 'node "%s" { policy = "write" }\nagent "%s" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' "$name" "$name" ;;
-  service)
-    # Beside its own registration: reading its database cluster's Patroni keys (which member is the
-    # synchronous standby its reads may go to).
-    printf 'service "%s" {\n  policy     = "write"\n  intentions = "read"\n}\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\nkey_prefix "shoplab/%s-db/" { policy = "read" }\n' "$name" "$name"
-    ;;
+  service) printf 'service "%s" {\n  policy     = "write"\n  intentions = "read"\n}\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n' "$name" ;;
   dns | monitor) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' ;;
   patroni)
     # A Patroni member (name: its node, e.g. catalog-1; its cluster catalog-db): its cluster's keys, its own
@@ -548,10 +544,8 @@ bootstrap:
     # the primary stays primary while it can still reach every member over Patroni's API (DCS failsafe mode),
     # instead of demoting itself after retry_timeout.
     failsafe_mode: true
-    # A commit is acknowledged once the synchronous standby has applied it (remote_apply below): no acknowledged
-    # write is lost when the primary goes, and a read the services send to that standby while the primary is
-    # away is never older than a write they were told succeeded. With the standby gone the primary goes on alone
-    # (synchronous_mode_strict off), and reads wait for a primary.
+    # A commit is acknowledged once the synchronous standby has it: no acknowledged write is lost when the
+    # primary goes. With the standby gone the primary goes on alone (synchronous_mode_strict off).
     synchronous_mode: true
     postgresql:
       use_pg_rewind: true
@@ -563,7 +557,7 @@ bootstrap:
         max_wal_senders: 5
         max_replication_slots: 5
         max_connections: 100
-        synchronous_commit: remote_apply
+        synchronous_commit: "on"
   initdb:
     - encoding: UTF8
     - data-checksums
@@ -678,13 +672,11 @@ render_service_env() {
       # is refused at once and opened again, rather than failing the writes it would carry.
       printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=read-write\n" \
         "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
-      # A Patroni cluster: its synchronous standby (named by Patroni's sync key in Consul, which the service
-      # follows; it has applied every acknowledged commit) serves reads while there is no primary.
+      # A Patroni cluster: any passing member (the replica too) serves reads while there is no primary.
       if [[ ${DB_PATRONI:-no} == yes ]]; then
         : "${PATRONI_SCOPE:?}"
         printf "DATABASE_READ_URL=host=%s.service.consul port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=any\n" \
           "$PATRONI_SCOPE" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
-        printf 'DATABASE_SYNC_KEY=%s%s/\n' "${PATRONI_NAMESPACE#/}" "$PATRONI_SCOPE"
       fi
     fi
   } >"$out"

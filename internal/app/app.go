@@ -40,8 +40,7 @@ type Config struct {
 	Advertise       string
 	InstanceID      string
 	DatabaseURL     string
-	DatabaseReadURL string // the database's cluster, for reads while it has no primary (pgdb.ReadFrom)
-	DatabaseSyncKey string // Patroni's keys of that cluster in Consul: reads go only to its synchronous standby
+	DatabaseReadURL string // any member of the database's cluster, for reads while it has no primary (pgdb.ReadFrom)
 	Consul          consulx.ClientConfig
 	LogLevel        string
 	LogJSON         bool
@@ -70,9 +69,6 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 		DatabaseURL: env.String("DATABASE_URL", ""),
 		// Empty: reads wait for the primary like writes (one PostgreSQL, as in make run).
 		DatabaseReadURL: env.String("DATABASE_READ_URL", ""),
-		// With DATABASE_READ_URL: where Patroni keeps the cluster's keys in Consul (say shoplab/catalog-db/); its
-		// "sync" key names the one member reads may go to.
-		DatabaseSyncKey: env.String("DATABASE_SYNC_KEY", ""),
 		Consul: consulx.ClientConfig{
 			Address: env.String("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
 			Token:   env.String("CONSUL_HTTP_TOKEN", ""),
@@ -97,9 +93,6 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 	}
 	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
 		env.fail("LOG_LEVEL", c.LogLevel, "trace, debug, info, warn or error")
-	}
-	if c.DatabaseReadURL != "" && c.DatabaseSyncKey == "" {
-		env.fail("DATABASE_SYNC_KEY", "", "the cluster's Patroni keys in Consul (e.g. shoplab/catalog-db/) when DATABASE_READ_URL is set: reads go only to its synchronous standby")
 	}
 	return c, env.Err()
 }
@@ -394,7 +387,7 @@ func advertiseAddr(configured string, bound *net.TCPAddr) (string, error) {
 // OpenDatabase opens DATABASE_URL (waiting up to DB_WAIT for it to answer), applies the migrations in the
 // "migrations" directory of fsys, exports the pool's statistics to reg, and returns the pool with the
 // readiness check "database answers and its schema is current".
-func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, reg *metrics.Registry, consul *api.Client) (*pgdb.DB, func(context.Context) error, error) {
+func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, reg *metrics.Registry) (*pgdb.DB, func(context.Context) error, error) {
 	db, err := pgdb.Open(ctx, c.DatabaseURL, c.DBWait, log)
 	if err != nil {
 		return nil, nil, err
@@ -413,8 +406,7 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 	wrapped := pgdb.WrapRetrying(db, c.DBRetryWait, log.Named("db"))
 	var reads *sql.DB
 	if c.DatabaseReadURL != "" {
-		standby := consulx.WatchSyncStandby(ctx, consul, c.DatabaseSyncKey, log, consulx.WatchOptions{})
-		if reads, err = pgdb.PoolTo(c.DatabaseReadURL, standby.Addr); err != nil {
+		if reads, err = pgdb.Pool(c.DatabaseReadURL); err != nil {
 			db.Close()
 			return nil, nil, fmt.Errorf("DATABASE_READ_URL: %w", err)
 		}
@@ -489,15 +481,15 @@ func Boot(ctx context.Context, service, defaultListen string, getenv func(string
 	out := newLogOutput(stderr, cfg.LogFlush)
 	rt := &Runtime{Config: cfg, Log: cfg.Logger(out), Metrics: metrics.New(), reg: &registration{}, logs: out}
 	rt.Ctx, rt.stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	if rt.Consul, err = cfg.ConsulClient(); err != nil {
-		rt.Close()
-		return nil, err
-	}
 	if fsys != nil {
-		if rt.DB, rt.Ready, err = cfg.OpenDatabase(rt.Ctx, rt.Log, fsys, rt.Metrics, rt.Consul); err != nil {
+		if rt.DB, rt.Ready, err = cfg.OpenDatabase(rt.Ctx, rt.Log, fsys, rt.Metrics); err != nil {
 			rt.Close()
 			return nil, err
 		}
+	}
+	if rt.Consul, err = cfg.ConsulClient(); err != nil {
+		rt.Close()
+		return nil, err
 	}
 	rt.Mesh = mesh.Start(rt.Ctx, rt.Consul, service, rt.Log)
 	return rt, nil

@@ -5,9 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"net"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -38,12 +36,8 @@ func (e *MaybeRanError) Error() string {
 }
 
 // connector opens connections with lib/pq, each a guardConn, and marks its failures as connectErrors. Each
-// connection gets a connector of its own, so the guard knows which socket is the connection's. With a target,
-// every connection goes to the address it names at the time instead of the DSN's host (PoolTo).
-type connector struct {
-	dsn    string
-	target func() (string, bool)
-}
+// connection gets a connector of its own, so the guard knows which socket is the connection's.
+type connector struct{ dsn string }
 
 func (c connector) Driver() driver.Driver { return &pq.Driver{} }
 
@@ -52,56 +46,34 @@ func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, &connectError{err}
 	}
-	d := &socketDialer{dialer: newDialer(), target: c.target}
+	d := &socketDialer{dialer: newDialer()}
 	pc.Dialer(d)
-	gc := &guardConn{}
-	conn, err := pq.ConnectorWithNoticeHandler(pc, gc.notice).Connect(ctx)
+	conn, err := pc.Connect(ctx)
 	if err != nil {
 		return nil, &connectError{err}
 	}
-	gc.Conn, gc.sock = conn, d.connected()
-	return gc, nil
+	return &guardConn{Conn: conn, sock: d.connected()}, nil
 }
 
 // socketDialer dials as the pool's dialer does and keeps the socket of the last connection dialed while the
 // connection opens; later dials (lib/pq's cancel requests) are not the connection's.
 type socketDialer struct {
 	dialer
-	target func() (string, bool) // nil: the DSN's address
-	mu     sync.Mutex
-	sock   syscall.RawConn
-	done   bool
-}
-
-// errNoTarget: a PoolTo pool's target names no address now.
-var errNoTarget = errors.New("no synchronous standby to read from")
-
-func (d *socketDialer) address(address string) (string, error) {
-	if d.target == nil {
-		return address, nil
-	}
-	if a, ok := d.target(); ok {
-		return a, nil
-	}
-	return "", errNoTarget
+	mu   sync.Mutex
+	sock syscall.RawConn
+	done bool
 }
 
 func (d *socketDialer) Dial(network, address string) (net.Conn, error) {
-	return d.DialContext(context.Background(), network, address)
+	return d.keep(d.dialer.Dial(network, address))
 }
 
 func (d *socketDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	a, err := d.address(address)
-	if err != nil {
-		return nil, err
-	}
-	return d.keep(d.dialer.DialContext(ctx, network, a))
+	return d.keep(d.dialer.DialContext(ctx, network, address))
 }
 
 func (d *socketDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return d.DialContext(ctx, network, address)
+	return d.keep(d.dialer.DialTimeout(network, address, timeout))
 }
 
 func (d *socketDialer) keep(c net.Conn, err error) (net.Conn, error) {
@@ -132,34 +104,11 @@ func (d *socketDialer) connected() syscall.RawConn {
 type guardConn struct {
 	driver.Conn
 	sock syscall.RawConn
-	// notReplicated: the server stopped waiting for the synchronous standby during the last statement or
-	// commit (its wait was cancelled: the request's deadline); the commit is local only.
-	notReplicated atomic.Bool
-}
-
-// A commit is acknowledged once the synchronous standby has applied it (synchronous_commit remote_apply in
-// the VM lab), which is what lets a read go to that standby while the primary is away. But when the wait for
-// the standby is cancelled (the caller's deadline), PostgreSQL reports the commit a success with only a
-// warning ("The transaction has already committed locally, but might not have been replicated to the
-// standby"): the guard turns that success into a MaybeRanError, so no client is told of a write the standby
-// may not have.
-
-// errNotReplicated is what such a commit becomes.
-var errNotReplicated = errors.New("committed on the primary, but its wait for the synchronous standby was cancelled")
-
-// notice hears the server's notices on the connection.
-func (c *guardConn) notice(e *pq.Error) {
-	if strings.Contains(e.Message, "synchronous replication") || strings.HasPrefix(e.Detail, "The transaction has already committed locally") {
-		c.notReplicated.Store(true)
-	}
 }
 
 // before reports driver.ErrBadConn for a connection that cannot take a statement: lib/pq marked it bad, or the
-// server closed it or wrote to it (a FATAL message) while it sat idle. Nothing is sent. (The look is at the
-// socket beneath lib/pq: with TLS to the database, a TLS 1.3 session ticket waiting there unread would read as
-// the server writing; the connections are plain today, and TLS will have to tell the two apart.)
+// server closed it or wrote to it (a FATAL message) while it sat idle. Nothing is sent.
 func (c *guardConn) before() error {
-	c.notReplicated.Store(false)
 	if v, ok := c.Conn.(driver.Validator); ok && !v.IsValid() {
 		return driver.ErrBadConn
 	}
@@ -171,14 +120,10 @@ func (c *guardConn) before() error {
 	return nil
 }
 
-// after keeps database/sql from running a statement again that was sent, and reports a commit the synchronous
-// standby may not have.
-func (c *guardConn) after(err error) error {
+// after keeps database/sql from running a statement again that was sent.
+func after(err error) error {
 	if errors.Is(err, driver.ErrBadConn) {
 		return &MaybeRanError{err}
-	}
-	if c.notReplicated.Swap(false) && err == nil {
-		return &MaybeRanError{errNotReplicated}
 	}
 	return err
 }
@@ -188,7 +133,7 @@ func (c *guardConn) ExecContext(ctx context.Context, query string, args []driver
 		return nil, err
 	}
 	r, err := c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
-	return r, c.after(err)
+	return r, after(err)
 }
 
 func (c *guardConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -196,7 +141,7 @@ func (c *guardConn) QueryContext(ctx context.Context, query string, args []drive
 		return nil, err
 	}
 	r, err := c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
-	return r, c.after(err)
+	return r, after(err)
 }
 
 // PrepareContext prepares on the server (nothing runs: database/sql may do it again) and guards the statement.
@@ -212,22 +157,7 @@ func (c *guardConn) PrepareContext(ctx context.Context, query string) (driver.St
 }
 
 func (c *guardConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	tx, err := c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	return &guardTx{Tx: tx, c: c}, nil
-}
-
-// guardTx is a transaction of a guardConn: its commit is reported as the guard says.
-type guardTx struct {
-	driver.Tx
-	c *guardConn
-}
-
-func (t *guardTx) Commit() error {
-	t.c.notReplicated.Store(false)
-	return t.c.after(t.Tx.Commit())
+	return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
 }
 
 func (c *guardConn) Ping(ctx context.Context) error { return c.Conn.(driver.Pinger).Ping(ctx) }
@@ -253,7 +183,7 @@ func (s *guardStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 		return nil, err
 	}
 	r, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
-	return r, s.c.after(err)
+	return r, after(err)
 }
 
 func (s *guardStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -261,5 +191,5 @@ func (s *guardStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 		return nil, err
 	}
 	r, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
-	return r, s.c.after(err)
+	return r, after(err)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,30 +128,5 @@ func TestIdleConnectionClosedByTheServer(t *testing.T) {
 	var n int
 	if err := pool.QueryRowContext(ctx, `SELECT count(*) FROM t`).Scan(&n); err != nil || n != 3 {
 		t.Fatalf("rows: got %d, %v; want 3", n, err)
-	}
-}
-
-// TestPoolTo: a pool aimed by its target connects where the target says, whatever the DSN's host, and while the
-// target names nothing it reads nothing: opening a connection fails, Unavailable.
-func TestPoolTo(t *testing.T) {
-	dsn := testkit.NewDatabase(t)
-	pg := testkit.Postgres(t)
-	elsewhere := strings.ReplaceAll(dsn, fmt.Sprintf("port=%d", pg.Port), "port=1") // nothing listens there
-	var addr atomic.Value                                                           // the target's address ("" for none)
-	addr.Store("")
-	pool, err := PoolTo(elsewhere, func() (string, bool) { a := addr.Load().(string); return a, a != "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	ctx := context.Background()
-	var one int
-	err = pool.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
-	if !Unavailable(err) {
-		t.Fatalf("with no target: got %v; want an Unavailable error", err)
-	}
-	addr.Store(fmt.Sprintf("127.0.0.1:%d", pg.Port))
-	if err := pool.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil || one != 1 {
-		t.Fatalf("with the target set: got %d, %v; want 1", one, err)
 	}
 }

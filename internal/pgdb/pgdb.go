@@ -57,18 +57,11 @@ const poolSize = 20
 // Pool is a service's pool on dsn, with DefaultConnectTimeout unless dsn sets one, TCPUserTimeout and
 // keepalive probes, its failures to connect marked as such (failover.go). It opens no connection yet.
 func Pool(dsn string) (*sql.DB, error) {
-	return PoolTo(dsn, nil)
-}
-
-// PoolTo is Pool with every connection opened to the address target names at the time (host:port) instead of
-// the DSN's host; while it names none, opening a connection fails (Unavailable) and nothing is read. A
-// service's replica pool is one: its target is the cluster's synchronous standby (pgdb.ReadFrom).
-func PoolTo(dsn string, target func() (string, bool)) (*sql.DB, error) {
 	dsn = WithConnectTimeout(dsn, DefaultConnectTimeout)
 	if _, err := pq.NewConnector(dsn); err != nil {
 		return nil, err
 	}
-	db := sql.OpenDB(connector{dsn: dsn, target: target})
+	db := sql.OpenDB(connector{dsn})
 	db.SetMaxOpenConns(poolSize)
 	db.SetMaxIdleConns(poolSize)
 	db.SetConnMaxIdleTime(5 * time.Minute)

@@ -46,12 +46,10 @@ func WrapRetrying(db *sql.DB, retryWait time.Duration, log hclog.Logger) *DB {
 	return &DB{DB: db, retryWait: retryWait, log: log, stmts: map[string]*sql.Stmt{}, preparing: map[string]bool{}}
 }
 
-// ReadFrom makes reads (plain SELECTs outside a transaction) that find no primary run on reads instead, and
-// keep going there for readsWindow after each such miss. Call it before the DB is used. reads must reach only a
-// member that has applied every commit acknowledged to a client — the cluster's synchronous standby, with
-// synchronous_commit remote_apply (PoolTo with the standby's address; the guard reports a commit whose wait for
-// it was cancelled as failed): then no read there is older than a write a client was told succeeded. A write
-// never goes there.
+// ReadFrom makes reads (plain SELECTs outside a transaction) that find no primary run on reads instead, a pool
+// on any member of the database's cluster (a Patroni replica), and keep going there for readsWindow after
+// each such miss. Call it before the DB is used. A replica may lag its primary by the last commits, which
+// browsing a catalog tolerates; a write never goes there.
 func (d *DB) ReadFrom(reads *sql.DB) *DB {
 	d.reads = reads
 	return d
