@@ -131,7 +131,13 @@ func (s *Service) settle(t testing.TB, onOps bool, deadline time.Time) {
 func Run(t testing.TB, name string, run RunFunc, env map[string]string) *Service {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		s, done, exited := runOnce(t, name, run, env)
+		s, done := runOnce(name, run, envWithListen(t, env))
+		deadline := time.Now().Add(60 * time.Second)
+		live, onOps, exited, lastErr := awaitLive(s, done, deadline)
+		if exited != nil && attempt < 3 && errors.Is(exited, syscall.EADDRINUSE) {
+			t.Logf("%s: a port picked for it was taken meanwhile (%v); trying others", name, exited)
+			continue
+		}
 		if exited == nil {
 			t.Cleanup(func() {
 				if err := s.Stop(); err != nil {
@@ -141,24 +147,17 @@ func Run(t testing.TB, name string, run RunFunc, env map[string]string) *Service
 					t.Logf("%s log (tail):\n%s", name, tail(s.Logs(), 60))
 				}
 			})
-			waitLive(t, s, done)
-			return s
 		}
-		if attempt < 3 && errors.Is(exited, syscall.EADDRINUSE) {
-			t.Logf("%s: a port picked for it was taken meanwhile (%v); trying others", name, exited)
-			continue
-		}
-		t.Fatalf("%s exited while starting: %v\n%s", name, exited, tail(s.Logs(), 40))
+		s.live(t, live, onOps, exited, lastErr, deadline)
+		return s
 	}
 }
 
-// runOnce starts run and waits until it answers /health/live or exits; exited is what it returned if it did.
-func runOnce(t testing.TB, name string, run RunFunc, env map[string]string) (s *Service, done chan error, exited error) {
-	t.Helper()
-	env = envWithListen(t, env)
+// runOnce starts run in-process with env; done receives what it returns.
+func runOnce(name string, run RunFunc, env map[string]string) (*Service, chan error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s = newService(name, env)
-	done = make(chan error, 1)
+	s := newService(name, env)
+	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, s.logs)
 	}()
@@ -171,58 +170,59 @@ func runOnce(t testing.TB, name string, run RunFunc, env map[string]string) (s *
 			return fmt.Errorf("%s did not stop within 30s", name)
 		}
 	}
+	return s, done
+}
+
+// awaitLive waits until the service answers /health/live, on its operations listener (a mesh service, the
+// front: onOps) or its only port (live), until it exits (exited: what it returned) or until deadline (lastErr:
+// the last probe's error).
+func awaitLive(s *Service, done chan error, deadline time.Time) (live, onOps bool, exited, lastErr error) {
 	client := &http.Client{Timeout: time.Second}
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for {
 		for _, base := range []string{s.OpsURL, s.URL} {
-			if resp, err := client.Get(base + "/health/live"); err == nil {
+			var resp *http.Response
+			if resp, lastErr = client.Get(base + "/health/live"); lastErr == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
-					return s, done, nil
+					return true, base == s.OpsURL, nil, nil
 				}
 			}
 		}
 		select {
 		case err := <-done:
-			cancel()
+			done <- err // for Stop
 			if err == nil {
 				err = errors.New("run returned nil before serving")
 			}
-			return s, done, err
-		default:
-		}
-	}
-	return s, done, nil // waitLive reports the silence
-}
-
-// waitLive waits until the service answers /health/live, on its operations listener (a mesh service, the
-// front) or its only port, and then settles how tests reach it.
-func waitLive(t testing.TB, s *Service, done chan error) {
-	t.Helper()
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var err error
-		for _, base := range []string{s.OpsURL, s.URL} {
-			var resp *http.Response
-			if resp, err = client.Get(base + "/health/live"); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					s.settle(t, base == s.OpsURL, deadline)
-					return
-				}
-			}
-		}
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("%s exited while starting: %v\n%s", s.Name, err, tail(s.Logs(), 40))
+			return false, false, err, lastErr
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer /health/live within 60s: %v\n%s", s.Name, err, tail(s.Logs(), 40))
+			return false, false, nil, lastErr
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitLive waits until the service answers /health/live (awaitLive) and settles how tests reach it, or fails
+// the test.
+func waitLive(t testing.TB, s *Service, done chan error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	live, onOps, exited, lastErr := awaitLive(s, done, deadline)
+	s.live(t, live, onOps, exited, lastErr, deadline)
+}
+
+// live settles how tests reach a service awaitLive found live, or fails the test with why it is not.
+func (s *Service) live(t testing.TB, live, onOps bool, exited, lastErr error, deadline time.Time) {
+	t.Helper()
+	switch {
+	case exited != nil:
+		t.Fatalf("%s exited while starting: %v\n%s", s.Name, exited, tail(s.Logs(), 40))
+	case !live:
+		t.Fatalf("%s did not answer /health/live within 60s: %v\n%s", s.Name, lastErr, tail(s.Logs(), 40))
+	}
+	s.settle(t, onOps, deadline)
 }
 
 func tail(s string, n int) string {
