@@ -646,8 +646,8 @@ patroni_role_is() {
 }
 
 # render_service_env writes the environment of the service to $1: SHOPLAB_SERVICE, SHOPLAB_NODE, SHOPLAB_IP,
-# SHOPLAB_PORT, CONSUL_SERVICE_TOKEN, for services with data DB_HOST and DB_PASSWORD (with DB_PATRONI=yes and
-# PATRONI_SCOPE, a replica's address for reads too), and for auth
+# SHOPLAB_PORT, CONSUL_SERVICE_TOKEN, for services with data DB_HOST and DB_PASSWORD (with DB_PATRONI=yes,
+# reads from the member on this VM too), and for auth
 # AUTH_KEY_ENCRYPTION_KEY (seals its signing keys).
 render_service_env() {
   : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_PORT:?}" "${CONSUL_SERVICE_TOKEN:?}"
@@ -672,11 +672,13 @@ render_service_env() {
       # is refused at once and opened again, rather than failing the writes it would carry.
       printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=read-write\n" \
         "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
-      # A Patroni cluster: any passing member (the replica too) serves reads while there is no primary.
+      # A Patroni cluster: the member on this VM serves reads while there is no primary. Not any member by its
+      # Consul name: a powered-off member stays in that name until Consul notices (up to half a minute), and a
+      # read or readiness check that picks it waits out its connect timeout; this VM's own one is either up or
+      # takes this instance out of rotation with it.
       if [[ ${DB_PATRONI:-no} == yes ]]; then
-        : "${PATRONI_SCOPE:?}"
-        printf "DATABASE_READ_URL=host=%s.service.consul port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=any\n" \
-          "$PATRONI_SCOPE" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
+        printf "DATABASE_READ_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=any\n" \
+          "$SHOPLAB_IP" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
       fi
     fi
   } >"$out"

@@ -202,14 +202,15 @@ cleanup() {
   exit "$status"
 }
 
-# collect_logs keeps, after a failure, the last journal lines of the lab's units and Patroni's whole journal on
-# every running VM in $work/logs/ (the VMs are destroyed next).
+# collect_logs keeps, after a failure, the last 15 minutes of the lab's units' journals (a failover's window, not
+# only the last few hundred lines after it) and Patroni's whole journal on every running VM in $work/logs/ (the
+# VMs are destroyed next).
 collect_logs() {
   local vm
   mkdir -p "$work/logs"
   for vm in $(virsh list --name 2>/dev/null | grep "^$prefix" | sed "s/^$prefix//"); do
     VM_SSH_TIMEOUT=60 vm_ssh "$vm" \
-      "sudo journalctl --no-pager -n 400 -u 'shoplab@*' -u consul -u postgresql" >"$work/logs/$vm.log" 2>&1
+      "sudo journalctl --no-pager --since -15min -n 30000 -u 'shoplab@*' -u consul -u postgresql" >"$work/logs/$vm.log" 2>&1
     # Patroni's whole journal: a replica that stopped streaming is explained by its bootstrap, long before the end.
     VM_SSH_TIMEOUT=60 vm_ssh "$vm" \
       "sudo journalctl --no-pager -u patroni" >"$work/logs/$vm-patroni.log" 2>&1 || true

@@ -417,31 +417,58 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 
 // readiness is the database's readiness check: it fails when the database does not answer or its schema is
 // not this binary's, but only warns (the instance stays in rotation) while the database has been without a
-// primary for less than grace: every instance shares that primary, so taking them all out of rotation for a
-// failover's few seconds would turn the requests that wait for the new primary (DB_RETRY_WAIT) into 503s
-// from the front. With a replica pool (reads, nil without) it keeps warning for as long as a replica answers:
-// the instance still serves every read.
+// primary for less than grace, counted from the first check that found it gone: every instance shares that
+// primary, so taking them all out of rotation for a failover's few seconds would turn the requests that wait
+// for the new primary (DB_RETRY_WAIT) into 503s from the front. With a replica pool (reads, nil without) it
+// keeps warning for as long as a replica answers: the instance still serves every read.
+//
+// Once a check has found the primary gone, the next ones ask the replica beside the primary rather than after
+// it: a primary on a powered-off host does not refuse, it stays silent until the check's time is up, and a
+// replica asked afterwards would have no time left to answer (each check has a few seconds, and Consul's
+// interval is longer than grace: measuring from the last passing check would fail at the first one).
 func readiness(schema *pgdb.Schema, db, reads *sql.DB, grace time.Duration) func(context.Context) error {
-	var lastOK atomic.Int64 // unix nanoseconds of the last passing check
-	lastOK.Store(time.Now().UnixNano())
+	var failingSince atomic.Int64 // unix nanoseconds of the first check of the current run of failures; 0 while passing
 	return func(ctx context.Context) error {
-		err := schema.Check(ctx, db)
+		var replica <-chan error
+		if reads != nil && (failingSince.Load() != 0 || grace <= 0) {
+			replica = within(ctx, func() error { return reads.PingContext(ctx) })
+		}
+		err := <-within(ctx, func() error { return schema.Check(ctx, db) })
 		if err == nil {
-			lastOK.Store(time.Now().UnixNano())
+			failingSince.Store(0)
 			return nil
 		}
 		if !pgdb.Unavailable(err) && !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-		gone := time.Since(time.Unix(0, lastOK.Load()))
+		now := time.Now().UnixNano()
+		failingSince.CompareAndSwap(0, now)
+		gone := time.Duration(now - failingSince.Load())
 		if gone < grace {
 			return health.Degraded(fmt.Errorf("%w (for %s; failing after %s)", err, gone.Round(time.Second), grace))
 		}
-		if reads != nil && reads.PingContext(ctx) == nil {
+		if replica != nil && <-replica == nil {
 			return health.Degraded(fmt.Errorf("%w (for %s; reads served by a replica)", err, gone.Round(time.Second)))
 		}
 		return err
 	}
+}
+
+// within runs f and delivers its error, or the context's once it ends first: lib/pq does not return from a
+// statement on a connection whose host went silent until the kernel gives up on it (pgdb.TCPUserTimeout),
+// whatever the context says, and a check must answer in its time.
+func within(ctx context.Context, f func() error) <-chan error {
+	done, out := make(chan error, 1), make(chan error, 1)
+	go func() { done <- f() }()
+	go func() {
+		select {
+		case err := <-done:
+			out <- err
+		case <-ctx.Done():
+			out <- fmt.Errorf("database: %w", ctx.Err())
+		}
+	}()
+	return out
 }
 
 // Runtime is what a booted service has: a context that ends on SIGINT or SIGTERM, its configuration, logger,

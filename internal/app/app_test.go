@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"net"
 	"strings"
@@ -66,40 +65,63 @@ func TestAdvertiseAddr(t *testing.T) {
 	}
 }
 
-// TestReadinessGrace: a database without a primary only warns for the grace period, then fails — unless a
-// replica pool answers, which serves reads: then it keeps warning.
-func TestReadinessGrace(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().(*net.TCPAddr)
-	ln.Close() // nothing listens there now: connections are refused, as while no primary is up
-	db, err := sql.Open("postgres", fmt.Sprintf("host=127.0.0.1 port=%d user=x dbname=x sslmode=disable connect_timeout=1", addr.Port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	replica, err := pgdb.Pool(testkit.NewDatabase(t))
+// TestReadinessThroughAFailover: a database without a primary only warns for the grace period, counted from
+// the first check that found it gone, then fails — unless a replica answers, which serves reads: then it keeps
+// warning. The primary here goes silent as a powered-off host does (the proxy hangs: nothing refused, nothing
+// answered), and the checks come further apart than grace, as Consul's do in the VM lab.
+// Before: every check below after the primary went silent failed — the grace was counted from the last passing
+// check, and the silent primary used up the check's time before the replica was asked.
+func TestReadinessThroughAFailover(t *testing.T) {
+	dsn := testkit.NewDatabase(t)
+	replica, err := pgdb.Pool(dsn) // stands in for a replica: it answers reads throughout
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer replica.Close()
-	status := func(check func(context.Context) error) string {
-		return health.Run(context.Background(), 2*time.Second, health.Check{Name: "database", Run: check}).Status
+	ctx := context.Background()
+	if _, err := replica.ExecContext(ctx, `CREATE TABLE schema_migrations (version bigint NOT NULL, dirty boolean NOT NULL);
+		INSERT INTO schema_migrations VALUES (0, false)`); err != nil {
+		t.Fatal(err)
 	}
-	alone := readiness(&pgdb.Schema{}, db, nil, 400*time.Millisecond)
-	withReplica := readiness(&pgdb.Schema{}, db, replica, 400*time.Millisecond)
-	for name, check := range map[string]func(context.Context) error{"alone": alone, "with a replica": withReplica} {
-		if got := status(check); got != "warn" {
-			t.Errorf("%s, within the grace: got %q; want warn", name, got)
+	pg := testkit.Postgres(t)
+	proxy := testkit.NewProxy(t, fmt.Sprintf("127.0.0.1:%d", pg.Port))
+	primary, err := pgdb.Pool(strings.ReplaceAll(dsn, fmt.Sprintf("port=%d", pg.Port), fmt.Sprintf("port=%d", proxy.Port())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Close()
+
+	const grace, interval, checkTime = 300 * time.Millisecond, 400 * time.Millisecond, 500 * time.Millisecond
+	checks := []struct {
+		name  string
+		check func(context.Context) error
+	}{
+		{"alone", readiness(&pgdb.Schema{}, primary, nil, grace)},
+		{"with a replica", readiness(&pgdb.Schema{}, primary, replica, grace)},
+	}
+	steps := []struct {
+		name  string
+		do    func()
+		wants [2]string // alone, with a replica
+	}{
+		{"primary up", func() {}, [2]string{"pass", "pass"}},
+		{"primary silent, first check", proxy.Hang, [2]string{"warn", "warn"}},
+		{"primary silent, after the grace", func() {}, [2]string{"fail", "warn"}},
+		{"primary silent, later", func() {}, [2]string{"fail", "warn"}},
+		{"primary back", proxy.Restore, [2]string{"pass", "pass"}},
+	}
+	for _, step := range steps {
+		step.do()
+		for i, c := range checks {
+			began := time.Now()
+			rep := health.Run(ctx, checkTime, health.Check{Name: "database", Run: c.check})
+			if took := time.Since(began); took > checkTime+500*time.Millisecond {
+				t.Errorf("%s, %s: the check took %s; want it within %s", step.name, c.name, took.Round(time.Millisecond), checkTime)
+			}
+			if rep.Status != step.wants[i] {
+				t.Errorf("%s, %s: got %q (%+v); want %q", step.name, c.name, rep.Status, rep.Checks, step.wants[i])
+			}
 		}
-	}
-	time.Sleep(500 * time.Millisecond)
-	if got := status(alone); got != "fail" {
-		t.Errorf("alone, after the grace: got %q; want fail", got)
-	}
-	if got := status(withReplica); got != "warn" {
-		t.Errorf("with a replica, after the grace: got %q; want warn (reads are still served)", got)
+		time.Sleep(interval)
 	}
 }

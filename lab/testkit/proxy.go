@@ -16,8 +16,10 @@ type Proxy struct {
 
 	mu     sync.Mutex
 	cut    bool
-	conns  map[net.Conn]struct{}
-	marker []byte // CutAfterReply's: the skip+1st reply containing it is dropped, its connection closed
+	hang   bool
+	conns  map[net.Conn]net.Conn // each forwarded client connection and its connection to the target
+	parked []net.Conn            // Hang's: client connections kept open and never answered
+	marker []byte                // CutAfterReply's: the skip+1st reply containing it is dropped, its connection closed
 	skip   int
 }
 
@@ -28,7 +30,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]net.Conn{}}
 	go p.serve()
 	t.Cleanup(func() { ln.Close(); p.Cut() })
 	return p
@@ -47,13 +49,15 @@ func (p *Proxy) serve() {
 			return
 		}
 		p.mu.Lock()
-		if p.cut {
-			p.mu.Unlock()
+		switch {
+		case p.cut:
 			c.Close()
-			continue
+		case p.hang:
+			p.parked = append(p.parked, c)
+		default:
+			go p.forward(c)
 		}
 		p.mu.Unlock()
-		go p.forward(c)
 	}
 }
 
@@ -64,18 +68,23 @@ func (p *Proxy) forward(c net.Conn) {
 		return
 	}
 	p.mu.Lock()
-	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.conns[c] = up
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
 	go func() { p.reply(c, up); done <- struct{}{} }()
 	<-done
-	c.Close()
 	up.Close()
 	p.mu.Lock()
 	delete(p.conns, c)
-	delete(p.conns, up)
+	if p.hang {
+		p.parked = append(p.parked, c)
+		c = nil
+	}
 	p.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
 }
 
 // reply copies what the server sends to the client, until either side closes or a reply holds the marker
@@ -121,14 +130,36 @@ func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = true
-	for c := range p.conns {
+	for c, up := range p.conns {
 		c.Close()
+		up.Close()
+	}
+	p.closeParked()
+}
+
+// Hang makes the target behave like a powered-off host rather than a stopped server: forwarded connections go
+// silent (their client side stays open and is never answered) and new ones are accepted and never answered,
+// until Restore. Nothing is refused or closed, so a client waits until its own deadline.
+func (p *Proxy) Hang() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hang = true
+	for _, up := range p.conns {
+		up.Close()
 	}
 }
 
-// Restore forwards new connections again.
+// Restore forwards new connections again; connections left silent by Hang are closed.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
-	p.cut = false
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	p.cut, p.hang = false, false
+	p.closeParked()
+}
+
+func (p *Proxy) closeParked() {
+	for _, c := range p.parked {
+		c.Close()
+	}
+	p.parked = nil
 }
