@@ -55,11 +55,8 @@ func RetryPolicyFromMeta(meta map[string]string) RetryPolicy {
 	return p
 }
 
-// Header is what Allows reads of a request's headers (http.Header has it).
-type Header interface{ Get(key string) string }
-
-// Allows reports whether a request may be sent again.
-func (p RetryPolicy) Allows(method, path string, h Header) bool {
+// Allows reports whether a request may be sent again; keyed says whether it carries an Idempotency-Key.
+func (p RetryPolicy) Allows(method, path string, keyed bool) bool {
 	for _, m := range p.Methods {
 		if m == method {
 			return true
@@ -70,7 +67,7 @@ func (p RetryPolicy) Allows(method, path string, h Header) bool {
 			return true
 		}
 	}
-	if h.Get("Idempotency-Key") == "" {
+	if !keyed {
 		return false
 	}
 	for _, r := range p.Keyed {

@@ -1,6 +1,7 @@
 // Package svcclient calls other shoplab services: it finds a passing instance through Consul discovery, balances
 // over instances, sets a timeout per attempt, passes the request id on, and retries once on another instance
-// only when that is safe (the request is idempotent, or never reached the first instance).
+// by the rule the front's gateway follows too (balancer.Do): only when the called service's registered retry
+// policy says the request may be sent twice, or it never reached the first instance.
 package svcclient
 
 import (
@@ -13,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +67,7 @@ type Client struct {
 	log      hclog.Logger
 	plain    *http.Transport
 	opts     Options
+	budget   *balancer.Budget // retries across every service called: at most a fifth of the calls (10 a second at least)
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -84,7 +87,8 @@ func New(ctx context.Context, consul *api.Client, identity *mesh.Identity, log h
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 2 * time.Second
 	}
-	return &Client{ctx: ctx, consul: consul, identity: identity, log: log.Named("client"), plain: o.transport(nil), opts: o, targets: map[string]*target{}}
+	return &Client{ctx: ctx, consul: consul, identity: identity, log: log.Named("client"), plain: o.transport(nil), opts: o,
+		budget: balancer.NewBudget(0.2, 10), targets: map[string]*target{}}
 }
 
 // UserTimeout is how long a request sent to an instance may stay unacknowledged before the kernel breaks the
@@ -145,46 +149,34 @@ func (c *Client) Do(ctx context.Context, service string, req Request) (*http.Res
 			return nil, &UnavailableError{Service: service, Err: fmt.Errorf("discovery: %w", err)}
 		}
 	}
-	retryable := balancer.Idempotent(req.Method, req.Header)
-	var tried []*balancer.Endpoint
-	var lastErr error
-	for attempt := 0; attempt < 2; attempt++ {
-		ep, err := t.lb.Pick(tried...)
-		if err != nil {
-			if lastErr == nil {
-				lastErr = err
-			}
-			break
+	path, _, _ := strings.Cut(req.Path, "?")
+	call := balancer.Call{Method: req.Method, Path: path, Keyed: req.Header.Get("Idempotency-Key") != "", Done: ctx.Done(), Budget: c.budget}
+	call.Deadline, _ = ctx.Deadline()
+	var resp *http.Response
+	res := t.lb.Do(call, func(ep *balancer.Endpoint, _ int) error {
+		r, err := c.send(ctx, t, ep, req)
+		if err == nil && r.Header.Get(mesh.DeniedHeader) != "" {
+			r.Body.Close()
+			err = balancer.ErrDenied
 		}
-		tried = append(tried, ep)
-		resp, err := c.send(ctx, t, ep, req)
-		if err == nil && resp.Header.Get(mesh.DeniedHeader) != "" {
-			resp.Body.Close()
-			err = errDenied
-		}
-		if errors.Is(err, errDenied) || mesh.IsRefused(err) {
-			// An intention is about the service, not one instance: no ejection, no retry elsewhere.
-			c.log.Warn("call refused by the mesh", "service", service, "caller", c.identity.Service(), "error", err)
-			return nil, &UnavailableError{Service: service, Err: fmt.Errorf("%w (%v)", errDenied, err)}
-		}
-		if err == nil {
-			t.lb.Succeeded(ep)
-			return resp, nil
-		}
-		lastErr = err
-		if balancer.ConnFailure(err) {
-			d := t.lb.Eject(ep)
-			c.log.Warn("instance failed; ejected", "service", service, "instance", ep.ID, "for", d, "error", err)
-		}
-		if ctx.Err() != nil || !(retryable || balancer.NotSent(err)) {
-			break
+		resp = r
+		return err
+	})
+	for _, e := range res.Ejections() {
+		c.log.Warn("instance failed; ejected", "service", service, "instance", e.Endpoint.ID, "for", e.For, "error", e.Err)
+	}
+	err := res.Err
+	if balancer.Refused(err) {
+		c.log.Warn("call refused by the mesh", "service", service, "caller", c.identity.Service(), "error", err)
+		if !errors.Is(err, balancer.ErrDenied) {
+			err = fmt.Errorf("%w (%v)", balancer.ErrDenied, err)
 		}
 	}
-	return nil, &UnavailableError{Service: service, Err: lastErr}
+	if err != nil {
+		return nil, &UnavailableError{Service: service, Err: err}
+	}
+	return resp, nil
 }
-
-// errDenied means the mesh refused the call: no intention allows this caller.
-var errDenied = errors.New("refused by the service mesh: no intention allows this call")
 
 func (c *Client) send(ctx context.Context, t *target, ep *balancer.Endpoint, req Request) (*http.Response, error) {
 	end := ep.Begin()

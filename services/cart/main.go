@@ -35,7 +35,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	services := svcclient.New(rt.Ctx, rt.Consul, rt.Mesh, rt.Log, svcclient.Options{})
 	services.Watch(catalogService)
 	handler := routes(rt.Log, &postgresStore{db: rt.DB}, &catalogClient{c: services}, authn.NewRemote(rt.Ctx, services, rt.Config.JWKSRefresh, rt.Log), rt.Metrics, rt.Checks())
-	// Every cart call sets, reads or deletes: all are idempotent.
-	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD", "PUT", "DELETE"}}
+	// Every cart call sets, reads or deletes: all are idempotent. So is orders' removal of an order's lines
+	// (each only in the version the order read: a second removal finds nothing to remove).
+	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD", "PUT", "DELETE"}, Routes: []string{"POST /internal/v1/carts/*/remove"}}
 	return rt.Serve(app.Service{Handler: handler, Public: true, Mesh: true, Ready: rt.Ready, Retry: retry})
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"iter"
 	"net"
 	"net/http"
@@ -11,8 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -42,7 +39,7 @@ type gateway struct {
 	eject    balancer.Options
 
 	timeouts routeTimeouts
-	budget   *retryBudget
+	budget   *balancer.Budget
 	metrics  *gatewayMetrics
 	yield    bool // upstream connections step aside before reading an answer (yieldconn.go)
 
@@ -81,9 +78,6 @@ type routeTimeouts struct {
 	request    time.Duration
 }
 
-// minAttempt is the least time left for a retry to be worth sending.
-const minAttempt = 500 * time.Millisecond
-
 func (rt routeTimeouts) of(service string) time.Duration {
 	if d, ok := rt.perService[service]; ok {
 		return d
@@ -112,7 +106,7 @@ func parseRouteTimeouts(s string, def, request time.Duration) (routeTimeouts, er
 func newGateway(ctx context.Context, log hclog.Logger, consul *api.Client, identity *mesh.Identity, services *consulx.ServiceList, timeouts routeTimeouts, m *gatewayMetrics) *gateway {
 	return &gateway{
 		ctx: ctx, log: log.Named("gateway"), consul: consul, identity: identity, services: services, timeouts: timeouts, metrics: m,
-		budget:  newRetryBudget(0.2, 10),
+		budget:  balancer.NewBudget(0.2, 10),
 		targets: map[string]*target{},
 	}
 }
@@ -374,37 +368,20 @@ type attemptState struct {
 	err            error
 }
 
-// forward sends the request in ctx to an instance of t at path, retrying once elsewhere when the service's
-// policy and the retry budget allow, and copies the answer into ctx. It returns why no answer came
-// (errNoInstance, errUpstreamTimeout, errBadGateway or errMeshDenied) without writing anything, or nil once
-// the answer is in ctx.
+// forward sends the request in ctx to an instance of t at path — once more elsewhere when the service's
+// registered policy and the retry budget allow (balancer.Do, the rule svcclient follows too) — and copies the
+// answer into ctx. It returns why no answer came (errNoInstance, errUpstreamTimeout, errBadGateway or
+// errMeshDenied) without writing anything, or nil once the answer is in ctx.
 func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, method string, path []byte, st *attemptState) error {
-	now := st.start // the first attempt starts now; a retry reads the clock again
-	deadline := now.Add(g.timeouts.request)
-	g.budget.request(now)
-
+	deadline := st.start.Add(g.timeouts.request)
 	req := &ctx.Request
 	g.upstreamRequest(ctx, path, st)
-
-	var (
-		tried     [2]*balancer.Endpoint
-		lastErr   error
-		retryable bool
-	)
-	for attempt := 0; attempt < 2; attempt++ {
-		ep, err := t.lb.Pick(tried[:attempt]...)
-		if err != nil {
-			if lastErr == nil {
-				lastErr = errNoInstance
-			}
-			break
-		}
-		if attempt == 0 {
-			// The service says, in its Consul meta, which of its routes may be sent twice.
-			retryable = ep.Retry.Allows(method, string(path), ctxHeader{&ctx.Request.Header})
-		}
-		tried[attempt] = ep
+	call := balancer.Call{Method: method, Path: string(path), Keyed: len(req.Header.Peek("Idempotency-Key")) > 0,
+		Deadline: deadline, Start: st.start, Budget: g.budget}
+	var answered *upstream
+	res := t.lb.Do(call, func(ep *balancer.Endpoint, attempt int) error {
 		u := g.upstream(t, ep)
+		now := st.start // the first attempt starts when the request came; a retry reads the clock again
 		if attempt > 0 {
 			now = time.Now()
 		}
@@ -419,43 +396,42 @@ func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, method string, pa
 			req.URI().SetScheme("http")
 		}
 		ep.Acquire()
-		err = u.client.DoDeadline(req, &ctx.Response, until)
+		err := u.client.DoDeadline(req, &ctx.Response, until)
 		ep.Release()
 		st.instance = ep.ID
 		if err == nil && len(ctx.Response.Header.Peek(mesh.DeniedHeader)) > 0 {
-			err = errMeshDenied
+			err = balancer.ErrDenied
 		}
-		if errors.Is(err, errMeshDenied) || mesh.IsRefused(err) {
-			// The service refuses the front itself (an intention): no instance is at fault, none is retried.
+		if err != nil {
 			ctx.Response.Reset()
-			g.log.Warn("call refused by the mesh", "service", t.name, "instance", ep.ID, "error", err)
-			st.err = err
-			return errMeshDenied
+			return err
 		}
-		if err == nil {
-			t.lb.Succeeded(ep)
-			respond(ctx, st, u)
-			return nil
-		}
-		ctx.Response.Reset()
-		lastErr = err
-		if connFailure(err) {
-			d := t.lb.Eject(ep)
-			u.obs.ejections.Inc()
-			t.traffic.ejected()
-			g.log.Warn("instance failed; ejected", "service", t.name, "instance", ep.ID, "for", d, "error", err)
-		}
-		if !(retryable || notSent(err)) || deadline.Sub(time.Now()) < minAttempt || !g.budget.allowRetry() {
-			break
-		}
-		st.retries++
+		answered = u
+		return nil
+	})
+	for _, e := range res.Ejections() {
+		g.upstream(t, e.Endpoint).obs.ejections.Inc()
+		t.traffic.ejected()
+		g.log.Warn("instance failed; ejected", "service", t.name, "instance", e.Endpoint.ID, "for", e.For, "error", e.Err)
+	}
+	st.retries = res.Retries
+	for range res.Retries {
 		g.metrics.retried(t.name)
 	}
-	st.err = lastErr
+	if res.Err == nil {
+		respond(ctx, st, answered)
+		return nil
+	}
+	err := res.Err
+	st.err = err
 	switch {
-	case errors.Is(lastErr, errNoInstance):
+	case balancer.Refused(err):
+		// The service refuses the front itself (an intention): no instance is at fault, none was retried.
+		g.log.Warn("call refused by the mesh", "service", t.name, "instance", st.instance, "error", err)
+		return errMeshDenied
+	case errors.Is(err, balancer.ErrNoInstances):
 		return errNoInstance
-	case errors.Is(lastErr, fasthttp.ErrTimeout), errors.Is(lastErr, context.DeadlineExceeded):
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return errUpstreamTimeout
 	default:
 		return errBadGateway
@@ -498,75 +474,4 @@ func respond(ctx *fasthttp.RequestCtx, st *attemptState, u *upstream) {
 	delHop(&ctx.Response.Header, false)
 	st.upstream = u
 	st.upstreamStatus = ctx.Response.StatusCode()
-}
-
-// connFailure reports whether err means the instance refused, reset or dropped the connection, or its host
-// stopped acknowledging what was sent (ETIMEDOUT: upstreamUserTimeout): grounds for ejecting it. The front's
-// own timeouts are not: a slow instance is not a dead one.
-func connFailure(err error) bool {
-	if notSent(err) {
-		return true
-	}
-	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ETIMEDOUT) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
-// notSent reports whether err happened before the request reached the instance (the connection could not be
-// made), so even a request that may not be repeated can go elsewhere.
-func notSent(err error) bool {
-	var op *net.OpError
-	return errors.Is(err, fasthttp.ErrDialTimeout) || (errors.As(err, &op) && op.Op == "dial") || errors.Is(err, syscall.ECONNREFUSED)
-}
-
-// ctxHeader lets a retry policy read a fasthttp request's headers.
-type ctxHeader struct{ h *fasthttp.RequestHeader }
-
-func (c ctxHeader) Get(key string) string { return string(c.h.Peek(key)) }
-
-// retryBudget allows retries up to ratio of the requests of the current second, and at least minPerSec, so a
-// failing service is not hit with twice its load. It is lock-free: the hot path only adds to counters.
-type retryBudget struct {
-	ratio     float64
-	minPerSec int64
-
-	state atomic.Pointer[budgetSecond]
-}
-
-type budgetSecond struct {
-	sec      int64
-	requests atomic.Int64
-	retries  atomic.Int64
-}
-
-func newRetryBudget(ratio float64, minPerSec int) *retryBudget {
-	b := &retryBudget{ratio: ratio, minPerSec: int64(minPerSec)}
-	b.state.Store(&budgetSecond{sec: time.Now().Unix()})
-	return b
-}
-
-func (b *retryBudget) current(t time.Time) *budgetSecond {
-	now := t.Unix()
-	s := b.state.Load()
-	if s.sec == now {
-		return s
-	}
-	next := &budgetSecond{sec: now}
-	if b.state.CompareAndSwap(s, next) {
-		return next
-	}
-	return b.state.Load()
-}
-
-// request counts a request that arrived at now.
-func (b *retryBudget) request(now time.Time) { b.current(now).requests.Add(1) }
-
-// allowRetry reports whether one more retry fits in the budget of the current second.
-func (b *retryBudget) allowRetry() bool {
-	s := b.current(time.Now())
-	limit := max(b.minPerSec, int64(b.ratio*float64(s.requests.Load())))
-	if s.retries.Add(1) > limit {
-		s.retries.Add(-1)
-		return false
-	}
-	return true
 }

@@ -46,7 +46,7 @@ type checkedConn struct {
 // upstreamUserTimeout is how long a request written upstream may stay unacknowledged before the kernel breaks
 // the connection (TCP_USER_TIMEOUT). Without it a request sent on a kept-alive connection to an instance whose
 // VM was powered off waits out the front's whole deadline (504) and is never retried; with it the connection
-// fails with ETIMEDOUT after this long, the instance is ejected (connFailure) and a retryable request goes to
+// fails with ETIMEDOUT after this long, the instance is ejected (balancer.ConnFailure) and a retryable request goes to
 // another instance within its deadline. The acknowledgement comes from the instance's kernel, so a slow
 // handler is not cut off.
 const upstreamUserTimeout = 5 * time.Second

@@ -11,6 +11,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"shoplab/internal/balancer"
 	"shoplab/lab/testkit"
 )
 
@@ -103,8 +104,8 @@ func TestUpstreamUserTimeout(t *testing.T) {
 		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, true},
 		{"the front's own deadline", fasthttp.ErrTimeout, false},
 	} {
-		if got := connFailure(tc.err); got != tc.want {
-			t.Errorf("connFailure(%s): got %v; want %v", tc.name, got, tc.want)
+		if got := balancer.ConnFailure(tc.err); got != tc.want {
+			t.Errorf("balancer.ConnFailure(%s): got %v; want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -20,7 +20,10 @@ const (
 )
 
 // remote calls catalog, cart and payments through Consul discovery. Every call it makes is idempotent on the
-// other side (per order id or Idempotency-Key), so the client may retry it on another instance.
+// other side (per order id or Idempotency-Key), and each of those services says so in the retry policy it
+// registers (catalog's reservations and lookups, cart's removal, payments' charges under their key, voids and
+// refunds): svcclient sends a call to a second instance only by that policy (balancer.Do), or when the first
+// never received it.
 type remote struct{ c *svcclient.Client }
 
 type cartLine struct {
