@@ -148,9 +148,13 @@ func (l *Lab) start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	kek, err := l.authKEK()
-	if err != nil {
-		return err
+	// The services' secret keys, one file each in secrets/, made once: every instance of a service gets the same.
+	keys := map[string]string{"auth": "AUTH_KEY_ENCRYPTION_KEY", "orders": "ORDERS_FINGERPRINT_KEY", "payments": "PAYMENTS_FINGERPRINT_KEY"}
+	keyFiles := map[string]string{}
+	for service := range keys {
+		if keyFiles[service], err = l.keyFile(service); err != nil {
+			return err
+		}
 	}
 	for _, in := range cfg.Topology.Instances() {
 		i := &instance{Instance: in, port: in.LocalPort() + cfg.PortOffset, opsPort: in.LocalPort() + OpsPortStep + cfg.PortOffset,
@@ -163,8 +167,8 @@ func (l *Lab) start(ctx context.Context) (err error) {
 			"DATABASE_URL="+dsns[in.Service.Name],
 			"LOG_LEVEL="+cfg.LogLevel,
 		)
-		if in.Service.Name == "auth" {
-			i.env = append(i.env, "AUTH_KEY_ENCRYPTION_KEY_FILE="+kek)
+		if name, ok := keys[in.Service.Name]; ok {
+			i.env = append(i.env, name+"_FILE="+keyFiles[in.Service.Name])
 		}
 		i.env = append(i.env, cfg.Env...)
 		if err := l.startInstance(i); err != nil {
@@ -271,12 +275,19 @@ func (l *Lab) databases(ctx context.Context) (map[string]string, error) {
 	return dsns, nil
 }
 
-func kekPath(state string) string { return filepath.Join(state, "secrets", "auth-key-encryption.key") }
+// keyPath is the file of a service's secret key: auth's key-encryption key (it seals its signing keys), orders'
+// and payments' fingerprint keys (for their Idempotency-Keys).
+func keyPath(state, service string) string {
+	if service == "auth" {
+		return filepath.Join(state, "secrets", "auth-key-encryption.key")
+	}
+	return filepath.Join(state, "secrets", service+"-fingerprint.key")
+}
 
-// authKEK makes auth's key-encryption key once (32 random bytes, base64, mode 0600 in secrets/): every auth
-// instance of the lab seals and opens its signing keys with it. It returns the file's path.
-func (l *Lab) authKEK() (string, error) {
-	path := kekPath(l.cfg.State)
+// keyFile makes a service's secret key once (32 random bytes, base64, mode 0600 in secrets/) and returns the
+// file's path: every instance of the service gets it.
+func (l *Lab) keyFile(service string) (string, error) {
+	path := keyPath(l.cfg.State, service)
 	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 		return path, nil
 	}
@@ -285,7 +296,7 @@ func (l *Lab) authKEK() (string, error) {
 		return "", err
 	}
 	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write auth's key-encryption key: %w", err)
+		return "", fmt.Errorf("write %s's key: %w", service, err)
 	}
 	return path, nil
 }
@@ -481,7 +492,7 @@ func OperatorEnv(state, service string) ([]string, error) {
 	}
 	env := []string{"DATABASE_URL=" + (&pgcluster.Cluster{Port: st.PostgresPort}).DSN(service, service, string(pw))}
 	if service == "auth" {
-		env = append(env, "AUTH_KEY_ENCRYPTION_KEY_FILE="+kekPath(state))
+		env = append(env, "AUTH_KEY_ENCRYPTION_KEY_FILE="+keyPath(state, "auth"))
 	}
 	return env, nil
 }

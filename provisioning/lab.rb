@@ -141,6 +141,8 @@ module Shoplab
     s["services"] ||= {}
     s["databases"] ||= {}
     s["auth_kek"] ||= [SecureRandom.random_bytes(32)].pack("m0") # seals auth's signing keys
+    s["fingerprint_keys"] ||= {} # per service: the key of its Idempotency-Key fingerprints (orders, payments)
+    %w[orders payments].each { |svc| s["fingerprint_keys"][svc] ||= [SecureRandom.random_bytes(32)].pack("m0") }
     s["patroni"] ||= {}        # per service: the cluster's superuser, replication and REST API passwords
     s["patroni_tokens"] ||= {} # per VM: its Patroni's Consul token
     s["monitor_token"] ||= { "accessor" => uuid, "secret" => uuid } # Prometheus' discovery: reads services and nodes

@@ -648,7 +648,8 @@ patroni_role_is() {
 # render_service_env writes the environment of the service to $1: SHOPLAB_SERVICE, SHOPLAB_NODE, SHOPLAB_IP,
 # SHOPLAB_PORT, CONSUL_SERVICE_TOKEN, for services with data DB_HOST and DB_PASSWORD (with DB_PATRONI=yes,
 # reads from the member on this VM too), and for auth
-# AUTH_KEY_ENCRYPTION_KEY (seals its signing keys).
+# AUTH_KEY_ENCRYPTION_KEY (seals its signing keys), for orders and payments FINGERPRINT_KEY (of their
+# Idempotency-Keys' fingerprints).
 render_service_env() {
   : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_PORT:?}" "${CONSUL_SERVICE_TOKEN:?}"
   local out=$1 listen=$SHOPLAB_IP:$SHOPLAB_PORT
@@ -666,6 +667,10 @@ render_service_env() {
     if [[ $SHOPLAB_SERVICE == auth ]]; then
       : "${AUTH_KEY_ENCRYPTION_KEY:?}"
       printf 'AUTH_KEY_ENCRYPTION_KEY=%s\n' "$AUTH_KEY_ENCRYPTION_KEY"
+    fi
+    if [[ $SHOPLAB_SERVICE == orders || $SHOPLAB_SERVICE == payments ]]; then
+      : "${FINGERPRINT_KEY:?}"
+      printf '%s_FINGERPRINT_KEY=%s\n' "${SHOPLAB_SERVICE^^}" "$FINGERPRINT_KEY"
     fi
     if [[ -n ${DB_HOST:-} ]]; then
       # read-write: a connection that reaches a standby (a name in Consul DNS not yet moved after a failover)

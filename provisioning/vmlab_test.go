@@ -340,6 +340,20 @@ func TestServiceEnv(t *testing.T) {
 	if out, err := shellFunc(t, auth[:len(auth)-1], "render_service_env "+file); err == nil {
 		t.Fatalf("auth env without AUTH_KEY_ENCRYPTION_KEY: got success; want a refusal\n%s", out)
 	}
+	for _, svc := range []string{"orders", "payments"} {
+		env := []string{"SHOPLAB_SERVICE=" + svc, "SHOPLAB_NODE=" + svc + "-1", "SHOPLAB_IP=192.168.56.130", "SHOPLAB_PORT=8084",
+			"CONSUL_SERVICE_TOKEN=tok", "DB_HOST=192.168.56.130", "DB_PASSWORD=pw", "FINGERPRINT_KEY=a2V5"}
+		if out, err := shellFunc(t, env, "render_service_env "+file); err != nil {
+			t.Fatalf("render: %v\n%s", err, out)
+		}
+		b, _ = os.ReadFile(file)
+		if want := strings.ToUpper(svc) + "_FINGERPRINT_KEY=a2V5\n"; !strings.Contains(string(b), want) {
+			t.Fatalf("%s env file: want %q in\n%s", svc, want, b)
+		}
+		if out, err := shellFunc(t, env[:len(env)-1], "render_service_env "+file); err == nil {
+			t.Fatalf("%s env without FINGERPRINT_KEY: got success; want a refusal\n%s", svc, out)
+		}
+	}
 	front := []string{"SHOPLAB_SERVICE=front", "SHOPLAB_NODE=front-1", "SHOPLAB_IP=192.168.56.150", "SHOPLAB_PORT=8080", "CONSUL_SERVICE_TOKEN=tok"}
 	if out, err := shellFunc(t, front, "render_service_env "+file); err != nil {
 		t.Fatalf("render: %v\n%s", err, out)

@@ -4,6 +4,7 @@
 package idem
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
 	"net/http"
@@ -32,6 +33,28 @@ func Fingerprint(format string, fields ...any) []byte {
 	h := sha256.Sum256(fmt.Appendf(nil, format, fields...))
 	return h[:]
 }
+
+// KeySize is the size in bytes of a Fingerprinter's key.
+const KeySize = 32
+
+// Fingerprinter makes keyed fingerprints — HMAC-SHA-256 under the service's secret key — for requests that carry
+// what must never be stored, a card's number and CVC: the fingerprint covers the whole request, so the same
+// Idempotency-Key with another card is told apart, and without the key a stored fingerprint cannot be tested
+// against guessed card numbers. Every instance of a service must have the same key.
+type Fingerprinter struct{ key []byte }
+
+// NewFingerprinter makes fingerprints under key (KeySize bytes).
+func NewFingerprinter(key []byte) Fingerprinter { return Fingerprinter{key: key} }
+
+// Of is the keyed fingerprint of the request's fields formatted as format says.
+func (f Fingerprinter) Of(format string, fields ...any) []byte {
+	m := hmac.New(sha256.New, f.key)
+	fmt.Fprintf(m, format, fields...)
+	return m.Sum(nil)
+}
+
+// Same reports whether a stored fingerprint is this request's, in constant time.
+func Same(stored, fingerprint []byte) bool { return hmac.Equal(stored, fingerprint) }
 
 // ErrKeyReused is the answer to a key used before for another request: 409 idempotency_key_reused.
 var ErrKeyReused = &web.Error{Status: http.StatusConflict, Code: "idempotency_key_reused",

@@ -52,3 +52,26 @@ func TestFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// TestFingerprinter: the same request under the same key has one fingerprint; another field or another key
+// gives another, and none is the plain digest anyone could compute.
+func TestFingerprinter(t *testing.T) {
+	a, b := NewFingerprinter(bytes.Repeat([]byte{1}, KeySize)), NewFingerprinter(bytes.Repeat([]byte{2}, KeySize))
+	req := a.Of("%q|%q", "4242424242424242", "123")
+	tests := []struct {
+		name string
+		got  []byte
+		same bool
+	}{
+		{"the same request", a.Of("%q|%q", "4242424242424242", "123"), true},
+		{"another CVC", a.Of("%q|%q", "4242424242424242", "999"), false},
+		{"another card, the same last four", a.Of("%q|%q", "4242004242424242", "123"), false},
+		{"another service's key", b.Of("%q|%q", "4242424242424242", "123"), false},
+		{"the unkeyed digest", Fingerprint("%q|%q", "4242424242424242", "123"), false},
+	}
+	for _, tc := range tests {
+		if got := Same(req, tc.got); got != tc.same {
+			t.Errorf("%s: got same=%v; want %v", tc.name, got, tc.same)
+		}
+	}
+}

@@ -27,9 +27,24 @@ func AuthEnv() map[string]string {
 	return map[string]string{"AUTH_BCRYPT_COST": "4", "AUTH_KEY_ENCRYPTION_KEY": AuthTestKEK, "AUTH_TRUSTED_CALLERS": "front," + TestIdentity}
 }
 
-// serviceEnv is what every stack service gets besides its database and Consul address.
+// TestFingerprintKey is the key orders and payments fingerprint idempotent requests with in tests (base64 of
+// 32 bytes; never used outside tests).
+const TestFingerprintKey = "c2hvcGxhYi10ZXN0LWZpbmdlcnByaW50cy0xMjM0NTY="
+
+// serviceEnv is what a service gets in tests besides its database and Consul address.
 var serviceEnv = map[string]map[string]string{
-	"auth": AuthEnv(),
+	"auth":     AuthEnv(),
+	"orders":   {"ORDERS_FINGERPRINT_KEY": TestFingerprintKey},
+	"payments": {"PAYMENTS_FINGERPRINT_KEY": TestFingerprintKey},
+}
+
+// Defaults is what name needs in tests besides its database and Consul address (its secrets): a copy.
+func Defaults(name string) map[string]string {
+	out := map[string]string{}
+	for k, v := range serviceEnv[name] {
+		out[k] = v
+	}
+	return out
 }
 
 // StartStack starts names (for example "auth", "catalog") as binaries and waits until each is passing in Consul.
@@ -73,7 +88,9 @@ func (s *Stack) Env(t testing.TB, name string) map[string]string {
 	if s.DSN[name] == "" {
 		s.DSN[name] = NewDatabase(t)
 	}
-	return map[string]string{"CONSUL_HTTP_ADDR": s.Consul.HTTPAddr, "DATABASE_URL": s.DSN[name]}
+	env := Defaults(name)
+	env["CONSUL_HTTP_ADDR"], env["DATABASE_URL"] = s.Consul.HTTPAddr, s.DSN[name]
+	return env
 }
 
 // WaitPassing waits until the instance id of service is passing in Consul.

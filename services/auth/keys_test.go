@@ -159,21 +159,3 @@ func TestKeyEncryptionKeyIsRequired(t *testing.T) {
 		})
 	}
 }
-
-func TestKeyEncryptionKeyFile(t *testing.T) {
-	file := t.TempDir() + "/auth.kek"
-	kek, err := loadKEK("", file)
-	if err != nil || len(kek) != kekSize {
-		t.Fatalf("first load: got %d bytes, %v; want a new %d-byte key", len(kek), err, kekSize)
-	}
-	again, err := loadKEK("", file)
-	if err != nil || !bytes.Equal(again, kek) {
-		t.Fatalf("second load: got %v; want the same key", err)
-	}
-	if err := chmod(file, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := loadKEK("", file); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Fatalf("world-readable key file: got %v; want a refusal", err)
-	}
-}

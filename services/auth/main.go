@@ -82,7 +82,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if _, err := parseTrusted(cfg.trusted); err != nil {
 		return cfg, err
 	}
-	cfg.kek, err = loadKEK(env.String("AUTH_KEY_ENCRYPTION_KEY", ""), env.String("AUTH_KEY_ENCRYPTION_KEY_FILE", ""))
+	cfg.kek, err = app.LoadKey(getenv, "AUTH_KEY_ENCRYPTION_KEY", kekSize)
+	if errors.Is(err, app.ErrNoKey) {
+		err = fmt.Errorf("auth needs a key-encryption key for its signing keys: %w", err)
+	}
 	return cfg, err
 }
 

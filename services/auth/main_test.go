@@ -11,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"shoplab/internal/app"
 	"shoplab/internal/authn"
 	"shoplab/lab/testkit"
 )
@@ -227,7 +228,7 @@ func tamper(token string) string {
 // testSealer opens seeds sealed with the tests' key-encryption key.
 func testSealer(t *testing.T) *sealer {
 	t.Helper()
-	kek, err := decodeKEK("test", testkit.AuthTestKEK)
+	kek, err := app.LoadKey(func(k string) string { return testkit.AuthEnv()[k] }, "AUTH_KEY_ENCRYPTION_KEY", kekSize)
 	if err != nil {
 		t.Fatal(err)
 	}

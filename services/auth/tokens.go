@@ -10,8 +10,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -93,55 +91,6 @@ func (s *sealer) open(kid string, sealed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("open the seed of key %s (is AUTH_KEY_ENCRYPTION_KEY the one it was sealed with?): %w", kid, err)
 	}
 	return seed, nil
-}
-
-// loadKEK reads the key-encryption key: AUTH_KEY_ENCRYPTION_KEY (base64 of 32 bytes), or the file named by
-// AUTH_KEY_ENCRYPTION_KEY_FILE, which is created (mode 0600, random key) when it does not exist yet. Every
-// replica of auth must be given the same key.
-func loadKEK(value, file string) ([]byte, error) {
-	switch {
-	case value != "" && file != "":
-		return nil, errors.New("set AUTH_KEY_ENCRYPTION_KEY or AUTH_KEY_ENCRYPTION_KEY_FILE, not both")
-	case value != "":
-		return decodeKEK("AUTH_KEY_ENCRYPTION_KEY", value)
-	case file == "":
-		return nil, errors.New("auth needs a key-encryption key for its signing keys: set AUTH_KEY_ENCRYPTION_KEY_FILE " +
-			"(a file with mode 0600; created if missing) or AUTH_KEY_ENCRYPTION_KEY (base64 of 32 random bytes)")
-	}
-	b, err := os.ReadFile(file)
-	if errors.Is(err, os.ErrNotExist) {
-		kek := make([]byte, kekSize)
-		if _, err := rand.Read(kek); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("create AUTH_KEY_ENCRYPTION_KEY_FILE: %w", err)
-		}
-		_, werr := f.WriteString(base64.StdEncoding.EncodeToString(kek) + "\n")
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return nil, fmt.Errorf("write AUTH_KEY_ENCRYPTION_KEY_FILE: %w", werr)
-		}
-		return kek, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read AUTH_KEY_ENCRYPTION_KEY_FILE: %w", err)
-	}
-	if st, err := os.Stat(file); err == nil && st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("AUTH_KEY_ENCRYPTION_KEY_FILE %s is readable by others (mode %04o); chmod 600 it", file, st.Mode().Perm())
-	}
-	return decodeKEK("AUTH_KEY_ENCRYPTION_KEY_FILE "+file, strings.TrimSpace(string(b)))
-}
-
-func decodeKEK(what, v string) ([]byte, error) {
-	kek, err := base64.StdEncoding.DecodeString(v)
-	if err != nil || len(kek) != kekSize {
-		return nil, fmt.Errorf("%s: want the base64 encoding of %d random bytes (e.g. head -c32 /dev/urandom | base64)", what, kekSize)
-	}
-	return kek, nil
 }
 
 // keyPolicy is the signing-key lifecycle.

@@ -97,12 +97,12 @@ func decodeCheckout(r *http.Request) (checkoutRequest, error) {
 	return req, err
 }
 
-// fingerprint identifies a checkout request for the idempotency store: the address and the card's brand, last
-// four digits, length and expiry. No digest of the full card number is kept (it could be brute-forced).
-func (req checkoutRequest) fingerprint() []byte {
-	a := req.ShippingAddress
-	return idem.Fingerprint("%q|%q|%q|%q|%q|%s|%s|%d|%d|%d", a.Name, a.Line1, a.City, a.PostalCode, a.Country,
-		card.Brand(req.Card.Number), card.Last4(req.Card.Number), len(req.Card.Number), req.Card.ExpMonth, req.Card.ExpYear)
+// fingerprint identifies a checkout request for the idempotency store: the whole request — the address and
+// the whole card, CVC included — under orders' key (idem.Fingerprinter: nothing stored can be tested against
+// guessed card numbers without it).
+func (req checkoutRequest) fingerprint(f idem.Fingerprinter) []byte {
+	a, c := req.ShippingAddress, req.Card
+	return f.Of("%q|%q|%q|%q|%q|%q|%d|%d|%q", a.Name, a.Line1, a.City, a.PostalCode, a.Country, c.Number, c.ExpMonth, c.ExpYear, c.CVC)
 }
 
 // keyRecord is a stored Idempotency-Key.
@@ -129,7 +129,7 @@ type cartSource interface {
 	Prices(ctx context.Context, ids []string) (map[string]catalogProduct, error)
 }
 
-func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, s *saga, now func() time.Time) http.Handler {
+func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, s *saga, prints idem.Fingerprinter, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		user, _ := authn.FromContext(ctx)
@@ -143,13 +143,13 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 			writeError(w, r, log, err)
 			return
 		}
-		hash := req.fingerprint()
-		rec, created, err := claimKey(ctx, log, store, carts, user.UserID, key, req, now)
+		hash := req.fingerprint(prints)
+		rec, created, err := claimKey(ctx, log, store, carts, user.UserID, key, req, hash, now)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		if string(rec.Hash) != string(hash) {
+		if !idem.Same(rec.Hash, hash) {
 			writeError(w, r, log, idem.ErrKeyReused)
 			return
 		}
@@ -188,7 +188,7 @@ func handleCreateOrder(log hclog.Logger, store checkoutStore, carts cartSource, 
 // record. Nearly every key is new, so the cart is priced before the key is looked up (one query less per
 // checkout); a repeated request that cannot price the cart (emptied by the first, a product gone since) finds
 // the key's record instead of the error.
-func claimKey(ctx context.Context, log hclog.Logger, store checkoutStore, carts cartSource, userID, key string, req checkoutRequest, now func() time.Time) (keyRecord, *order, error) {
+func claimKey(ctx context.Context, log hclog.Logger, store checkoutStore, carts cartSource, userID, key string, req checkoutRequest, hash []byte, now func() time.Time) (keyRecord, *order, error) {
 	o, err := priceCart(ctx, carts, userID, req, now)
 	if err != nil {
 		rec, found, lookErr := store.KeyRecord(ctx, userID, key)
@@ -200,7 +200,7 @@ func claimKey(ctx context.Context, log hclog.Logger, store checkoutStore, carts 
 		}
 		return keyRecord{}, nil, err
 	}
-	rec, created, err := store.CreateOrder(ctx, o, key, req.fingerprint())
+	rec, created, err := store.CreateOrder(ctx, o, key, hash)
 	if err != nil || !created {
 		return rec, nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"shoplab/internal/app"
 	"shoplab/internal/authn"
 	"shoplab/internal/consulx"
+	"shoplab/internal/idem"
 	"shoplab/internal/svcclient"
 )
 
@@ -33,6 +34,9 @@ type config struct {
 	recoveryAge   time.Duration // ORDERS_RECOVERY_AGE: a pending order untouched this long is recovered, default 1m
 	recoveryLease time.Duration // ORDERS_RECOVERY_LEASE: a replica's claim on a stuck order, doubling per failure, default 1m
 	callTimeout   time.Duration // ORDERS_CALL_TIMEOUT: per call to another service, default 5s
+	// prints fingerprints checkout requests under ORDERS_FINGERPRINT_KEY or ORDERS_FINGERPRINT_KEY_FILE
+	// (required: the same on every instance).
+	prints idem.Fingerprinter
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
@@ -49,6 +53,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	if cfg.recoveryEvery <= 0 || cfg.recoveryLease < 100*time.Millisecond {
 		return fmt.Errorf("ORDERS_RECOVERY_INTERVAL must be more than 0 and ORDERS_RECOVERY_LEASE at least 100ms")
 	}
+	key, err := app.LoadKey(getenv, "ORDERS_FINGERPRINT_KEY", idem.KeySize)
+	if err != nil {
+		return fmt.Errorf("orders needs a key for the fingerprints of checkouts under an Idempotency-Key: %w", err)
+	}
+	cfg.prints = idem.NewFingerprinter(key)
 	rt, err := app.Boot(ctx, "orders", "127.0.0.1:8084", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
@@ -74,7 +83,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	}()
 	defer func() { stopWorker(); <-workerDone }()
 
-	handler := routes(rt.Log, store, s, deps, authn.NewRemote(rt.Ctx, services, rt.Config.JWKSRefresh, rt.Log), rt.Metrics, rt.Checks())
+	handler := routes(rt.Log, store, s, deps, cfg.prints, authn.NewRemote(rt.Ctx, services, rt.Config.JWKSRefresh, rt.Log), rt.Metrics, rt.Checks())
 	// Checkout repeats only under its Idempotency-Key; cancelling happens once however often it is asked.
 	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Keyed: []string{"POST /v1/orders"}, Routes: []string{"POST /v1/orders/*/cancel"}}
 	return rt.Serve(app.Service{Handler: handler, Public: true, Mesh: true, Ready: rt.Ready, Retry: retry})

@@ -204,6 +204,15 @@ func TestConcurrentSameKey(t *testing.T) {
 		t.Fatalf("later repeat: got %d %s; want the same 201", r.Status, r.Body)
 	}
 	testkit.WantError(t, f.checkout(t, u, "one-key", strings.Replace(body, "London", "Paris", 1)), 409, "idempotency_key_reused")
+	// The whole card is fingerprinted (issue 28 §6): the same key with another CVC, or another card with the same
+	// brand, length and last four digits, is another request — before, each answered the first order's 201 (and
+	// a saga resumed by it would have charged the new card).
+	for _, other := range []string{strings.Replace(body, `"cvc":"123"`, `"cvc":"999"`, 1), strings.Replace(body, "4242424242424242", "4242004242424242", 1)} {
+		if other == body {
+			t.Fatalf("the test's checkout body has changed: %s", body)
+		}
+		testkit.WantError(t, f.checkout(t, u, "one-key", other), 409, "idempotency_key_reused")
+	}
 	if n := f.count(t, "payments", `SELECT count(*) FROM payments`); n != 1 {
 		t.Fatalf("payments after the repeats: got %d; want 1", n)
 	}

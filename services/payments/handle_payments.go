@@ -70,11 +70,12 @@ func decodeCharge(r *http.Request) (chargeRequest, error) {
 	return req, err
 }
 
-// fingerprint identifies a request for the idempotency store. It covers everything but the card number's
-// middle digits: no digest of a full card number is ever stored (one could be reversed by brute force).
-func (req chargeRequest) fingerprint() []byte {
-	return idem.Fingerprint("%s|%d|%s|%s|%s|%d|%d|%d", req.OrderID, req.AmountCents, req.Currency,
-		card.Brand(req.Card.Number), card.Last4(req.Card.Number), len(req.Card.Number), req.Card.ExpMonth, req.Card.ExpYear)
+// fingerprint identifies a request for the idempotency store: the whole request, the whole card and its CVC
+// too, under payments' key (idem.Fingerprinter: nothing stored can be tested against guessed card numbers
+// without it).
+func (req chargeRequest) fingerprint(f idem.Fingerprinter) []byte {
+	c := req.Card
+	return f.Of("%q|%d|%q|%q|%d|%d|%q", req.OrderID, req.AmountCents, req.Currency, c.Number, c.ExpMonth, c.ExpYear, c.CVC)
 }
 
 // decide authorises or declines a charge, as the test-card rules say.
@@ -129,7 +130,7 @@ type charger interface {
 	Charge(ctx context.Context, key string, fingerprint []byte, p payment, render func(existing payment, fresh bool) (web.Answer, error)) (web.Answer, bool, error)
 }
 
-func handleCharge(log hclog.Logger, store charger, now func() time.Time) http.Handler {
+func handleCharge(log hclog.Logger, store charger, prints idem.Fingerprinter, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, err := idem.Key(r)
 		if err != nil {
@@ -142,7 +143,7 @@ func handleCharge(log hclog.Logger, store charger, now func() time.Time) http.Ha
 			return
 		}
 		p := decide(req, now())
-		a, created, err := store.Charge(r.Context(), key, req.fingerprint(), p, func(got payment, fresh bool) (web.Answer, error) {
+		a, created, err := store.Charge(r.Context(), key, req.fingerprint(prints), p, func(got payment, fresh bool) (web.Answer, error) {
 			return render(r, got, fresh, req)
 		})
 		if err != nil {

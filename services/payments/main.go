@@ -12,6 +12,7 @@ import (
 
 	"shoplab/internal/app"
 	"shoplab/internal/consulx"
+	"shoplab/internal/idem"
 )
 
 //go:embed migrations/*.sql
@@ -25,12 +26,16 @@ func main() {
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
+	key, err := app.LoadKey(getenv, "PAYMENTS_FINGERPRINT_KEY", idem.KeySize)
+	if err != nil {
+		return fmt.Errorf("payments needs a key for the fingerprints of charges under an Idempotency-Key: %w", err)
+	}
 	rt, err := app.Boot(ctx, "payments", "127.0.0.1:8085", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	handler := routes(rt.Log, &postgresStore{db: rt.DB}, rt.Metrics, rt.Checks())
+	handler := routes(rt.Log, &postgresStore{db: rt.DB}, idem.NewFingerprinter(key), rt.Metrics, rt.Checks())
 	// Charges repeat only under their Idempotency-Key; voids and refunds are idempotent per order and payment.
 	retry := consulx.RetryPolicy{Methods: []string{"GET", "HEAD"}, Keyed: []string{"POST /v1/payments"},
 		Routes: []string{"POST /v1/payments/void", "POST /v1/payments/*/refund"}}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"database/sql"
 	"fmt"
 	"io"
@@ -23,7 +25,9 @@ type paymentsUnderTest struct {
 func startPayments(t *testing.T) *paymentsUnderTest {
 	t.Helper()
 	dsn := testkit.NewDatabase(t)
-	svc := testkit.Run(t, "payments", run, map[string]string{"DATABASE_URL": dsn, "CONSUL_HTTP_ADDR": testkit.SharedConsul(t).HTTPAddr})
+	env := testkit.Defaults("payments")
+	env["DATABASE_URL"], env["CONSUL_HTTP_ADDR"] = dsn, testkit.SharedConsul(t).HTTPAddr
+	svc := testkit.Run(t, "payments", run, env)
 	db, err := sql.Open("postgres", dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +109,19 @@ func TestIdempotency(t *testing.T) {
 		t.Fatalf("replay: got %d %s then %d %s; want the same 201 twice", first.Status, first.Body, again.Status, again.Body)
 	}
 	testkit.WantError(t, charge(t, p.URL, "k1", chargeBody("ord_1", 4300, "4242424242424242")), 409, "idempotency_key_reused")
+	// The whole card is fingerprinted (issue 28 §6): another card with the same brand, length and last four
+	// digits, or another CVC, is another request. Before, both answered 201 with the first card's payment.
+	testkit.WantError(t, charge(t, p.URL, "k1", chargeBody("ord_1", 4200, "4242004242424242")), 409, "idempotency_key_reused")
+	testkit.WantError(t, charge(t, p.URL, "k1", strings.Replace(body, `"cvc":"123"`, `"cvc":"999"`, 1)), 409, "idempotency_key_reused")
+	// What is stored is keyed: no digest anyone could compute without payments' key.
+	var stored []byte
+	if err := p.db.QueryRow(`SELECT request_hash FROM idempotency_keys WHERE key = 'k1'`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	unkeyed := sha256.Sum256(fmt.Appendf(nil, "%q|%d|%q|%q|%d|%d|%q", "ord_1", 4200, "USD", "4242424242424242", 12, time.Now().Year()+2, "123"))
+	if len(stored) != sha256.Size || bytes.Equal(stored, unkeyed[:]) {
+		t.Fatalf("stored fingerprint: got %x; want an HMAC of 32 bytes, not the plain SHA-256 of the request", stored)
+	}
 	// Another key for the same order: still one payment per order.
 	other := charge(t, p.URL, "k2", body)
 	if other.Status != 200 || p.count(t, "order_id = 'ord_1'") != 1 {

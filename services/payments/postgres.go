@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -97,7 +96,7 @@ func (s *postgresStore) Charge(ctx context.Context, key string, fingerprint []by
 			Scan(&hash, &a.Status, &a.Body); err != nil {
 			return web.Answer{}, false, fmt.Errorf("load idempotency key: %w", err)
 		}
-		if !bytes.Equal(hash, fingerprint) {
+		if !idem.Same(hash, fingerprint) {
 			return web.Answer{}, false, idem.ErrKeyReused
 		}
 		return a, false, tx.Commit()
