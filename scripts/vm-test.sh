@@ -76,7 +76,17 @@ export VAGRANT_DOTFILE_PATH=$work/dotvagrant SHOPLAB_LAB_DIR=$work/lab SHOPLAB_B
 export SHOPLAB_LIBVIRT_DRIVER=qemu SHOPLAB_LIBVIRT_KERNEL=$work/image/vmlinuz SHOPLAB_LIBVIRT_INITRD=$work/image/initrd.img
 # tsc=reliable: no clocksource watchdog waking each guest twice a second to compare its TSC with the HPET (the
 # guests' TSC is QEMU's clock); nowatchdog: no soft-lockup detector, which a starved guest trips by design.
-export SHOPLAB_LIBVIRT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet net.ifnames=0 tsc=reliable nowatchdog"
+cmdline="root=/dev/vda rw console=ttyS0 quiet net.ifnames=0 tsc=reliable nowatchdog"
+# tsc_early_khz: under emulation a guest's TSC counts at the host's TSC frequency, so the guest is told it rather
+# than left to measure it while starved — once (cart-1, 2026-12-07) it measured about a fifth, its clock ran five
+# times fast (66 minutes ahead after 13), and every token auth issued was "expired" there; with tsc=reliable no
+# watchdog notices. Only where the host itself was given its TSC's frequency (tsc_known_freq: a virtual machine
+# such as CI's), whose "cpu MHz" is then that frequency; elsewhere check_clocks still catches a guest that drifts.
+if grep -qw tsc_known_freq /proc/cpuinfo; then
+  tsc_khz=$(awk -F: '/^cpu MHz/ { printf "%d", $2 * 1000; exit }' /proc/cpuinfo)
+  [[ -z $tsc_khz ]] || cmdline+=" tsc_early_khz=$tsc_khz"
+fi
+export SHOPLAB_LIBVIRT_CMDLINE=$cmdline
 export SHOPLAB_LIBVIRT_POOL=$pool SHOPLAB_LIBVIRT_PREFIX=$prefix SHOPLAB_BOOT_TIMEOUT=900 SHOPLAB_SSH_TIMEOUT=50
 ha=${SHOPLAB_VMTEST_HA:-0}
 if [[ $ha == 1 ]]; then
@@ -490,8 +500,25 @@ check_consul_tls() {
   log "Consul TLS: consul-1 refused $code non-TLS RPC connection(s) from the intruder"
 }
 
+# check_clocks: every guest's clock agrees with the host's within 10 s. Tokens, Consul's sessions and the
+# failover figures all depend on it; a guest whose clock runs fast (a TSC measured wrong) fails here, named, with
+# what its kernel measured, rather than later as tokens "expired" on one service.
+check_clocks() {
+  local vm guest offset worst=0
+  for vm in $(virsh list --name 2>/dev/null | grep "^$prefix" | sed "s/^$prefix//"); do
+    guest=$(VM_SSH_TIMEOUT=60 vm_ssh "$vm" 'date +%s.%N' 2>/dev/null | tr -d '\r') || die "$vm: could not read its clock"
+    offset=$(awk -v g="$guest" -v h="$(now)" 'BEGIN { d = g - h; if (d < 0) d = -d; printf "%.1f", d }')
+    if awk -v d="$offset" 'BEGIN { exit !(d > 10) }'; then
+      die "$vm's clock is ${offset}s off the host's; its kernel measured: $(vm_ssh "$vm" 'sudo dmesg | grep -i "tsc" | tail -3' 2>/dev/null | tr '\n' ' ')"
+    fi
+    worst=$(awk -v a="$worst" -v b="$offset" 'BEGIN { print (b > a ? b : a) }')
+  done
+  log "clocks: every guest within ${worst}s of the host's"
+}
+
 phase_checks() {
   wait_all_passing
+  check_clocks
   check_mesh
   check_operator
   check_no_secret_in_argv
