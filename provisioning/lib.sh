@@ -544,8 +544,10 @@ bootstrap:
     # the primary stays primary while it can still reach every member over Patroni's API (DCS failsafe mode),
     # instead of demoting itself after retry_timeout.
     failsafe_mode: true
-    # A commit is acknowledged once the synchronous standby has it: no acknowledged write is lost when the
-    # primary goes. With the standby gone the primary goes on alone (synchronous_mode_strict off).
+    # A commit is acknowledged once the synchronous standby has applied it (remote_apply below): no acknowledged
+    # write is lost when the primary goes, and a read the services send to that standby while the primary is
+    # away is never older than a write they were told succeeded. With the standby gone the primary goes on alone
+    # (synchronous_mode_strict off), and the services' reads wait for a primary (the standby is not /sync).
     synchronous_mode: true
     postgresql:
       use_pg_rewind: true
@@ -557,7 +559,7 @@ bootstrap:
         max_wal_senders: 5
         max_replication_slots: 5
         max_connections: 100
-        synchronous_commit: "on"
+        synchronous_commit: remote_apply
   initdb:
     - encoding: UTF8
     - data-checksums
@@ -677,13 +679,16 @@ render_service_env() {
       # is refused at once and opened again, rather than failing the writes it would carry.
       printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=read-write\n" \
         "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
-      # A Patroni cluster: the member on this VM serves reads while there is no primary. Not any member by its
-      # Consul name: a powered-off member stays in that name until Consul notices (up to half a minute), and a
-      # read or readiness check that picks it waits out its connect timeout; this VM's own one is either up or
-      # takes this instance out of rotation with it.
+      # A Patroni cluster: the member on this VM serves reads while there is no primary — while its Patroni says
+      # it is the synchronous standby or the primary (DATABASE_READ_GATE), which with remote_apply have every
+      # commit a client was told of. Not any member by its Consul name: a powered-off member stays in that name
+      # until Consul notices (up to half a minute), and a read or readiness check that picks it waits out its
+      # connect timeout; this VM's own one is either up or takes this instance out of rotation with it.
       if [[ ${DB_PATRONI:-no} == yes ]]; then
         printf "DATABASE_READ_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=any\n" \
           "$SHOPLAB_IP" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
+        printf 'DATABASE_READ_GATE=http://%s:%s/sync,http://%s:%s/primary\n' \
+          "$SHOPLAB_IP" "${PATRONI_API_PORT:-8008}" "$SHOPLAB_IP" "${PATRONI_API_PORT:-8008}"
       fi
     fi
   } >"$out"

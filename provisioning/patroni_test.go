@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -22,6 +23,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	_ "github.com/lib/pq"
 
+	"shoplab/internal/app"
 	"shoplab/internal/pgdb"
 	"shoplab/lab"
 	"shoplab/lab/pgcluster"
@@ -224,26 +226,99 @@ func TestPatroniCluster(t *testing.T) {
 		t.Fatalf("after Consul came back: leader %s; want %s still", got, primary.name)
 	}
 
-	// 4. The leader crashes: the standby is promoted with every committed row. Until then a service's reads
-	// are served by the standby (its DATABASE_READ_URL pool), at once rather than after the retry wait.
+	// 4. Read-your-writes through the failover (issue 27 §1). A commit is acknowledged only once the synchronous
+	// standby has applied it (remote_apply): with the standby's replay paused, a write waits (Patroni resumes
+	// the replay at its next loop), and once it is acknowledged the standby has it — with synchronous_commit
+	// on it was acknowledged at once and a read from the paused standby missed it. A write whose wait is cut
+	// short by its deadline is reported failed (a MaybeRanError), never as written.
 	served, err := pgdb.Open(context.Background(), dsn(primary), 10*time.Second, hclog.NewNullLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer served.Close()
+	su := openDB(t, fmt.Sprintf("host=%s port=%d dbname=catalog user=postgres password=su-pw sslmode=disable connect_timeout=5", replica.ip, replica.pgPort))
+	defer su.Close()
+	pause := func() {
+		t.Helper()
+		if _, err := su.Exec(`SELECT pg_wal_replay_pause()`); err != nil {
+			t.Fatalf("pause the standby's replay: %v", err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var state string
+			if err := su.QueryRow(`SELECT pg_get_wal_replay_pause_state()`).Scan(&state); err == nil && state == "paused" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the standby's replay did not pause within 5s")
+			}
+		}
+	}
+	onStandby := func(sku string) bool {
+		t.Helper()
+		var n int
+		if err := su.QueryRow(`SELECT count(*) FROM stock WHERE sku = $1`, sku).Scan(&n); err != nil {
+			t.Fatalf("read on the standby: %v", err)
+		}
+		return n == 1
+	}
+	pause()
+	if _, err := served.ExecContext(context.Background(), `INSERT INTO stock VALUES ('paused', 1)`); err != nil {
+		t.Fatalf("a write while the standby's replay is paused: %v", err)
+	}
+	if !onStandby("paused") {
+		t.Fatal("a write acknowledged while the standby's replay was paused is not on the standby: a read there would miss it")
+	}
+	cut := false
+	for try := 0; try < 5 && !cut; try++ {
+		pause()
+		sku := fmt.Sprintf("cut-%d", try)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := served.ExecContext(ctx, `INSERT INTO stock VALUES ($1, 0)`, sku)
+		cancel()
+		var maybe *pgdb.MaybeRanError
+		switch {
+		case errors.As(err, &maybe):
+			cut = true
+		case err == nil && !onStandby(sku):
+			t.Fatalf("try %d: a write reported done is not on the synchronous standby", try+1)
+		}
+	}
+	if !cut {
+		t.Fatal("5 writes with a 300 ms deadline while the standby's replay was paused: none reported as cut short (want a MaybeRanError)")
+	}
+	if _, err := su.Exec(`SELECT pg_wal_replay_resume()`); err != nil {
+		t.Fatalf("resume the standby's replay: %v", err)
+	}
+
+	// The leader crashes right after a write was acknowledged: a service's reads go at once to the standby (its
+	// DATABASE_READ_URL pool, read while the standby's Patroni says /sync: DATABASE_READ_GATE as the lab renders
+	// it) and find the write; then the standby is promoted with every committed row. The old leader's own
+	// Patroni, asked the same, says no: it is neither (it is gone).
+	gateURL := func(n *patroniNode) []string {
+		return []string{fmt.Sprintf("http://%s:%d/sync", n.ip, n.apiPort), fmt.Sprintf("http://%s:%d/primary", n.ip, n.apiPort)}
+	}
+	if !app.ReadGate(gateURL(replica))(context.Background()) {
+		t.Fatalf("the synchronous standby's Patroni: /sync or /primary did not answer 200\n%s", logs())
+	}
 	standby, err := pgdb.Pool(dsn(replica))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer standby.Close()
-	service := pgdb.WrapRetrying(served, 3*time.Second, hclog.NewNullLogger()).ReadFrom(standby)
+	service := pgdb.WrapRetrying(served, 3*time.Second, hclog.NewNullLogger()).ReadFrom(standby, app.ReadGate(gateURL(replica)))
+	if _, err := served.ExecContext(context.Background(), `INSERT INTO stock VALUES ('last', 1)`); err != nil {
+		t.Fatalf("the last write before the crash: %v", err)
+	}
 	killed := time.Now()
 	kill(primary)
+	if app.ReadGate(gateURL(primary))(context.Background()) {
+		t.Fatal("the killed leader's gate: got yes; want no")
+	}
 	for i := range 5 {
 		var n int
 		start := time.Now()
-		if err := service.QueryRowContext(context.Background(), `SELECT count(*) FROM stock`).Scan(&n); err != nil || n != 20 || time.Since(start) > 2*time.Second {
-			t.Fatalf("read %d with the leader dead: got %d rows, %v after %v; want 20 from the standby within 2s", i+1, n, err, time.Since(start))
+		if err := service.QueryRowContext(context.Background(), `SELECT count(*) FROM stock WHERE sku IN ('last', 'paused')`).Scan(&n); err != nil || n != 2 || time.Since(start) > 2*time.Second {
+			t.Fatalf("read %d with the leader dead: got %d rows, %v after %v; want the last write (and the paused one) from the standby within 2s", i+1, n, err, time.Since(start))
 		}
 	}
 	waitCluster(t, consul.Client, 90*time.Second, replica.name, logs)
@@ -251,8 +326,8 @@ func TestPatroniCluster(t *testing.T) {
 	db = openDB(t, dsn(replica))
 	defer db.Close()
 	var rows, sum int
-	if err := db.QueryRow(`SELECT count(*), coalesce(sum(n), 0) FROM stock`).Scan(&rows, &sum); err != nil || rows != 20 || sum != 190 {
-		t.Fatalf("rows on the promoted member: got %d rows, sum %d, err %v; want 20, 190", rows, sum, err)
+	if err := db.QueryRow(`SELECT count(*), coalesce(sum(n), 0) FROM stock WHERE sku NOT LIKE 'cut-%'`).Scan(&rows, &sum); err != nil || rows != 22 || sum != 192 {
+		t.Fatalf("rows on the promoted member: got %d rows, sum %d, err %v; want 22, 192", rows, sum, err)
 	}
 	if _, err := db.Exec(`INSERT INTO stock VALUES ('after', 1)`); err != nil {
 		t.Fatalf("write on the promoted member: %v", err)

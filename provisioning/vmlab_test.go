@@ -321,7 +321,8 @@ func TestServiceEnv(t *testing.T) {
 	b, _ = os.ReadFile(file)
 	for _, want := range []string{
 		"DATABASE_URL=host=primary.catalog-db.service.consul port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=read-write",
-		"DATABASE_READ_URL=host=192.168.56.111 port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=any"} {
+		"DATABASE_READ_URL=host=192.168.56.111 port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=any",
+		"DATABASE_READ_GATE=http://192.168.56.111:8008/sync,http://192.168.56.111:8008/primary"} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Fatalf("env file of a Patroni cluster's service: want %q in\n%s", want, b)
 		}

@@ -13,6 +13,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -40,22 +41,25 @@ type Config struct {
 	Advertise       string
 	InstanceID      string
 	DatabaseURL     string
-	DatabaseReadURL string // any member of the database's cluster, for reads while it has no primary (pgdb.ReadFrom)
-	Consul          consulx.ClientConfig
-	LogLevel        string
-	LogJSON         bool
-	LogFlush        time.Duration // how long log lines may wait to be written together (0: each at once)
-	CheckInterval   time.Duration
-	CheckTimeout    time.Duration
-	DeregisterAfter time.Duration
-	ShutdownTimeout time.Duration
-	ShutdownGrace   time.Duration
-	DBWait          time.Duration // how long a starting service waits for its database to answer
-	DBRetryWait     time.Duration // how long a statement waits for a primary during a failover (pgdb)
-	DBFailoverGrace time.Duration // how long readiness only warns while the database has no primary
-	JWKSRefresh     time.Duration // how often a verifying service fetches auth's signing keys again
-	OpsListen       string        // where a mesh service serves /health and /metrics in plain HTTP
-	MeshAuthzTTL    time.Duration // how long an intention decision is cached per caller
+	DatabaseReadURL string // a member of the database's cluster, for reads while it has no primary (pgdb.ReadFrom)
+	// DatabaseReadGate are URLs of which one answers 200 while that member may be read: it has applied every
+	// acknowledged commit (Patroni's /sync and /primary of the member; required with DatabaseReadURL).
+	DatabaseReadGate []string
+	Consul           consulx.ClientConfig
+	LogLevel         string
+	LogJSON          bool
+	LogFlush         time.Duration // how long log lines may wait to be written together (0: each at once)
+	CheckInterval    time.Duration
+	CheckTimeout     time.Duration
+	DeregisterAfter  time.Duration
+	ShutdownTimeout  time.Duration
+	ShutdownGrace    time.Duration
+	DBWait           time.Duration // how long a starting service waits for its database to answer
+	DBRetryWait      time.Duration // how long a statement waits for a primary during a failover (pgdb)
+	DBFailoverGrace  time.Duration // how long readiness only warns while the database has no primary
+	JWKSRefresh      time.Duration // how often a verifying service fetches auth's signing keys again
+	OpsListen        string        // where a mesh service serves /health and /metrics in plain HTTP
+	MeshAuthzTTL     time.Duration // how long an intention decision is cached per caller
 }
 
 // Load reads the shared configuration of service from getenv.
@@ -68,7 +72,8 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 		InstanceID:  env.String("SERVICE_ID", ""),
 		DatabaseURL: env.String("DATABASE_URL", ""),
 		// Empty: reads wait for the primary like writes (one PostgreSQL, as in make run).
-		DatabaseReadURL: env.String("DATABASE_READ_URL", ""),
+		DatabaseReadURL:  env.String("DATABASE_READ_URL", ""),
+		DatabaseReadGate: strings.FieldsFunc(env.String("DATABASE_READ_GATE", ""), func(r rune) bool { return r == ',' }),
 		Consul: consulx.ClientConfig{
 			Address: env.String("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
 			Token:   env.String("CONSUL_HTTP_TOKEN", ""),
@@ -93,6 +98,15 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 	}
 	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
 		env.fail("LOG_LEVEL", c.LogLevel, "trace, debug, info, warn or error")
+	}
+	if (c.DatabaseReadURL == "") != (len(c.DatabaseReadGate) == 0) {
+		env.fail("DATABASE_READ_GATE", strings.Join(c.DatabaseReadGate, ","),
+			"set with DATABASE_READ_URL and only with it: URLs of which one answers 200 while that member has every acknowledged commit (Patroni's /sync,/primary)")
+	}
+	for _, u := range c.DatabaseReadGate {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			env.fail("DATABASE_READ_GATE", u, "http:// or https:// URLs, comma-separated")
+		}
 	}
 	return c, env.Err()
 }
@@ -404,15 +418,44 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 	}
 	reg.WatchDB(db, c.Service)
 	wrapped := pgdb.WrapRetrying(db, c.DBRetryWait, log.Named("db"))
-	var reads *sql.DB
+	var (
+		reads *sql.DB
+		gate  func(context.Context) bool
+	)
 	if c.DatabaseReadURL != "" {
 		if reads, err = pgdb.Pool(c.DatabaseReadURL); err != nil {
 			db.Close()
 			return nil, nil, fmt.Errorf("DATABASE_READ_URL: %w", err)
 		}
-		wrapped.ReadFrom(reads)
+		gate = ReadGate(c.DatabaseReadGate)
+		wrapped.ReadFrom(reads, gate)
 	}
-	return wrapped, readiness(schema, db, reads, c.DBFailoverGrace), nil
+	return wrapped, readiness(schema, db, reads, gate, c.DBFailoverGrace), nil
+}
+
+// ReadGate asks urls in turn (each within a second) and says yes at the first 200: in the VM lab the Patroni
+// member beside the service, /sync then /primary — a synchronous standby, with remote_apply, or the primary has
+// every commit a client was told of.
+func ReadGate(urls []string) func(context.Context) bool {
+	client := &http.Client{Timeout: time.Second}
+	return func(ctx context.Context) bool {
+		for _, u := range urls {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if err != nil {
+				continue
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				continue
+			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // readiness is the database's readiness check: it fails when the database does not answer or its schema is
@@ -420,18 +463,24 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 // primary for less than grace, counted from the first check that found it gone: every instance shares that
 // primary, so taking them all out of rotation for a failover's few seconds would turn the requests that wait
 // for the new primary (DB_RETRY_WAIT) into 503s from the front. With a replica pool (reads, nil without) it
-// keeps warning for as long as a replica answers: the instance still serves every read.
+// keeps warning for as long as the replica answers and its gate says it may be read: the instance still serves
+// every read.
 //
 // Once a check has found the primary gone, the next ones ask the replica beside the primary rather than after
 // it: a primary on a powered-off host does not refuse, it stays silent until the check's time is up, and a
 // replica asked afterwards would have no time left to answer (each check has a few seconds, and Consul's
 // interval is longer than grace: measuring from the last passing check would fail at the first one).
-func readiness(schema *pgdb.Schema, db, reads *sql.DB, grace time.Duration) func(context.Context) error {
+func readiness(schema *pgdb.Schema, db, reads *sql.DB, gate func(context.Context) bool, grace time.Duration) func(context.Context) error {
 	var failingSince atomic.Int64 // unix nanoseconds of the first check of the current run of failures; 0 while passing
 	return func(ctx context.Context) error {
 		var replica <-chan error
 		if reads != nil && (failingSince.Load() != 0 || grace <= 0) {
-			replica = within(ctx, func() error { return reads.PingContext(ctx) })
+			replica = within(ctx, func() error {
+				if !gate(ctx) {
+					return errors.New("the replica may not have every acknowledged commit")
+				}
+				return reads.PingContext(ctx)
+			})
 		}
 		err := <-within(ctx, func() error { return schema.Check(ctx, db) })
 		if err == nil {

@@ -92,23 +92,26 @@ func TestReadinessThroughAFailover(t *testing.T) {
 	defer primary.Close()
 
 	const grace, interval, checkTime = 300 * time.Millisecond, 400 * time.Millisecond, 500 * time.Millisecond
+	yes := func(context.Context) bool { return true }
+	no := func(context.Context) bool { return false }
 	checks := []struct {
 		name  string
 		check func(context.Context) error
 	}{
-		{"alone", readiness(&pgdb.Schema{}, primary, nil, grace)},
-		{"with a replica", readiness(&pgdb.Schema{}, primary, replica, grace)},
+		{"alone", readiness(&pgdb.Schema{}, primary, nil, nil, grace)},
+		{"with a replica", readiness(&pgdb.Schema{}, primary, replica, yes, grace)},
+		{"with a replica that may be behind (its gate says no)", readiness(&pgdb.Schema{}, primary, replica, no, grace)},
 	}
 	steps := []struct {
 		name  string
 		do    func()
-		wants [2]string // alone, with a replica
+		wants [3]string // alone, with a replica, with one behind
 	}{
-		{"primary up", func() {}, [2]string{"pass", "pass"}},
-		{"primary silent, first check", proxy.Hang, [2]string{"warn", "warn"}},
-		{"primary silent, after the grace", func() {}, [2]string{"fail", "warn"}},
-		{"primary silent, later", func() {}, [2]string{"fail", "warn"}},
-		{"primary back", proxy.Restore, [2]string{"pass", "pass"}},
+		{"primary up", func() {}, [3]string{"pass", "pass", "pass"}},
+		{"primary silent, first check", proxy.Hang, [3]string{"warn", "warn", "warn"}},
+		{"primary silent, after the grace", func() {}, [3]string{"fail", "warn", "fail"}},
+		{"primary silent, later", func() {}, [3]string{"fail", "warn", "fail"}},
+		{"primary back", proxy.Restore, [3]string{"pass", "pass", "pass"}},
 	}
 	for _, step := range steps {
 		step.do()
@@ -123,5 +126,26 @@ func TestReadinessThroughAFailover(t *testing.T) {
 			}
 		}
 		time.Sleep(interval)
+	}
+}
+
+// TestReadGateConfig: a replica pool comes with its gate, and the gate only with the pool.
+func TestReadGateConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		ok   bool
+	}{
+		{"neither", map[string]string{}, true},
+		{"both", map[string]string{"DATABASE_READ_URL": "host=x", "DATABASE_READ_GATE": "http://10.0.0.1:8008/sync,http://10.0.0.1:8008/primary"}, true},
+		{"a pool without its gate", map[string]string{"DATABASE_READ_URL": "host=x"}, false},
+		{"a gate without a pool", map[string]string{"DATABASE_READ_GATE": "http://10.0.0.1:8008/sync"}, false},
+		{"a gate that is no URL", map[string]string{"DATABASE_READ_URL": "host=x", "DATABASE_READ_GATE": "10.0.0.1:8008"}, false},
+	}
+	for _, tc := range tests {
+		_, err := Load("x", "127.0.0.1:1", func(k string) string { return tc.env[k] })
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: got %v; want ok=%v", tc.name, err, tc.ok)
+		}
 	}
 }

@@ -157,7 +157,8 @@ func readOnly(query string) bool {
 // replica pool at once when there is one (ReadFrom), and reads go there first for readsWindow after. Nothing
 // is worked out before op has failed, not even a kindByText statement's kind: this runs around every statement.
 func (d *DB) retry(ctx context.Context, k kind, query string, op func(reads bool) error) error {
-	if d.reads != nil && time.Now().UnixNano() < d.readsUntil.Load() && k != kindBegin && k != kindWrite && readOnly(query) {
+	if d.reads != nil && time.Now().UnixNano() < d.readsUntil.Load() && k != kindBegin && k != kindWrite && readOnly(query) &&
+		d.readsAllowed(ctx) {
 		if err := op(true); err == nil || !Unavailable(err) {
 			return err
 		}
@@ -175,7 +176,9 @@ func (d *DB) retry(ctx context.Context, k kind, query string, op func(reads bool
 	d.purgeIdle(err)
 	if k == kindRead && d.reads != nil {
 		d.readsUntil.Store(time.Now().Add(readsWindow).UnixNano())
-		if rerr := op(true); rerr == nil {
+		if !d.readsAllowed(ctx) {
+			d.log.Debug("the primary missed a read; the replica may be behind, so the read waits for a primary")
+		} else if rerr := op(true); rerr == nil {
 			d.log.Info("the primary missed a read; a replica served it", "error", err)
 			return nil
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -205,8 +206,9 @@ func TestFailoverGap(t *testing.T) {
 }
 
 // TestReadsFromReplica: while the primary is gone, a read runs on the replica pool (ReadFrom) at once instead
-// of waiting out the retry wait, and the reads after it go there first; a write never does, and still waits
-// for the primary; once the window has passed, reads are the primary's again.
+// of waiting out the retry wait, and the reads after it go there first — but only while the gate says the
+// replica has every acknowledged commit; otherwise it waits for the primary like a write. A write never goes
+// there, and still waits for the primary; once the window has passed, reads are the primary's again.
 func TestReadsFromReplica(t *testing.T) {
 	pc := newPrivateCluster(t)
 	ctx := context.Background()
@@ -216,7 +218,8 @@ func TestReadsFromReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer replica.Close()
-	db := pgdb.WrapRetrying(sdb, 2*time.Second, hclog.NewNullLogger()).ReadFrom(replica)
+	var current atomic.Bool // the gate: whether the replica may be read
+	db := pgdb.WrapRetrying(sdb, 2*time.Second, hclog.NewNullLogger()).ReadFrom(replica, func(context.Context) bool { return current.Load() })
 	// The same table on both, each saying which it is.
 	for name, on := range map[string]interface {
 		ExecContext(context.Context, string, ...any) (sql.Result, error)
@@ -239,6 +242,10 @@ func TestReadsFromReplica(t *testing.T) {
 	}
 
 	pc.stop()
+	if got, took, err := read(); !pgdb.Unavailable(err) || took < 1500*time.Millisecond {
+		t.Errorf("read with the primary gone and a replica that may be behind: got %q, %v after %v; want Unavailable after the 2s wait, never the replica", got, err, took)
+	}
+	current.Store(true)
 	for i := range 3 {
 		got, took, err := read()
 		if got != "replica" || err != nil || took > time.Second {

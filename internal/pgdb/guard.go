@@ -5,7 +5,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,11 +50,13 @@ func (c connector) Connect(ctx context.Context) (driver.Conn, error) {
 	}
 	d := &socketDialer{dialer: newDialer()}
 	pc.Dialer(d)
-	conn, err := pc.Connect(ctx)
+	gc := &guardConn{}
+	conn, err := pq.ConnectorWithNoticeHandler(pc, gc.notice).Connect(ctx)
 	if err != nil {
 		return nil, &connectError{err}
 	}
-	return &guardConn{Conn: conn, sock: d.connected()}, nil
+	gc.Conn, gc.sock = conn, d.connected()
+	return gc, nil
 }
 
 // socketDialer dials as the pool's dialer does and keeps the socket of the last connection dialed while the
@@ -104,11 +108,32 @@ func (d *socketDialer) connected() syscall.RawConn {
 type guardConn struct {
 	driver.Conn
 	sock syscall.RawConn
+	// notReplicated: the server stopped waiting for the synchronous standby during the last statement or
+	// commit (its wait was cancelled: the request's deadline); the commit is local only.
+	notReplicated atomic.Bool
+}
+
+// A commit is acknowledged once the synchronous standby has applied it (synchronous_commit remote_apply in
+// the VM lab's Patroni clusters), which is what lets a read go to that standby while the primary is away. But
+// when the wait for the standby is cancelled (the caller's deadline), PostgreSQL reports the commit a success
+// with only a warning ("The transaction has already committed locally, but might not have been replicated to
+// the standby"): the guard turns that success into a MaybeRanError, so no client is told of a write the
+// standby may not have.
+
+// errNotReplicated is what such a commit becomes.
+var errNotReplicated = errors.New("committed on the primary, but its wait for the synchronous standby was cancelled")
+
+// notice hears the server's notices and warnings on the connection.
+func (c *guardConn) notice(e *pq.Error) {
+	if strings.Contains(e.Message, "synchronous replication") || strings.HasPrefix(e.Detail, "The transaction has already committed locally") {
+		c.notReplicated.Store(true)
+	}
 }
 
 // before reports driver.ErrBadConn for a connection that cannot take a statement: lib/pq marked it bad, or the
 // server closed it or wrote to it (a FATAL message) while it sat idle. Nothing is sent.
 func (c *guardConn) before() error {
+	c.notReplicated.Store(false)
 	if v, ok := c.Conn.(driver.Validator); ok && !v.IsValid() {
 		return driver.ErrBadConn
 	}
@@ -120,10 +145,14 @@ func (c *guardConn) before() error {
 	return nil
 }
 
-// after keeps database/sql from running a statement again that was sent.
-func after(err error) error {
+// after keeps database/sql from running a statement again that was sent, and reports a commit the synchronous
+// standby may not have.
+func (c *guardConn) after(err error) error {
 	if errors.Is(err, driver.ErrBadConn) {
 		return &MaybeRanError{err}
+	}
+	if c.notReplicated.Swap(false) && err == nil {
+		return &MaybeRanError{errNotReplicated}
 	}
 	return err
 }
@@ -133,7 +162,7 @@ func (c *guardConn) ExecContext(ctx context.Context, query string, args []driver
 		return nil, err
 	}
 	r, err := c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
-	return r, after(err)
+	return r, c.after(err)
 }
 
 func (c *guardConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -141,7 +170,7 @@ func (c *guardConn) QueryContext(ctx context.Context, query string, args []drive
 		return nil, err
 	}
 	r, err := c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
-	return r, after(err)
+	return r, c.after(err)
 }
 
 // PrepareContext prepares on the server (nothing runs: database/sql may do it again) and guards the statement.
@@ -157,7 +186,22 @@ func (c *guardConn) PrepareContext(ctx context.Context, query string) (driver.St
 }
 
 func (c *guardConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	tx, err := c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &guardTx{Tx: tx, c: c}, nil
+}
+
+// guardTx is a transaction of a guardConn: its commit is reported as the guard says.
+type guardTx struct {
+	driver.Tx
+	c *guardConn
+}
+
+func (t *guardTx) Commit() error {
+	t.c.notReplicated.Store(false)
+	return t.c.after(t.Tx.Commit())
 }
 
 func (c *guardConn) Ping(ctx context.Context) error { return c.Conn.(driver.Pinger).Ping(ctx) }
@@ -183,7 +227,7 @@ func (s *guardStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (
 		return nil, err
 	}
 	r, err := s.Stmt.(driver.StmtExecContext).ExecContext(ctx, args)
-	return r, after(err)
+	return r, s.c.after(err)
 }
 
 func (s *guardStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -191,5 +235,5 @@ func (s *guardStmt) QueryContext(ctx context.Context, args []driver.NamedValue) 
 		return nil, err
 	}
 	r, err := s.Stmt.(driver.StmtQueryContext).QueryContext(ctx, args)
-	return r, after(err)
+	return r, s.c.after(err)
 }

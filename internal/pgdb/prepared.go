@@ -23,9 +23,12 @@ type DB struct {
 	retryWait time.Duration
 	log       hclog.Logger
 
-	reads      *sql.DB      // a pool on any member of the cluster, for reads while the primary is away; nil without
+	reads      *sql.DB      // a pool on a member of the cluster, for reads while the primary is away; nil without
 	readsUntil atomic.Int64 // unix nanoseconds: until then reads go to reads first (a read missed the primary)
-	purged     atomic.Int64 // unix nanoseconds of the last purge of idle connections
+	gate       func(context.Context) bool
+	gateUntil  atomic.Int64 // unix nanoseconds: until then the gate's last yes holds
+
+	purged atomic.Int64 // unix nanoseconds of the last purge of idle connections
 
 	mu        sync.RWMutex
 	stmts     map[string]*sql.Stmt
@@ -46,13 +49,33 @@ func WrapRetrying(db *sql.DB, retryWait time.Duration, log hclog.Logger) *DB {
 	return &DB{DB: db, retryWait: retryWait, log: log, stmts: map[string]*sql.Stmt{}, preparing: map[string]bool{}}
 }
 
-// ReadFrom makes reads (plain SELECTs outside a transaction) that find no primary run on reads instead, a pool
-// on any member of the database's cluster (a Patroni replica), and keep going there for readsWindow after
-// each such miss. Call it before the DB is used. A replica may lag its primary by the last commits, which
-// browsing a catalog tolerates; a write never goes there.
-func (d *DB) ReadFrom(reads *sql.DB) *DB {
-	d.reads = reads
+// ReadFrom makes reads (plain SELECTs outside a transaction) that find no primary run on reads instead, and
+// keep going there for readsWindow after each such miss — but only while gate says the member reads reaches
+// has applied every commit acknowledged to a client: the primary itself, or the synchronous standby of a
+// cluster that acknowledges a commit once that standby applied it (synchronous_commit remote_apply; the guard
+// reports a commit whose wait for it was cancelled as failed). Then no read there is older than a write a
+// client was told succeeded. The gate's yes is trusted for gateTrust; its no sends reads to wait for a primary.
+// A write never goes to reads. Call it before the DB is used.
+func (d *DB) ReadFrom(reads *sql.DB, gate func(context.Context) bool) *DB {
+	d.reads, d.gate = reads, gate
 	return d
+}
+
+// gateTrust is how long a yes from ReadFrom's gate is trusted: reads without a primary ask it at most once a
+// second.
+const gateTrust = time.Second
+
+// readsAllowed reports whether the replica pool may serve a read now (ReadFrom's gate).
+func (d *DB) readsAllowed(ctx context.Context) bool {
+	now := time.Now().UnixNano()
+	if now < d.gateUntil.Load() {
+		return true
+	}
+	if !d.gate(ctx) {
+		return false
+	}
+	d.gateUntil.Store(now + int64(gateTrust))
+	return true
 }
 
 // Close closes the replica pool, if any, and the primary's.
