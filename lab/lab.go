@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"shoplab/internal/app"
 	"shoplab/internal/consulx"
 	"shoplab/lab/consulagent"
 	"shoplab/lab/pgcluster"
@@ -151,8 +152,8 @@ func (l *Lab) start(ctx context.Context) (err error) {
 	// The services' secret keys, one file each in secrets/, made once: every instance of a service gets the same.
 	keys := map[string]string{"auth": "AUTH_KEY_ENCRYPTION_KEY", "orders": "ORDERS_FINGERPRINT_KEY", "payments": "PAYMENTS_FINGERPRINT_KEY"}
 	keyFiles := map[string]string{}
-	for service := range keys {
-		if keyFiles[service], err = l.keyFile(service); err != nil {
+	for service, name := range keys {
+		if keyFiles[service], err = l.keyFile(service, name); err != nil {
 			return err
 		}
 	}
@@ -284,21 +285,19 @@ func keyPath(state, service string) string {
 	return filepath.Join(state, "secrets", service+"-fingerprint.key")
 }
 
-// keyFile makes a service's secret key once (32 random bytes, base64, mode 0600 in secrets/) and returns the
-// file's path: every instance of the service gets it.
-func (l *Lab) keyFile(service string) (string, error) {
+// keyFile makes the secret key named name (its environment variable) of service once and returns the file's
+// path: every instance of the service gets it. It is made, or checked, as the service itself reads it
+// (app.LoadKey: 32 random bytes, base64, mode 0600), before any instance starts — replicas starting together
+// would race to create it.
+func (l *Lab) keyFile(service, name string) (string, error) {
 	path := keyPath(l.cfg.State, service)
-	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-		return path, nil
-	}
-	k := make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(path, []byte(base64.StdEncoding.EncodeToString(k)+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write %s's key: %w", service, err)
-	}
-	return path, nil
+	_, err := app.LoadKey(func(k string) string {
+		if k == name+"_FILE" {
+			return path
+		}
+		return ""
+	}, name, 32)
+	return path, err
 }
 
 // secret returns the content of path, creating it (mode 0600) with a random value on first use.

@@ -23,6 +23,7 @@ import (
 
 	"shoplab/internal/balancer"
 	"shoplab/internal/consulx"
+	"shoplab/internal/idem"
 	"shoplab/internal/mesh"
 	"shoplab/internal/netx"
 	"shoplab/internal/web"
@@ -150,7 +151,7 @@ func (c *Client) Do(ctx context.Context, service string, req Request) (*http.Res
 		}
 	}
 	path, _, _ := strings.Cut(req.Path, "?")
-	call := balancer.Call{Method: req.Method, Path: path, Keyed: req.Header.Get("Idempotency-Key") != "", Done: ctx.Done(), Budget: c.budget}
+	call := balancer.Call{Method: req.Method, Path: path, Keyed: req.Header.Get(idem.Header) != "", Done: ctx.Done(), Budget: c.budget}
 	call.Deadline, _ = ctx.Deadline()
 	var resp *http.Response
 	res := t.lb.Do(call, func(ep *balancer.Endpoint, _ int) error {

@@ -65,11 +65,9 @@ func (s *Stack) Add(t testing.TB, name string, env map[string]string) *Service {
 	if s.DSN[name] == "" && name != "front" {
 		s.DSN[name] = NewDatabase(t)
 	}
-	full := map[string]string{"CONSUL_HTTP_ADDR": s.Consul.HTTPAddr, "DATABASE_URL": s.DSN[name],
-		"SERVICE_ID": fmt.Sprintf("%s-%d", name, len(s.Services[name])+1)}
-	for k, v := range serviceEnv[name] {
-		full[k] = v
-	}
+	full := Defaults(name)
+	full["CONSUL_HTTP_ADDR"], full["DATABASE_URL"] = s.Consul.HTTPAddr, s.DSN[name]
+	full["SERVICE_ID"] = fmt.Sprintf("%s-%d", name, len(s.Services[name])+1)
 	for k, v := range env {
 		full[k] = v
 	}

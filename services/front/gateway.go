@@ -18,6 +18,7 @@ import (
 
 	"shoplab/internal/balancer"
 	"shoplab/internal/consulx"
+	"shoplab/internal/idem"
 	"shoplab/internal/mesh"
 )
 
@@ -376,7 +377,7 @@ func (g *gateway) forward(ctx *fasthttp.RequestCtx, t *target, method string, pa
 	deadline := st.start.Add(g.timeouts.request)
 	req := &ctx.Request
 	g.upstreamRequest(ctx, path, st)
-	call := balancer.Call{Method: method, Path: string(path), Keyed: len(req.Header.Peek("Idempotency-Key")) > 0,
+	call := balancer.Call{Method: method, Path: string(path), Keyed: len(req.Header.Peek(idem.Header)) > 0,
 		Deadline: deadline, Start: st.start, Budget: g.budget}
 	var answered *upstream
 	res := t.lb.Do(call, func(ep *balancer.Endpoint, attempt int) error {
