@@ -5,7 +5,8 @@ SHELL := /usr/bin/env bash
 
 BIN      := bin
 GOBUILD  := go build -trimpath
-COMMANDS := services/auth services/catalog services/cart services/orders services/payments services/front cmd/shoplab
+# Every service has its directory under services/ (provisioning/topology.yml names them; a test keeps the two equal).
+COMMANDS := $(patsubst %/,%,$(sort $(dir $(wildcard services/*/main.go)))) cmd/shoplab
 FUZZTIME ?= 100000x
 TEST_TIMEOUT ?= 25m
 
@@ -60,7 +61,7 @@ status: ## show every service's instances and checks in the running lab
 	@$(BIN)/shoplab status --topology provisioning/topology.yml --replicas "$(REPLICAS)"
 
 smoke: ## walk the API journey through the running lab's front
-	$(BIN)/shoplab smoke --front http://127.0.0.1:8080
+	$(BIN)/shoplab smoke
 
 clean-data: ## wipe the local lab's data (.lab/: PostgreSQL data, logs, secrets); the lab must be stopped
 	@if [ -f .lab/lab.json ]; then echo "the lab is running (.lab/lab.json); stop it with Ctrl-C first" >&2; exit 1; fi
@@ -96,7 +97,7 @@ ui-token: ## print the read-only token that logs into the VM lab's Consul UI
 lab-verify: build ## check the VM lab from the host: every member alive, every expected instance passing, each database cluster replicating, smoke through the front VM
 	CONSUL_HTTP_TOKEN=$$($(MAKE) --no-print-directory ui-token) CONSUL_CACERT=$(LAB_CA) $(BIN)/shoplab status --consul https://127.0.0.1:$${SHOPLAB_CONSUL_UI_PORT:-8500} --members \
 		--topology provisioning/topology.yml --replicas "$(REPLICAS)" --patroni
-	$(BIN)/shoplab smoke --front http://127.0.0.1:$${SHOPLAB_FRONT_PORT:-8080}
+	$(BIN)/shoplab smoke --front http://127.0.0.1:$${SHOPLAB_FRONT_PORT:-$$($(BIN)/shoplab topology port front)}
 
 BENCH ?=
 bench: build consul ## the front against nginx (wrk), then checkouts/s through a lab; BENCH="--part gateway --rounds 5" (needs nginx, wrk)

@@ -23,10 +23,10 @@ import (
 
 	"shoplab/internal/app"
 	"shoplab/internal/consulx"
+	"shoplab/internal/topology"
 	"shoplab/lab/consulagent"
 	"shoplab/lab/pgcluster"
 	"shoplab/lab/proc"
-	"shoplab/lab/topology"
 )
 
 // Default ports on 127.0.0.1; Config.PortOffset shifts all of them.
@@ -92,7 +92,7 @@ func (c Config) consulAddr() string { return fmt.Sprintf("127.0.0.1:%d", ConsulP
 
 // FrontURL is the storefront's address.
 func (c Config) FrontURL() string {
-	front, _ := c.Topology.Service("front")
+	front, _ := c.Topology.Service(topology.Entry)
 	return fmt.Sprintf("http://127.0.0.1:%d", front.Port+c.PortOffset)
 }
 
@@ -150,7 +150,11 @@ func (l *Lab) start(ctx context.Context) (err error) {
 		return err
 	}
 	// The services' secret keys, one file each in secrets/, made once: every instance of a service gets the same.
-	keys := map[string]string{"auth": "AUTH_KEY_ENCRYPTION_KEY", "orders": "ORDERS_FINGERPRINT_KEY", "payments": "PAYMENTS_FINGERPRINT_KEY"}
+	keys := map[string]string{ // each service's own secret, by the variable it reads
+		"auth":     "AUTH_KEY_ENCRYPTION_KEY",
+		"orders":   "ORDERS_FINGERPRINT_KEY",
+		"payments": "PAYMENTS_FINGERPRINT_KEY",
+	}
 	keyFiles := map[string]string{}
 	for service, name := range keys {
 		if keyFiles[service], err = l.keyFile(service, name); err != nil {

@@ -90,7 +90,7 @@ module Shoplab
                       index: r + 1, port: svc.fetch("port"), public: svc["public"] == true, database: svc["database"] == true,
                       db_host: db_host, patroni: patroni,
                       memory: memory.positive? ? memory : (svc["database"] ? 512 : 384), cpus: cpus,
-                      forwards: front && r.zero? ? [{ "guest" => 8080, "host" => env_int(env, "SHOPLAB_FRONT_PORT", 8080, 1, 65_535) }] : [])
+                      forwards: front && r.zero? ? [{ "guest" => svc.fetch("port"), "host" => env_int(env, "SHOPLAB_FRONT_PORT", svc.fetch("port"), 1, 65_535) }] : [])
       end
     end
     if env.fetch("SHOPLAB_MONITOR", "1") != "0"

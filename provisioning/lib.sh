@@ -6,7 +6,6 @@ SHOPLAB_DIR=${SHOPLAB_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 SHOPLAB_STAGE=${SHOPLAB_STAGE:-/tmp/shoplab} # where the host uploads binaries (bin/)
 SHOPLAB_LIB=/usr/local/lib/shoplab           # the service binaries
 SHOPLAB_NETWORK=${SHOPLAB_NETWORK:-192.168.56.0/21}
-SHOPLAB_SERVICES=(auth catalog cart orders payments front)
 
 # Debian packages every VM needs. A baked box has them; otherwise they are installed (needs the internet).
 # Patroni (with its Consul client, python3-consul, an alternative dependency Debian does not pull in by itself)
@@ -88,17 +87,27 @@ install_consul() {
   install -d -o root -g consul -m 0750 /etc/consul.d
 }
 
-# install_services puts every service binary found in the stage (or already installed) and the shoplab command
-# (the monitor VM runs its Prometheus discovery) in place.
+# install_services puts every service binary found in the stage and the shoplab command (the monitor VM runs its
+# Prometheus discovery) in place: whatever the host uploaded (make vm-binaries builds one per service of
+# provisioning/topology.yml), so no list of services is kept here. Consul is install_consul's.
 install_services() {
-  local s
+  local f
   install -d -m 0755 "$SHOPLAB_LIB"
   install -d -m 0700 /etc/shoplab
-  for s in "${SHOPLAB_SERVICES[@]}" shoplab; do
-    if [[ -f $SHOPLAB_STAGE/bin/$s ]]; then
-      put "$SHOPLAB_STAGE/bin/$s" "$SHOPLAB_LIB/$s" 0755 || true
-    fi
+  for f in "$SHOPLAB_STAGE"/bin/*; do
+    [[ -f $f && ${f##*/} != consul ]] || continue
+    put "$f" "$SHOPLAB_LIB/${f##*/}" 0755 || true
   done
+}
+
+# installed_services prints the name of every service installed in SHOPLAB_LIB, one per line (the box carries
+# them all; an unbaked VM its own).
+installed_services() {
+  local f
+  for f in "$SHOPLAB_LIB"/*; do
+    [[ -f $f && ${f##*/} != shoplab ]] && printf '%s\n' "${f##*/}"
+  done
+  return 0
 }
 
 # SHOPLAB_UNIT_FILES are the lab's systemd units, the drop-ins for Debian's units and the resolver's Consul
@@ -136,7 +145,7 @@ install_units() {
   done <<<"$SHOPLAB_UNIT_FILES"
   ((changed)) && systemctl daemon-reload
   local wanted=("${SHOPLAB_ENABLED[@]}")
-  for u in "${SHOPLAB_SERVICES[@]}"; do wanted+=("shoplab@$u.service"); done
+  while read -r u; do wanted+=("shoplab@$u.service"); done < <(installed_services)
   # One systemctl for every answer, one for every change.
   local -a states
   local i

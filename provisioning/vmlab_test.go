@@ -20,10 +20,10 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"shoplab/internal/consulx"
+	"shoplab/internal/topology"
 	"shoplab/lab/consulagent"
 	"shoplab/lab/proc"
 	"shoplab/lab/testkit"
-	"shoplab/lab/topology"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
@@ -65,6 +65,15 @@ type plannedVM struct {
 	Patroni  bool   `json:"patroni"`
 }
 
+// allAt is a REPLICAS value giving every service of the topology n replicas.
+func allAt(n int) string {
+	var parts []string
+	for _, s := range topology.Default().Services {
+		parts = append(parts, fmt.Sprintf("%s=%d", s.Name, n))
+	}
+	return strings.Join(parts, ",")
+}
+
 func plan(t *testing.T, env ...string) []plannedVM {
 	t.Helper()
 	need(t, "ruby", "install it with: sudo apt-get install -y vagrant (it brings Ruby)")
@@ -93,7 +102,7 @@ func TestPlanAddresses(t *testing.T) {
 	for _, env := range [][]string{
 		nil,
 		{"CONSUL_SERVERS=3", "REPLICAS=catalog=2,orders=2"},
-		{"CONSUL_SERVERS=5", "REPLICAS=auth=9,catalog=9,payments=9,cart=9,orders=9,front=9"},
+		{"CONSUL_SERVERS=5", "REPLICAS=" + allAt(topology.MaxReplicas)},
 	} {
 		t.Run(strings.Join(env, " "), func(t *testing.T) {
 			vms := plan(t, env...)
@@ -201,8 +210,8 @@ func TestPackerTemplate(t *testing.T) {
 	}
 	// The binaries to bake, as the box build gets them.
 	bins := t.TempDir()
-	for _, s := range []string{"auth", "catalog", "cart", "orders", "payments", "front"} {
-		if err := os.Symlink(testkit.Binary(t, "services/"+s), filepath.Join(bins, s)); err != nil {
+	for _, s := range topology.Default().Services {
+		if err := os.Symlink(testkit.Binary(t, "services/"+s.Name), filepath.Join(bins, s.Name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -298,13 +307,13 @@ func TestConsulConfigs(t *testing.T) {
 // TestServiceEnv: the environment file of a service names its own address, token and database.
 func TestServiceEnv(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "env")
-	env := []string{"SHOPLAB_SERVICE=catalog", "SHOPLAB_NODE=catalog-2", "SHOPLAB_IP=192.168.56.111", "SHOPLAB_PORT=8082",
+	env := []string{"SHOPLAB_SERVICE=catalog", "SHOPLAB_NODE=catalog-2", "SHOPLAB_IP=192.168.56.111", "SHOPLAB_PORT=6082",
 		"CONSUL_SERVICE_TOKEN=tok", "DB_HOST=192.168.56.110", "DB_PASSWORD=pw"}
 	if out, err := shellFunc(t, env, "render_service_env "+file); err != nil {
 		t.Fatalf("render: %v\n%s", err, out)
 	}
 	b, _ := os.ReadFile(file)
-	for _, want := range []string{"LISTEN_ADDR=192.168.56.111:8082", "ADVERTISE_ADDR=192.168.56.111", "SERVICE_ID=catalog-2",
+	for _, want := range []string{"LISTEN_ADDR=192.168.56.111:6082", "ADVERTISE_ADDR=192.168.56.111", "SERVICE_ID=catalog-2",
 		"CONSUL_HTTP_TOKEN=tok", "DATABASE_URL=host=192.168.56.110 port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=read-write"} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Fatalf("env file: want %q in\n%s", want, b)
@@ -327,7 +336,7 @@ func TestServiceEnv(t *testing.T) {
 			t.Fatalf("env file of a Patroni cluster's service: want %q in\n%s", want, b)
 		}
 	}
-	auth := []string{"SHOPLAB_SERVICE=auth", "SHOPLAB_NODE=auth-1", "SHOPLAB_IP=192.168.56.100", "SHOPLAB_PORT=8081",
+	auth := []string{"SHOPLAB_SERVICE=auth", "SHOPLAB_NODE=auth-1", "SHOPLAB_IP=192.168.56.100", "SHOPLAB_PORT=6081",
 		"CONSUL_SERVICE_TOKEN=tok", "DB_HOST=192.168.56.100", "DB_PASSWORD=pw", "AUTH_KEY_ENCRYPTION_KEY=a2V5"}
 	if out, err := shellFunc(t, auth, "render_service_env "+file); err != nil {
 		t.Fatalf("render: %v\n%s", err, out)
@@ -342,7 +351,7 @@ func TestServiceEnv(t *testing.T) {
 		t.Fatalf("auth env without AUTH_KEY_ENCRYPTION_KEY: got success; want a refusal\n%s", out)
 	}
 	for _, svc := range []string{"orders", "payments"} {
-		env := []string{"SHOPLAB_SERVICE=" + svc, "SHOPLAB_NODE=" + svc + "-1", "SHOPLAB_IP=192.168.56.130", "SHOPLAB_PORT=8084",
+		env := []string{"SHOPLAB_SERVICE=" + svc, "SHOPLAB_NODE=" + svc + "-1", "SHOPLAB_IP=192.168.56.130", "SHOPLAB_PORT=6084",
 			"CONSUL_SERVICE_TOKEN=tok", "DB_HOST=192.168.56.130", "DB_PASSWORD=pw", "FINGERPRINT_KEY=a2V5"}
 		if out, err := shellFunc(t, env, "render_service_env "+file); err != nil {
 			t.Fatalf("render: %v\n%s", err, out)
@@ -355,14 +364,14 @@ func TestServiceEnv(t *testing.T) {
 			t.Fatalf("%s env without FINGERPRINT_KEY: got success; want a refusal\n%s", svc, out)
 		}
 	}
-	front := []string{"SHOPLAB_SERVICE=front", "SHOPLAB_NODE=front-1", "SHOPLAB_IP=192.168.56.150", "SHOPLAB_PORT=8080", "CONSUL_SERVICE_TOKEN=tok"}
+	front := []string{"SHOPLAB_SERVICE=front", "SHOPLAB_NODE=front-1", "SHOPLAB_IP=192.168.56.150", "SHOPLAB_PORT=6080", "CONSUL_SERVICE_TOKEN=tok"}
 	if out, err := shellFunc(t, front, "render_service_env "+file); err != nil {
 		t.Fatalf("render: %v\n%s", err, out)
 	}
 	b, _ = os.ReadFile(file)
-	if !strings.Contains(string(b), "\nLISTEN_ADDR=0.0.0.0:8080\n") && !strings.HasPrefix(string(b), "LISTEN_ADDR=0.0.0.0:8080\n") ||
-		!strings.Contains(string(b), "OPS_LISTEN_ADDR=192.168.56.150:9080\n") || strings.Contains(string(b), "DATABASE_URL") {
-		t.Fatalf("front env file: got\n%s\nwant it listening everywhere, its health and metrics on the lab's network (9080), with no database", b)
+	if !strings.Contains(string(b), "\nLISTEN_ADDR=0.0.0.0:6080\n") && !strings.HasPrefix(string(b), "LISTEN_ADDR=0.0.0.0:6080\n") ||
+		!strings.Contains(string(b), "OPS_LISTEN_ADDR=192.168.56.150:7080\n") || strings.Contains(string(b), "DATABASE_URL") {
+		t.Fatalf("front env file: got\n%s\nwant it listening everywhere, its health and metrics on the lab's network (7080), with no database", b)
 	}
 }
 

@@ -53,10 +53,12 @@ done
 vagrant plugin list 2>/dev/null | grep -q vagrant-libvirt || die "the vagrant-libvirt plugin is missing: apt-get install -y vagrant-libvirt"
 [[ -x bin/packer ]] || die "bin/packer is missing: make packer"
 [[ -f $keys/vagrant ]] || die "Vagrant's insecure key pair was not found"
-for b in consul auth catalog cart orders payments front shoplab; do
+[[ -x bin/shoplab ]] || die "bin/shoplab is missing: make build"
+mapfile -t services < <(bin/shoplab topology names) # provisioning/topology.yml: the only list of services
+((${#services[@]} > 0)) || die "shoplab topology names: no services"
+for b in consul "${services[@]}" shoplab; do
   [[ -x bin/linux-amd64/$b ]] || die "bin/linux-amd64/$b is missing: make vm-binaries"
 done
-[[ -x bin/shoplab ]] || die "bin/shoplab is missing: make build"
 
 declare -A took
 order=()
@@ -397,15 +399,17 @@ patroni_leader() {
 # check_mesh: from the test's namespace (not from a VM) the payments VM's API port refuses a plain call and a
 # call without a mesh certificate; its health stays plain on the operations port.
 check_mesh() {
-  local pay=192.168.56.120 out code
-  out=$(in_ns curl -s -m 10 -o /dev/null -w '%{http_code}' "http://$pay:8085/v1/payments?order_id=x") || true
+  local pay=192.168.56.120 port ops out code
+  port=$(bin/shoplab topology port payments)
+  ops=$((port + 1000))
+  out=$(in_ns curl -s -m 10 -o /dev/null -w '%{http_code}' "http://$pay:$port/v1/payments?order_id=x") || true
   [[ $out == 400 ]] || die "plain HTTP to payments' API port: got '$out'; want the TLS server's 400"
   code=0
-  in_ns curl -s -m 10 -k -o /dev/null "https://$pay:8085/v1/payments?order_id=x" 2>"$work/mesh-curl.err" || code=$?
+  in_ns curl -s -m 10 -k -o /dev/null "https://$pay:$port/v1/payments?order_id=x" 2>"$work/mesh-curl.err" || code=$?
   ((code != 0)) || die "a call to payments without a mesh certificate succeeded"
-  out=$(in_ns curl -s -m 10 -o /dev/null -w '%{http_code}' "http://$pay:9085/health/ready") || true
+  out=$(in_ns curl -s -m 10 -o /dev/null -w '%{http_code}' "http://$pay:$ops/health/ready") || true
   [[ $out == 200 ]] || die "payments' health on its operations port: got '$out'; want 200"
-  log "mesh: payments refused a plain call (400 from its TLS port) and a call without a certificate (curl exit $code); health 200 on :9085"
+  log "mesh: payments refused a plain call (400 from its TLS port) and a call without a certificate (curl exit $code); health 200 on :$ops"
 }
 
 # The monitor's Prometheus, through its port forwarded to 127.0.0.1 in the namespace.
@@ -533,7 +537,7 @@ phase_checks() {
   addrs=$(vm_ssh cart-1 'for i in $(seq 30); do a=$(dig +short primary.catalog-db.service.consul | tr "\n" " "); case "$a" in "192.168.56.110 "|"192.168.56.111 ") break;; esac; sleep 2; done; echo "$a"' 2>/dev/null | tr -d '\r' | tail -1)
   [[ $addrs == "192.168.56.110 " || $addrs == "192.168.56.111 " ]] || die "Consul DNS in cart-1: primary.catalog-db.service.consul = '$addrs' for a minute; want one catalog VM"
   log "Consul DNS in cart-1: primary.catalog-db.service.consul = $addrs"
-  in_ns bin/shoplab smoke --front http://127.0.0.1:8080 >&2 || die "smoke through the front VM"
+  in_ns bin/shoplab smoke --front "$front" >&2 || die "smoke through the front VM"
   check_prometheus
   make_admin
   ((ha == 0)) || check_consul_leader_down
@@ -546,7 +550,7 @@ phase_checks() {
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-front=http://127.0.0.1:8080
+front=http://127.0.0.1:$(bin/shoplab topology port front) # the front VM's port, forwarded at the same number
 
 # make_admin registers an account through the front and makes it an admin with the operator's command on
 # auth-1; admin_token is its token (the loads restock with it, so long runs do not sell out).

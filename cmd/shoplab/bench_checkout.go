@@ -16,8 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"shoplab/internal/topology"
 	"shoplab/lab"
-	"shoplab/lab/topology"
 )
 
 // checkoutBench is the checkout part of shoplab bench: the same lab make run starts (shifted by a port offset,

@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"shoplab/internal/topology"
 	"shoplab/lab"
 	"shoplab/lab/proc"
-	"shoplab/lab/topology"
 )
 
 func runLab(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -25,7 +25,7 @@ func runLab(ctx context.Context, args []string, getenv func(string) string, stdo
 	bin := fs.String("bin", filepath.Join(root, "bin"), "directory with the service binaries (make build)")
 	topo := fs.String("topology", filepath.Join(root, "provisioning", "topology.yml"), "the topology file")
 	replicas := fs.String("replicas", getenv("REPLICAS"), "extra replicas for this run, e.g. catalog=2,orders=2")
-	offset := fs.Int("port-offset", 0, "shift every port (Consul 8500, PostgreSQL 5499, services 8080–8085 and 9080–9085) by this much")
+	offset := fs.Int("port-offset", 0, fmt.Sprintf("shift every port (Consul %d, PostgreSQL %d, each service's port in the topology and that plus %d) by this much", lab.ConsulPort, lab.PostgresPort, lab.OpsPortStep))
 	logLevel := fs.String("log-level", "info", "services' log level")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"shoplab/internal/topology"
+	"shoplab/lab"
 	"shoplab/lab/proc"
 	"shoplab/lab/testkit"
 )
@@ -57,7 +59,11 @@ func freeOffset(t *testing.T) int {
 	t.Helper()
 	for off := 20000; off < 40000; off += 137 {
 		ok := true
-		for _, p := range []int{8080, 8081, 8082, 8083, 8084, 8085, 9081, 9082, 9083, 9084, 9085, 8500, 5499} {
+		ports := []int{lab.ConsulPort, lab.PostgresPort}
+		for _, in := range topology.Default().Instances() {
+			ports = append(ports, in.LocalPort(), in.LocalPort()+lab.OpsPortStep)
+		}
+		for _, p := range ports {
 			if !proc.PortFree(fmt.Sprintf("127.0.0.1:%d", p+off)) {
 				ok = false
 				break
@@ -154,8 +160,8 @@ func TestLabEndToEnd(t *testing.T) {
 		}
 	}
 	shoplab := testkit.Binary(t, "cmd/shoplab")
-	for _, s := range []string{"auth", "catalog", "cart", "orders", "payments", "front"} {
-		testkit.Binary(t, "services/"+s)
+	for _, s := range topology.Default().Services {
+		testkit.Binary(t, "services/"+s.Name)
 	}
 	bin := filepath.Dir(shoplab)
 	state, err := os.MkdirTemp("", "shoplab-lab-") // not t.TempDir: the postgres user must reach it when we are root

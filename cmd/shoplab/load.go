@@ -27,7 +27,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 // starts (shoplab bench measures the CPU the load alone costs).
 func runLoadWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, prepared func()) error {
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	front := fs.String("front", firstNonEmpty(getenv("SHOPLAB_FRONT"), "http://127.0.0.1:8080"), "the front's URL")
+	front := fs.String("front", firstNonEmpty(getenv("SHOPLAB_FRONT"), defaultFront()), "the front's URL")
 	duration := fs.Duration("duration", 30*time.Second, "how long to send load (at most 1h)")
 	rate := fs.Float64("rate", 20, "journeys started per second (0.1 to 5000)")
 	users := fs.Int("users", 8, "accounts per journey kind that uses one (1 to 500)")

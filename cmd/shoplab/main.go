@@ -6,6 +6,7 @@
 //	shoplab load     bounded load of weighted journeys, then latency percentiles per step
 //	shoplab admin    the operator's commands: grant or revoke the admin role, list admins, mint a token
 //	shoplab bench    the front against nginx, then checkouts per second (make bench)
+//	shoplab topology names, ports and callers from provisioning/topology.yml, for make and the lab's scripts
 //	shoplab prometheus-config, prometheus-sd, consul-metrics   the VM lab's monitoring: Prometheus' files,
 //	                 Consul's catalog for it, each VM's Consul agent metrics
 package main
@@ -49,6 +50,7 @@ commands:
   load     send bounded load of weighted journeys through the front and report latencies
   admin    grant or revoke the admin role, list the admins, print an admin's token (the local lab)
   bench    measure the front against nginx (wrk), then checkouts per second through a lab (make bench)
+  topology print the services (names), a service's port (port NAME) or its callers (callers NAME)
   prometheus-config   render Prometheus' configuration and rules into a directory (the VM lab's monitor-1)
   prometheus-sd       serve the local Consul agent's catalog to Prometheus' HTTP discovery (monitor-1)
   consul-metrics      serve the local Consul agent's own metrics off its loopback (every VM of the lab)
@@ -63,6 +65,7 @@ var commands = map[string]func(ctx context.Context, args []string, getenv func(s
 	"load":              runLoad,
 	"admin":             runAdmin,
 	"bench":             runBench,
+	"topology":          runTopology,
 	"prometheus-config": runPrometheusConfig,
 	"prometheus-sd":     runPrometheusSD,
 	"consul-metrics":    runConsulMetrics,

@@ -13,7 +13,7 @@ import (
 
 func runSmoke(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("smoke", flag.ContinueOnError)
-	front := fs.String("front", firstNonEmpty(getenv("SHOPLAB_FRONT"), "http://127.0.0.1:8080"), "the front's URL")
+	front := fs.String("front", firstNonEmpty(getenv("SHOPLAB_FRONT"), defaultFront()), "the front's URL")
 	timeout := fs.Duration("timeout", 15*time.Second, "time allowed for each request")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"shoplab/internal/consulx"
-	"shoplab/lab/topology"
+	"shoplab/internal/topology"
 )
 
 func runStatus(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

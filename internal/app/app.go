@@ -31,6 +31,7 @@ import (
 	"shoplab/internal/mesh"
 	"shoplab/internal/metrics"
 	"shoplab/internal/pgdb"
+	"shoplab/internal/topology"
 	"shoplab/internal/web"
 )
 
@@ -62,9 +63,14 @@ type Config struct {
 	MeshAuthzTTL     time.Duration // how long an intention decision is cached per caller
 }
 
-// Load reads the shared configuration of service from getenv.
-func Load(service, defaultListen string, getenv func(string) string) (Config, error) {
+// Load reads the shared configuration of service from getenv. LISTEN_ADDR defaults to the service's port in
+// provisioning/topology.yml on loopback; a service the topology lacks must set it.
+func Load(service string, getenv func(string) string) (Config, error) {
 	env := NewEnv(getenv)
+	defaultListen := ""
+	if port, err := topology.Default().Port(service); err == nil {
+		defaultListen = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
 	c := Config{
 		Service:     service,
 		Listen:      env.String("LISTEN_ADDR", defaultListen),
@@ -92,6 +98,9 @@ func Load(service, defaultListen string, getenv func(string) string) (Config, er
 		JWKSRefresh:     env.Duration("JWKS_REFRESH", time.Minute),
 		OpsListen:       env.String("OPS_LISTEN_ADDR", ""),
 		MeshAuthzTTL:    env.Duration("MESH_AUTHZ_TTL", 500*time.Millisecond),
+	}
+	if c.Listen == "" {
+		env.fail("LISTEN_ADDR", "", "host:port to listen on (provisioning/topology.yml gives "+service+" no port)")
 	}
 	if f := env.String("LOG_FORMAT", "text"); f != "text" && f != "json" {
 		env.fail("LOG_FORMAT", f, "text or json")
@@ -549,8 +558,8 @@ func (rt *Runtime) Checks() []health.Check {
 // Boot does what every service does first: it stops on SIGINT/SIGTERM, reads the shared configuration, sets
 // up logging and metrics, opens and migrates the service's database when fsys holds its migrations (nil for
 // none), and makes the Consul client. Close releases what it opened.
-func Boot(ctx context.Context, service, defaultListen string, getenv func(string) string, stderr io.Writer, fsys fs.FS) (*Runtime, error) {
-	cfg, err := Load(service, defaultListen, getenv)
+func Boot(ctx context.Context, service string, getenv func(string) string, stderr io.Writer, fsys fs.FS) (*Runtime, error) {
+	cfg, err := Load(service, getenv)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"shoplab/internal/health"
 	"shoplab/internal/pgdb"
+	"shoplab/internal/topology"
 	"shoplab/lab/testkit"
 )
 
@@ -23,11 +24,15 @@ func TestLoad(t *testing.T) {
 		}
 		return func(k string) string { return m[k] }
 	}
-	c, err := Load("x", "127.0.0.1:1", env())
-	if err != nil || c.Listen != "127.0.0.1:1" || c.CheckInterval != 2*time.Second || c.Consul.Address != "127.0.0.1:8500" {
+	port, _ := topology.Default().Port("catalog")
+	c, err := Load("catalog", env())
+	if want := fmt.Sprintf("127.0.0.1:%d", port); err != nil || c.Listen != want || c.CheckInterval != 2*time.Second || c.Consul.Address != "127.0.0.1:8500" {
 		t.Fatalf("defaults: got %+v, %v", c, err)
 	}
-	c, err = Load("x", "", env("CHECK_INTERVAL", "250ms", "LOG_FORMAT", "json", "CONSUL_HTTP_ADDR", "http://10.0.0.1:8500"))
+	if _, err := Load("x", env()); err == nil || !strings.Contains(err.Error(), "LISTEN_ADDR") {
+		t.Errorf("a service the topology lacks, without LISTEN_ADDR: got %v; want an error naming LISTEN_ADDR", err)
+	}
+	c, err = Load("x", env("LISTEN_ADDR", "127.0.0.1:1", "CHECK_INTERVAL", "250ms", "LOG_FORMAT", "json", "CONSUL_HTTP_ADDR", "http://10.0.0.1:8500"))
 	if err != nil || c.CheckInterval != 250*time.Millisecond || !c.LogJSON || c.Consul.Address != "http://10.0.0.1:8500" {
 		t.Fatalf("set: got %+v, %v", c, err)
 	}
@@ -38,7 +43,7 @@ func TestLoad(t *testing.T) {
 		{"LOG_LEVEL", "loud", "LOG_LEVEL"},
 	}
 	for _, b := range bad {
-		if _, err := Load("x", "", env(b.k, b.v)); err == nil || !strings.Contains(err.Error(), b.want) {
+		if _, err := Load("catalog", env(b.k, b.v)); err == nil || !strings.Contains(err.Error(), b.want) {
 			t.Errorf("%s=%s: got %v; want an error naming %s", b.k, b.v, err, b.want)
 		}
 	}
@@ -143,7 +148,7 @@ func TestReadGateConfig(t *testing.T) {
 		{"a gate that is no URL", map[string]string{"DATABASE_READ_URL": "host=x", "DATABASE_READ_GATE": "10.0.0.1:8008"}, false},
 	}
 	for _, tc := range tests {
-		_, err := Load("x", "127.0.0.1:1", func(k string) string { return tc.env[k] })
+		_, err := Load("catalog", func(k string) string { return tc.env[k] })
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: got %v; want ok=%v", tc.name, err, tc.ok)
 		}

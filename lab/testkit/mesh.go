@@ -6,7 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +16,7 @@ import (
 
 	"shoplab/internal/consulx"
 	"shoplab/internal/mesh"
-	"shoplab/lab/proc"
-	"shoplab/lab/topology"
+	"shoplab/internal/topology"
 )
 
 // TestIdentity is the mesh identity tests call services with. The intentions a stack writes allow it to call
@@ -150,63 +149,27 @@ func servesTLS(addr string) bool {
 // calls it declares — plus an allow for TestIdentity to every service.
 func (s *Stack) ApplyIntentions(t testing.TB) {
 	t.Helper()
-	calls, err := topologyCalls()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := consulx.ApplyIntentions(context.Background(), s.Consul.Client, calls, TestIdentity); err != nil {
+	if err := consulx.ApplyIntentions(context.Background(), s.Consul.Client, topology.Default().Calls(), TestIdentity); err != nil {
 		t.Fatalf("intentions: %v", err)
 	}
 }
 
-// topologyCalls reads the calls of provisioning/topology.yml.
-func topologyCalls() (map[string][]string, error) {
-	root, err := proc.RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	topo, err := topology.Load(filepath.Join(root, "provisioning", "topology.yml"))
-	if err != nil {
-		return nil, err
-	}
-	return topo.Calls(), nil
-}
-
 // WantInternalCallers checks a service's internal routes against provisioning/topology.yml, the one source of
-// who calls whom: every service in callers must call service there, and a service the mesh lets call service
-// but that is not in callers (the front, say) is refused each route with 403 forbidden. routes are "METHOD
-// path" pairs under base (the service's URL).
-func WantInternalCallers(t *testing.T, service string, callers []string, base string, routes ...string) {
+// who calls whom: each route refuses every caller of service that is not among its internal callers there
+// (the front, say) with 403 forbidden, and lets each internal caller through (any answer but 403). routes are
+// "METHOD path" pairs under base (the service's URL); a POST is sent with the body {}.
+func WantInternalCallers(t *testing.T, service, base string, routes ...string) {
 	t.Helper()
-	calls, err := topologyCalls()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var outsider string
-	for caller, callees := range calls {
-		calling := false
-		for _, c := range callees {
-			calling = calling || c == service
-		}
-		inList := false
-		for _, c := range callers {
-			inList = inList || c == caller
-		}
-		if calling && !inList && (outsider == "" || caller < outsider) {
-			outsider = caller
+	topo := topology.Default()
+	internal := topo.InternalCallers(service)
+	var outsiders []string
+	for _, c := range topo.Callers(service) {
+		if !slices.Contains(internal, c) {
+			outsiders = append(outsiders, c)
 		}
 	}
-	for _, c := range callers {
-		calling := false
-		for _, callee := range calls[c] {
-			calling = calling || callee == service
-		}
-		if !calling {
-			t.Errorf("%s's internal routes name %s as a caller; provisioning/topology.yml says %s does not call %s", service, c, c, service)
-		}
-	}
-	if outsider == "" {
-		t.Fatalf("no service calls %s in provisioning/topology.yml but those its internal routes name: nothing to refuse", service)
+	if len(internal) == 0 || len(outsiders) == 0 {
+		t.Fatalf("%s: internal callers %v, other callers %v in provisioning/topology.yml; want some of each to try", service, internal, outsiders)
 	}
 	for _, route := range routes {
 		method, path, _ := strings.Cut(route, " ")
@@ -214,7 +177,13 @@ func WantInternalCallers(t *testing.T, service string, callers []string, base st
 		if method == http.MethodPost {
 			body = "{}"
 		}
-		r := CallAs(t, outsider, method, base+path, body)
-		WantError(t, r, http.StatusForbidden, "forbidden")
+		for _, c := range outsiders {
+			WantError(t, CallAs(t, c, method, base+path, body), http.StatusForbidden, "forbidden")
+		}
+		for _, c := range internal {
+			if r := CallAs(t, c, method, base+path, body); r.Status == http.StatusForbidden {
+				t.Errorf("%s as %s: got 403 %s; want it let through (an internal caller of %s)", route, c, r.Body, service)
+			}
+		}
 	}
 }

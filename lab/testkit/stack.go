@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"shoplab/internal/topology"
 )
 
 // Stack is a set of real services, built from this repository and run as processes, each with its own
@@ -24,7 +26,7 @@ const AuthTestKEK = "c2hvcGxhYi10ZXN0LWtlay0xMjM0NTY3ODkwYWJjZGU="
 // AuthEnv is what auth needs in tests beside its database and Consul: a cheap bcrypt cost and the test
 // key-encryption key.
 func AuthEnv() map[string]string {
-	return map[string]string{"AUTH_BCRYPT_COST": "4", "AUTH_KEY_ENCRYPTION_KEY": AuthTestKEK, "AUTH_TRUSTED_CALLERS": "front," + TestIdentity}
+	return map[string]string{"AUTH_BCRYPT_COST": "4", "AUTH_KEY_ENCRYPTION_KEY": AuthTestKEK, "AUTH_TRUSTED_CALLERS": topology.Entry + "," + TestIdentity}
 }
 
 // TestFingerprintKey is the key orders and payments fingerprint idempotent requests with in tests (base64 of
@@ -62,7 +64,7 @@ func StartStack(t testing.TB, names ...string) *Stack {
 // passing in Consul.
 func (s *Stack) Add(t testing.TB, name string, env map[string]string) *Service {
 	t.Helper()
-	if s.DSN[name] == "" && name != "front" {
+	if svc, _ := topology.Default().Service(name); svc.Database && s.DSN[name] == "" {
 		s.DSN[name] = NewDatabase(t)
 	}
 	full := Defaults(name)

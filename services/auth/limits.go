@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/mesh"
+	"shoplab/internal/topology"
 	"shoplab/internal/web"
 )
 
@@ -181,6 +183,15 @@ func (l *limiter) janitor(ctx context.Context, log hclog.Logger, every time.Dura
 			log.Debug("forgot old rate-limit windows", "rows", n)
 		}
 	}
+}
+
+// defaultTrusted is AUTH_TRUSTED_CALLERS' default: the topology's entry (the front) when it calls auth, the one
+// service that passes on the address of the client it serves; none otherwise.
+func defaultTrusted(t *topology.Topology) string {
+	if slices.Contains(t.Callers("auth"), topology.Entry) {
+		return topology.Entry
+	}
+	return ""
 }
 
 // parseTrusted reads AUTH_TRUSTED_CALLERS: the mesh services whose X-Forwarded-For is believed — the front,

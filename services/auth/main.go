@@ -21,6 +21,7 @@ import (
 
 	"shoplab/internal/app"
 	"shoplab/internal/consulx"
+	"shoplab/internal/topology"
 )
 
 //go:embed migrations/*.sql
@@ -42,7 +43,7 @@ type config struct {
 	limitAddress    limit         // AUTH_LIMIT_ADDRESS, default 60/1m
 	limitPair       limit         // AUTH_LIMIT_PAIR, default 5/15m
 	limitAccount    limit         // AUTH_LIMIT_ACCOUNT, default 100/1h
-	trusted         string        // AUTH_TRUSTED_CALLERS: mesh services whose X-Forwarded-For is believed, default front
+	trusted         string        // AUTH_TRUSTED_CALLERS: mesh services whose X-Forwarded-For is believed, default the topology's entry
 	keyRotation     time.Duration // AUTH_KEY_ROTATION, default 24h
 	keyRetireGrace  time.Duration // AUTH_KEY_RETIRE_GRACE: kept published beyond the token TTL, default 1m
 	kek             []byte        // AUTH_KEY_ENCRYPTION_KEY or AUTH_KEY_ENCRYPTION_KEY_FILE
@@ -55,7 +56,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bcryptCost:      env.Int("AUTH_BCRYPT_COST", bcrypt.DefaultCost, bcrypt.MinCost, bcrypt.MaxCost),
 		hashConcurrency: env.Int("AUTH_HASH_CONCURRENCY", max(2, runtime.GOMAXPROCS(0)), 1, 256),
 		hashWait:        env.Duration("AUTH_HASH_WAIT", 250*time.Millisecond),
-		trusted:         env.String("AUTH_TRUSTED_CALLERS", "front"),
+		trusted:         env.String("AUTH_TRUSTED_CALLERS", defaultTrusted(topology.Default())),
 		keyRotation:     env.Duration("AUTH_KEY_ROTATION", 24*time.Hour),
 		keyRetireGrace:  env.Duration("AUTH_KEY_RETIRE_GRACE", time.Minute),
 	}
@@ -106,7 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	rt, err := app.Boot(ctx, "auth", "127.0.0.1:8081", getenv, stderr, migrationFiles)
+	rt, err := app.Boot(ctx, "auth", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}

@@ -376,5 +376,5 @@ func TestHealthAndMetrics(t *testing.T) {
 // tokens alone; the front, which calls auth's public routes, is refused them (issue 28 §5).
 func TestInternalRoutesNameTheirCallers(t *testing.T) {
 	a := startAuth(t, nil)
-	testkit.WantInternalCallers(t, "auth", internalCallers, a.URL, "GET /internal/v1/sessions/ses_1", "GET /internal/v1/revocations")
+	testkit.WantInternalCallers(t, "auth", a.URL, "GET /internal/v1/sessions/ses_1", "GET /internal/v1/revocations")
 }

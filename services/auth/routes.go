@@ -11,6 +11,7 @@ import (
 	"shoplab/internal/health"
 	"shoplab/internal/mesh"
 	"shoplab/internal/metrics"
+	"shoplab/internal/topology"
 )
 
 // routes is auth's whole HTTP API.
@@ -25,15 +26,11 @@ func routes(log hclog.Logger, store *postgresStore, verifier *authn.Verifier, is
 	r.Handle("/v1/sessions/current", requireToken(handleDeleteSession(log, store, func(ctx context.Context) bool { return revoked.settle(ctx, settleLimit) }))).Methods(http.MethodDelete)
 	r.Handle("/v1/jwks", handleJWKS(log, store)).Methods(http.MethodGet)
 
-	// Internal: the services that verify tokens (internalCallers) ask about sessions and follow the revocations;
+	// Internal: the services that verify tokens (the topology's internal callers) ask about sessions and follow the revocations;
 	// never routed by the front.
-	verifiers := mesh.RequireCaller(internalCallers...)
+	verifiers := mesh.RequireCaller(topology.Default().InternalCallers("auth")...)
 	r.Handle("/internal/v1/sessions/{id}", verifiers(handleSessionStatus(log, store, app.PathVar("id")))).Methods(http.MethodGet)
 	r.Handle("/internal/v1/revocations", verifiers(handleRevocations(log, store, revoked))).Methods(http.MethodGet)
 
 	return r.Handler()
 }
-
-// internalCallers are the services that may call auth's internal routes (they verify tokens); each must call
-// auth in provisioning/topology.yml (a test checks).
-var internalCallers = []string{"catalog", "cart", "orders"}

@@ -27,7 +27,7 @@ func main() {
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
-	rt, err := app.Boot(ctx, "cart", "127.0.0.1:8083", getenv, stderr, migrationFiles)
+	rt, err := app.Boot(ctx, "cart", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}

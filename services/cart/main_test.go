@@ -179,5 +179,5 @@ func TestCatalogDown(t *testing.T) {
 // call cart's public routes, may neither read nor empty anybody's cart through them (issue 28 §5).
 func TestInternalRoutesNameTheirCallers(t *testing.T) {
 	f := start(t)
-	testkit.WantInternalCallers(t, "cart", internalCallers, f.cart.URL, "GET /internal/v1/carts/usr_1", "POST /internal/v1/carts/usr_1/remove")
+	testkit.WantInternalCallers(t, "cart", f.cart.URL, "GET /internal/v1/carts/usr_1", "POST /internal/v1/carts/usr_1/remove")
 }

@@ -10,6 +10,7 @@ import (
 	"shoplab/internal/health"
 	"shoplab/internal/mesh"
 	"shoplab/internal/metrics"
+	"shoplab/internal/topology"
 )
 
 // routes is cart's whole HTTP API. Every public call needs a bearer token; a cart belongs to its user.
@@ -23,14 +24,10 @@ func routes(log hclog.Logger, store *postgresStore, catalog productSource, verif
 	r.Handle("/v1/cart/items/{product_id}", requireToken(handleSetItem(log, store, catalog, app.PathVar("product_id")))).Methods(http.MethodPut)
 	r.Handle("/v1/cart/items/{product_id}", requireToken(handleDeleteItem(log, store, app.PathVar("product_id")))).Methods(http.MethodDelete)
 
-	// Internal: called by orders alone (internalCallers), never routed by the front.
-	orders := mesh.RequireCaller(internalCallers...)
+	// Internal: called by orders alone (the topology's internal callers), never routed by the front.
+	orders := mesh.RequireCaller(topology.Default().InternalCallers("cart")...)
 	r.Handle("/internal/v1/carts/{user_id}", orders(handleInternalGetCart(log, store, app.PathVar("user_id")))).Methods(http.MethodGet)
 	r.Handle("/internal/v1/carts/{user_id}/remove", orders(handleInternalRemove(log, store, app.PathVar("user_id")))).Methods(http.MethodPost)
 
 	return r.Handler()
 }
-
-// internalCallers are the services that may call cart's internal routes; each must call cart in
-// provisioning/topology.yml (a test checks).
-var internalCallers = []string{"orders"}

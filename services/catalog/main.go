@@ -27,7 +27,7 @@ func main() {
 }
 
 func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr io.Writer) error {
-	rt, err := app.Boot(ctx, "catalog", "127.0.0.1:8082", getenv, stderr, migrationFiles)
+	rt, err := app.Boot(ctx, "catalog", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}

@@ -406,7 +406,7 @@ func TestLookupAndReservationStatus(t *testing.T) {
 // could commit, release or return any order's reservation).
 func TestInternalRoutesNameTheirCallers(t *testing.T) {
 	c := startCatalog(t)
-	testkit.WantInternalCallers(t, "catalog", internalCallers, c.URL, "POST /internal/v1/products/lookup",
+	testkit.WantInternalCallers(t, "catalog", c.URL, "POST /internal/v1/products/lookup",
 		"POST /internal/v1/reservations", "GET /internal/v1/reservations/ord_1", "POST /internal/v1/reservations/ord_1/commit",
 		"POST /internal/v1/reservations/ord_1/release", "POST /internal/v1/reservations/ord_1/return")
 }

@@ -10,6 +10,7 @@ import (
 	"shoplab/internal/health"
 	"shoplab/internal/mesh"
 	"shoplab/internal/metrics"
+	"shoplab/internal/topology"
 )
 
 // routes is catalog's whole HTTP API.
@@ -28,8 +29,8 @@ func routes(log hclog.Logger, store *postgresStore, verifier *authn.Verifier, re
 	r.Handle("/v1/products/{id}", requireAdmin(handleArchiveProduct(log, store, app.PathVar("id")))).Methods(http.MethodDelete)
 	r.Handle("/v1/products/{id}/stock-adjustments", requireAdmin(handleAdjustStock(log, store, app.PathVar("id")))).Methods(http.MethodPost)
 
-	// Internal: called by orders alone (internalCallers), never routed by the front.
-	orders := mesh.RequireCaller(internalCallers...)
+	// Internal: called by orders alone (the topology's internal callers), never routed by the front.
+	orders := mesh.RequireCaller(topology.Default().InternalCallers("catalog")...)
 	r.Handle("/internal/v1/products/lookup", orders(handleLookupProducts(log, store))).Methods(http.MethodPost)
 	r.Handle("/internal/v1/reservations", orders(handleReserve(log, store))).Methods(http.MethodPost)
 	r.Handle("/internal/v1/reservations/{order_id}", orders(handleGetReservation(log, store, app.PathVar("order_id")))).Methods(http.MethodGet)
@@ -39,7 +40,3 @@ func routes(log hclog.Logger, store *postgresStore, verifier *authn.Verifier, re
 
 	return r.Handler()
 }
-
-// internalCallers are the services that may call catalog's internal routes; each must call catalog in
-// provisioning/topology.yml (a test checks).
-var internalCallers = []string{"orders"}

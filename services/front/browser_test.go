@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"shoplab/internal/topology"
 	"shoplab/lab/proc"
 	"shoplab/lab/testkit"
 )
@@ -134,7 +135,7 @@ func nav(base, hash string) action {
 // see the declined card's message.
 func TestBrowserJourney(t *testing.T) {
 	ctx := newBrowserContext(t)
-	st := testkit.StartStack(t, "auth", "catalog", "cart", "payments", "orders")
+	st := testkit.StartStack(t, topology.Default().Needs(topology.Entry)...)
 	front := startFront(t, st, nil)
 	dir := artifacts(t, "browser")
 	email := fmt.Sprintf("grace%d@example.com", time.Now().UnixNano())
@@ -214,7 +215,7 @@ func TestBrowserJourney(t *testing.T) {
 // cancels the order from their history; the admin sees the order cancelled and the stock back.
 func TestBrowserAdminJourney(t *testing.T) {
 	ctx := newBrowserContext(t)
-	st := testkit.StartStack(t, "auth", "catalog", "cart", "payments", "orders")
+	st := testkit.StartStack(t, topology.Default().Needs(topology.Entry)...)
 	front := startFront(t, st, nil)
 	admin := st.NewAdmin(t)
 	dir := artifacts(t, "browser-admin")

@@ -47,7 +47,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	if request < time.Second {
 		return errors.New("FRONT_REQUEST_TIMEOUT must be at least 1s")
 	}
-	rt, err := app.Boot(ctx, "front", "127.0.0.1:8080", getenv, stderr, nil)
+	rt, err := app.Boot(ctx, "front", getenv, stderr, nil)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"shoplab/internal/topology"
 	"shoplab/lab/testkit"
 )
 
@@ -55,7 +56,7 @@ func (b *browser) do(method, path, body string, headers ...string) testkit.Resp 
 }
 
 func TestSessionCookiesAndCSRF(t *testing.T) {
-	st := testkit.StartStack(t, "auth", "catalog", "cart")
+	st := testkit.StartStack(t, append(topology.Default().Needs("cart"), "cart")...)
 	front := startFront(t, st, nil)
 	u := testkit.NewUser(t, st.URL("auth"))
 	b := newBrowser(t, front.URL)

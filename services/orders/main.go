@@ -16,6 +16,7 @@ import (
 	"shoplab/internal/consulx"
 	"shoplab/internal/idem"
 	"shoplab/internal/svcclient"
+	"shoplab/internal/topology"
 )
 
 //go:embed migrations/*.sql
@@ -58,13 +59,13 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 		return fmt.Errorf("orders needs a key for the fingerprints of checkouts under an Idempotency-Key: %w", err)
 	}
 	cfg.prints = idem.NewFingerprinter(key)
-	rt, err := app.Boot(ctx, "orders", "127.0.0.1:8084", getenv, stderr, migrationFiles)
+	rt, err := app.Boot(ctx, "orders", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
 	services := svcclient.New(rt.Ctx, rt.Consul, rt.Mesh, rt.Log, svcclient.Options{Timeout: cfg.callTimeout})
-	for _, s := range []string{catalogService, cartService, paymentsService} {
+	for _, s := range topology.Default().Calls()["orders"] { // watched from the start: the first checkout waits for none
 		services.Watch(s)
 	}
 	store := &postgresStore{db: rt.DB}

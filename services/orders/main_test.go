@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"shoplab/internal/topology"
 	"shoplab/lab/testkit"
 )
 
@@ -31,10 +32,11 @@ type fixture struct {
 	env    map[string]string
 }
 
-// start runs auth, catalog, cart and payments as binaries and orders in-process, all in one Consul agent.
+// start runs the services orders needs (provisioning/topology.yml) as binaries and orders in-process, all in
+// one Consul agent.
 func start(t *testing.T, env map[string]string) *fixture {
 	t.Helper()
-	st := testkit.StartStack(t, "auth", "catalog", "cart", "payments")
+	st := testkit.StartStack(t, topology.Default().Needs("orders")...)
 	full := st.Env(t, "orders")
 	for k, v := range env {
 		full[k] = v

@@ -30,7 +30,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, _, stderr 
 	if err != nil {
 		return fmt.Errorf("payments needs a key for the fingerprints of charges under an Idempotency-Key: %w", err)
 	}
-	rt, err := app.Boot(ctx, "payments", "127.0.0.1:8085", getenv, stderr, migrationFiles)
+	rt, err := app.Boot(ctx, "payments", getenv, stderr, migrationFiles)
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,7 @@
 // Package topology reads provisioning/topology.yml, the one file that names every service, its port, its
-// replica count, whether the front routes it and whether it owns a database.
+// replica count, whether the front routes it, whether it owns a database, whom it calls and who may call its
+// internal routes. Every program is built with the file (Default): a service's default port and its callers
+// come from it, as do the labs' instances and the mesh's intentions.
 package topology
 
 import (
@@ -8,11 +10,29 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
+
+	"shoplab"
 )
+
+// Entry is the service every outside request comes in through: the storefront and gateway. The topology must
+// have it; nothing calls it, and it alone passes on a client's address (X-Forwarded-For).
+const Entry = "front"
+
+// Default is provisioning/topology.yml as built into this program. It panics if the file is invalid, which
+// TestDefault and every service's own tests would show before anything ships.
+var Default = sync.OnceValue(func() *Topology {
+	t, err := Parse(shoplab.TopologyYAML)
+	if err != nil {
+		panic(err)
+	}
+	return t
+})
 
 // Service is one service of the shop.
 type Service struct {
@@ -21,7 +41,8 @@ type Service struct {
 	Replicas int      `yaml:"replicas"`
 	Public   bool     `yaml:"public"`
 	Database bool     `yaml:"database"`
-	Calls    []string `yaml:"calls"` // the services it calls: the mesh's intentions allow exactly these
+	Calls    []string `yaml:"calls"`    // the services it calls: the mesh's intentions allow exactly these
+	Internal []string `yaml:"internal"` // the callers its internal routes admit: a subset of its callers
 }
 
 // Topology is the whole file.
@@ -82,8 +103,8 @@ func (t *Topology) Validate() error {
 			ports[p] = s.Name
 		}
 	}
-	if !names["front"] {
-		return errors.New("topology: the front is missing")
+	if !names[Entry] {
+		return fmt.Errorf("topology: the %s is missing", Entry)
 	}
 	for _, s := range t.Services {
 		seen := map[string]bool{}
@@ -91,15 +112,76 @@ func (t *Topology) Validate() error {
 			switch {
 			case !names[c]:
 				return fmt.Errorf("topology: %s calls %s, which is not a service of the topology", s.Name, c)
-			case c == s.Name || c == "front":
-				return fmt.Errorf("topology: %s calls %s: a service never calls itself or the front", s.Name, c)
+			case c == s.Name || c == Entry:
+				return fmt.Errorf("topology: %s calls %s: a service never calls itself or the %s", s.Name, c, Entry)
 			case seen[c]:
 				return fmt.Errorf("topology: %s calls %s twice", s.Name, c)
 			}
 			seen[c] = true
 		}
 	}
+	for _, s := range t.Services {
+		callers := t.Callers(s.Name)
+		for i, c := range s.Internal {
+			switch {
+			case !slices.Contains(callers, c):
+				return fmt.Errorf("topology: %s's internal routes admit %s, which does not call it", s.Name, c)
+			case slices.Contains(s.Internal[:i], c):
+				return fmt.Errorf("topology: %s's internal routes admit %s twice", s.Name, c)
+			}
+		}
+	}
 	return nil
+}
+
+// Callers lists the services that call name, in the file's order.
+func (t *Topology) Callers(name string) []string {
+	var out []string
+	for _, s := range t.Services {
+		if slices.Contains(s.Calls, name) {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// Needs lists the services name calls, directly or through the services it calls, in the file's order (the
+// order to start them in): what must run for name to work.
+func (t *Topology) Needs(name string) []string {
+	need := map[string]bool{}
+	var visit func(string)
+	visit = func(n string) {
+		s, _ := t.Service(n)
+		for _, c := range s.Calls {
+			if !need[c] {
+				need[c] = true
+				visit(c)
+			}
+		}
+	}
+	visit(name)
+	var out []string
+	for _, s := range t.Services {
+		if need[s.Name] {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// InternalCallers lists the callers name's internal routes admit (its "internal" in the file).
+func (t *Topology) InternalCallers(name string) []string {
+	s, _ := t.Service(name)
+	return slices.Clone(s.Internal)
+}
+
+// Port is the named service's port, or an error naming the service the topology lacks.
+func (t *Topology) Port(name string) (int, error) {
+	s, ok := t.Service(name)
+	if !ok {
+		return 0, fmt.Errorf("topology: no service named %s", name)
+	}
+	return s.Port, nil
 }
 
 // Calls maps every service to the services it calls.
