@@ -76,7 +76,8 @@ func Parse(b []byte) (*Topology, error) {
 }
 
 // Validate reports the first problem: a bad or repeated name, a port out of range or shared, a replica
-// count out of range, or a missing front.
+// count out of range, a missing entry, a call to an unknown service, to itself or to the entry, or an internal
+// caller that does not call the service.
 func (t *Topology) Validate() error {
 	if len(t.Services) == 0 {
 		return errors.New("topology: no services")
