@@ -115,6 +115,7 @@ installed_services() {
 SHOPLAB_UNIT_FILES="consul.service /etc/systemd/system/consul.service
 shoplab@.service /etc/systemd/system/shoplab@.service
 shoplab-consul-metrics.service /etc/systemd/system/shoplab-consul-metrics.service
+shoplab-patroni-tags.service /etc/systemd/system/shoplab-patroni-tags.service
 shoplab-prometheus-sd.service /etc/systemd/system/shoplab-prometheus-sd.service
 node-exporter-shoplab.conf /etc/systemd/system/prometheus-node-exporter.service.d/shoplab.conf
 patroni-shoplab.conf /etc/systemd/system/patroni.service.d/shoplab.conf
@@ -126,7 +127,7 @@ resolved-consul.conf /etc/systemd/resolved.conf.d/consul.conf"
 # what it needs (a Condition on that file: consul.hcl, the service's environment, the monitor's token and
 # configuration, Patroni's configuration; PostgreSQL's clusters by their start.conf), so one box serves every role.
 SHOPLAB_ENABLED=(consul.service shoplab-consul-metrics.service prometheus-node-exporter.service systemd-resolved.service
-  patroni.service postgresql.service prometheus.service shoplab-prometheus-sd.service)
+  patroni.service shoplab-patroni-tags.service postgresql.service prometheus.service shoplab-prometheus-sd.service)
 
 # resolved_changed says whether install_units changed the resolver's Consul domain (consul_dns then restarts it).
 resolved_changed=0
@@ -620,7 +621,7 @@ SQL
 # service's role and database (the others get them by replication). Idempotent: an existing member keeps its data.
 setup_patroni() {
   : "${PATRONI_SCOPE:?}"
-  local tmp
+  local tmp changed=0
   install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/patroni
   install -d -o root -g postgres -m 0750 /etc/patroni
   tmp=$(mktemp)
@@ -629,7 +630,8 @@ setup_patroni() {
   # since stopping the leader hands its lock to a replica mid-run. An unchanged configuration leaves it alone;
   # a changed one is installed and re-read (SIGHUP); a stopped Patroni is started. (Patroni refuses a
   # configuration it cannot read and says why in its journal; make test runs the rendered one as a real cluster.)
-  if put "$tmp" /etc/patroni/config.yml 0600 postgres:postgres && systemctl is-active --quiet patroni.service; then
+  put "$tmp" /etc/patroni/config.yml 0600 postgres:postgres && changed=1
+  if ((changed)) && systemctl is-active --quiet patroni.service; then
     systemctl reload patroni.service
   elif ! systemctl is-active --quiet patroni.service; then
     systemctl start patroni.service
@@ -637,6 +639,10 @@ setup_patroni() {
     echo "shoplab: Patroni of $PATRONI_SCOPE already runs with this configuration"
   fi
   rm -f "$tmp"
+  # The guard of Patroni's registration in Consul reads the same configuration (shoplab-patroni-tags.service).
+  if ((changed)) || ! systemctl is-active --quiet shoplab-patroni-tags.service; then
+    systemctl restart shoplab-patroni-tags.service
+  fi
   # Until a member leads, nobody can take writes; bounded, generous under emulation.
   wait_for "a Patroni leader of $PATRONI_SCOPE" 600 patroni_has_leader
   if patroni_role_is primary; then

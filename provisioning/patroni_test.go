@@ -57,7 +57,8 @@ func patroniEnv(n *patroniNode, consul string) []string {
 // streams as the synchronous standby; the cluster is in Consul as catalog-db, tagged primary and replica, and
 // `shoplab status --patroni` says so; the leader killed (SIGKILL, Patroni and PostgreSQL both) → the replica
 // is promoted with every committed row, and the old leader, started again, rejoins as a replica. Before the
-// crash, Consul is cut off for 25 s: the primary keeps taking writes.
+// crash, Consul is cut off for 25 s: the primary keeps taking writes. Last, the promoted member's tags are
+// written back as Consul's anti-entropy can (hashicorp/consul#13578), and shoplab patroni-tags repairs them.
 func TestPatroniCluster(t *testing.T) {
 	patroni := need(t, "patroni", "install it with: sudo apt-get install -y --no-install-recommends patroni python3-consul")
 	if _, err := pgcluster.BinDir(); err != nil {
@@ -350,6 +351,46 @@ func TestPatroniCluster(t *testing.T) {
 			t.Fatalf("%s did not rejoin as the synchronous replica within 120s: %+v\n%s", primary.name, c, logs())
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+
+	// 6. The promoted member's tags written back by Consul's anti-entropy (hashicorp/consul#13578; make vm-test,
+	// 2026-12-07: the agent held the catalog's old tags, the check its new role's): the cluster has no
+	// primary.catalog-db for good, since Patroni registers only when its role changes. shoplab patroni-tags (a
+	// unit on every database VM) registers the member again.
+	id := "catalog-db/" + replica.name
+	stale := &api.AgentServiceRegistration{ID: id, Name: "catalog-db", Address: replica.ip, Port: replica.pgPort,
+		Tags: []string{"patroni", "replica"}, EnableTagOverride: true, Check: &api.AgentServiceCheck{
+			HTTP: fmt.Sprintf("http://%s:%d/master", replica.ip, replica.apiPort), Interval: "5s", DeregisterCriticalServiceAfter: "150s"}}
+	if err := consul.Client.Agent().ServiceRegister(stale); err != nil {
+		t.Fatal(err)
+	}
+	primaryIDs := func() []string {
+		t.Helper()
+		entries, _, err := consul.Client.Health().Service("catalog-db", "primary", true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, e := range entries {
+			ids = append(ids, e.Service.ID)
+		}
+		return ids
+	}
+	time.Sleep(5 * time.Second) // two of the test's Patroni loops
+	if got := primaryIDs(); len(got) != 0 {
+		t.Fatalf("primaries after the tags were written back: got %v; want none (Patroni does not register again)", got)
+	}
+	out, err = run(t, root(t), nil, testkit.Binary(t, "cmd/shoplab"), "patroni-tags", "--once", "--config", replica.config)
+	if err != nil || !strings.Contains(out, "registered the member again") {
+		t.Fatalf("shoplab patroni-tags --once: %v\n%s", err, out)
+	}
+	for deadline := time.Now().Add(15 * time.Second); !slices.Equal(primaryIDs(), []string{id}); time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("primaries 15s after shoplab patroni-tags: got %v; want [%s]", primaryIDs(), id)
+		}
+	}
+	if out, err := run(t, root(t), nil, testkit.Binary(t, "cmd/shoplab"), "patroni-tags", "--once", "--config", replica.config); err != nil || out != "" {
+		t.Fatalf("shoplab patroni-tags --once with the tags right: got %v\n%s; want nothing done", err, out)
 	}
 }
 

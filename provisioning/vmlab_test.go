@@ -390,6 +390,7 @@ func TestSystemdUnits(t *testing.T) {
 		"shoplab@auth.service":           {"shoplab@.service", "/usr/local/lib/shoplab/%i", auth},
 		"shoplab-prometheus-sd.service":  {"shoplab-prometheus-sd.service", "/usr/local/lib/shoplab/shoplab", shoplab},
 		"shoplab-consul-metrics.service": {"shoplab-consul-metrics.service", "/usr/local/lib/shoplab/shoplab", shoplab},
+		"shoplab-patroni-tags.service":   {"shoplab-patroni-tags.service", "/usr/local/lib/shoplab/shoplab", shoplab},
 	}
 	for name, u := range units {
 		b, err := os.ReadFile(filepath.Join(root(t), "provisioning", "systemd", u.src))
@@ -430,6 +431,7 @@ func TestSystemdUnits(t *testing.T) {
 		"shoplab@.service":               {"ConditionPathExists=/etc/shoplab/%i.env", "TimerSlackNSec=50ms"},
 		"shoplab-consul-metrics.service": {"ConditionPathExists=/etc/default/shoplab-consul-metrics", "TimerSlackNSec=50ms"},
 		"shoplab-prometheus-sd.service":  {"ConditionPathExists=/etc/shoplab/prometheus-sd.token", "TimerSlackNSec=50ms"},
+		"shoplab-patroni-tags.service":   {"ConditionPathExists=/etc/patroni/config.yml", "TimerSlackNSec=50ms"},
 		"prometheus-shoplab.conf":        {"ConditionPathExists=/etc/prometheus/shoplab/prometheus.yml", "TimerSlackNSec=50ms"},
 		"patroni-shoplab.conf":           {"TimerSlackNSec=50ms"},
 		"node-exporter-shoplab.conf":     {"TimerSlackNSec=50ms"},

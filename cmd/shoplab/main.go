@@ -9,6 +9,7 @@
 //	shoplab topology names, ports and callers from provisioning/topology.yml, for make and the lab's scripts
 //	shoplab prometheus-config, prometheus-sd, consul-metrics   the VM lab's monitoring: Prometheus' files,
 //	                 Consul's catalog for it, each VM's Consul agent metrics
+//	shoplab patroni-tags   a Patroni member's registration in Consul kept true to its role (database VMs)
 package main
 
 import (
@@ -54,6 +55,7 @@ commands:
   prometheus-config   render Prometheus' configuration and rules into a directory (the VM lab's monitor-1)
   prometheus-sd       serve the local Consul agent's catalog to Prometheus' HTTP discovery (monitor-1)
   consul-metrics      serve the local Consul agent's own metrics off its loopback (every VM of the lab)
+  patroni-tags        keep this Patroni member's tags in Consul true to its role (the lab's database VMs)
 
 Run "shoplab <command> -h" for a command's flags.`
 
@@ -69,6 +71,7 @@ var commands = map[string]func(ctx context.Context, args []string, getenv func(s
 	"prometheus-config": runPrometheusConfig,
 	"prometheus-sd":     runPrometheusSD,
 	"consul-metrics":    runConsulMetrics,
+	"patroni-tags":      runPatroniTags,
 	"bench-proxy":       runBenchProxy,
 }
 
