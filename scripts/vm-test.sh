@@ -714,7 +714,7 @@ failure_window() { sed -n 's/.*(unix \([0-9.]*\) to \([0-9.]*\)).*/\1 \2/p' "$wo
 # primary plus failover_slack, and at most 10 % of them (--max-error-rate); no check of a service that does not
 # depend on the lost database turns critical (nor a live VM's serfHealth, which takes all its services along).
 check_db_failover() {
-  local svc=$1 scope=$1-db leader new="" t0 elapsed served mixed_pid checkout_pid prom_down="" prom_up watch_pid bad window first last
+  local svc=$1 scope=$1-db leader new="" t0 elapsed served mixed_pid checkout_pid prom_down="" prom_up watch_pid bad window first last repairs
   leader=$(patroni_leader "$scope") || die "no Patroni leader for $scope"
   log "$scope: primary on $leader; powering that VM off under checkouts and browsing"
   # One load prepares its accounts at a time: making accounts is password hashing on auth's one VM, which a
@@ -771,6 +771,9 @@ check_db_failover() {
   [[ -z $bad ]] || die "$scope failover: checks that do not depend on $scope turned critical: $(echo "$bad" | head -5 | tr '\n' ';')"
   log "$scope failover: no check of a service that does not depend on $scope turned critical ($(wc -l <"$work/critical-$svc.txt") polls)"
   served=$(grep -o '^checkouts: [0-9]*' "$work/load-$svc.txt" | grep -o '[0-9]*$')
+  # How often the new primary's registration had to be repaired (hashicorp/consul#13578, docs/failover.md).
+  repairs=$(vm_ssh "$new" 'sudo journalctl -u shoplab-patroni-tags -o cat --no-pager | grep -c "registered the member again" || true' 2>/dev/null | tr -d '\r' | tail -1)
+  log "$scope: shoplab patroni-tags registered $new again ${repairs:-?} times"
   log "bringing $leader up again"
   timeout 900 ip netns exec "$ns" vagrant up "$leader" >"$work/up-$leader.log" 2>&1 || { tail -10 "$work/up-$leader.log" >&2; die "vagrant up $leader after its power-off"; }
   forget_ssh
@@ -781,7 +784,7 @@ check_db_failover() {
   echo "db_failover $scope halted=$leader new_primary=$new new_primary_after_s=$elapsed checkouts=$served" \
     "failed_checkout_requests=$(failed_of "$svc")" "failed_browse_requests=$(failed_of "$svc-mixed")" \
     "browse_failures_window_s=$(window_since "$svc-mixed" "$t0") checkout_failures_window_s=$(window_since "$svc" "$t0")" \
-    "prometheus_down_after_s=$prom_down prometheus_up_after_passing_s=$prom_up" >>"$work/measured.txt"
+    "prometheus_down_after_s=$prom_down prometheus_up_after_passing_s=$prom_up patroni_tags_repairs=${repairs:-?}" >>"$work/measured.txt"
   log "$scope: $leader rejoined as a replica"
 }
 
