@@ -185,7 +185,7 @@ func (m *patroniRegistration) role(ctx context.Context) (string, error) {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
 		return "", fmt.Errorf("Patroni's /patroni: %w", err)
 	}
-	if st.State != "running" {
+	if st.State != "running" && st.State != "streaming" { // a replica of a newer Patroni reports streaming
 		return "", nil
 	}
 	return st.Role, nil
