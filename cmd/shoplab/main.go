@@ -94,15 +94,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // parseFlags parses a command's flags; bad flags and stray arguments are usage errors.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	if err := parseFlagsThenArgs(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+// parseFlagsThenArgs parses a command's flags and leaves its arguments in fs.Args(); bad flags are usage errors.
+func parseFlagsThenArgs(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
 	}
 	return nil
 }

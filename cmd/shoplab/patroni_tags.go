@@ -136,6 +136,7 @@ func (m *patroniRegistration) reconcile(ctx context.Context, log hclog.Logger) (
 	if err != nil || role == "" {
 		return false, err
 	}
+	role = strings.ReplaceAll(role, "_", "-") // as Patroni names a role in Consul: standby-leader
 	want, ok := m.wantTags(role)
 	if !ok {
 		return false, nil
@@ -154,7 +155,7 @@ func (m *patroniRegistration) reconcile(ctx context.Context, log hclog.Logger) (
 	reg := &api.AgentServiceRegistration{
 		ID: svc.ID, Name: svc.Service, Address: svc.Address, Port: svc.Port, Tags: want, EnableTagOverride: true,
 		Check: &api.AgentServiceCheck{
-			HTTP:                           "http://" + m.RestAPI.ConnectAddress + "/" + strings.ReplaceAll(role, "_", "-"),
+			HTTP:                           "http://" + m.RestAPI.ConnectAddress + "/" + role,
 			Interval:                       m.Consul.CheckInterval,
 			DeregisterCriticalServiceAfter: "150s", // Patroni's: ten times its Consul session's half-TTL
 		},

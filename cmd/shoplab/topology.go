@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -23,16 +22,12 @@ import (
 func runTopology(_ context.Context, args []string, _ func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("topology", flag.ContinueOnError)
 	file := fs.String("file", repoTopologyFile(), "the topology file (default: this repository's, else the one built in)")
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: shoplab topology [--file FILE] names | port NAME | callers NAME")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := parseFlagsThenArgs(fs, args, stderr); err != nil {
+		return err
 	}
 	t := topology.Default()
 	if *file != "" {
