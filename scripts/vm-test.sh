@@ -23,7 +23,7 @@
 #               scripts/vm-intruder.sh on front-1 — is refused by the servers' RPC)
 #   6. destroy  vagrant destroy -f; the daemons stopped by PID; the namespace deleted — on failure too
 # Settings: SHOPLAB_VMTEST_DIR (work directory, default /var/tmp/shoplab-vmtest: several GB); SHOPLAB_VMTEST_HA=1
-# for the whole HA lab of step 4 (12 VMs with monitor-1, about 19 GiB of host memory); without it (CI's run) one
+# for the whole HA lab of step 4 (12 VMs with monitor-1, about 19 GiB of host memory; CI's run); without it one
 # Consul server, catalog at two replicas and orders at one (9 VMs, about 14 GiB), so the Consul leader's loss and the orders
 # failover are left out and catalog's failover stays in; and the Vagrantfile's SHOPLAB_* variables (this script
 # sets the ones this machine needs). Runs as root.
