@@ -29,13 +29,22 @@ type PrometheusParams struct {
 	ScrapeTimeout  time.Duration // how long one scrape may take (0: half the interval); at most the interval
 	RulesFile      string        // where rules.yml is
 	SDURL          string        // the discovery endpoint's base URL (Discovery): one path per scrape job
+	// CAFile is the PEM file Patroni's REST API certificates are verified against: the VM lab's own CA
+	// (default SystemCAFile: make run has no Patroni).
+	CAFile string
 }
+
+// SystemCAFile is Debian's bundle of the system's trusted CAs (ca-certificates).
+const SystemCAFile = "/etc/ssl/certs/ca-certificates.crt"
 
 // RenderPrometheus fills the template (prometheus.yml.in) with p: the one configuration both labs render (make
 // run here, the VM lab with `shoplab prometheus-config` on its monitor VM).
 func RenderPrometheus(template []byte, p PrometheusParams) ([]byte, error) {
 	if p.ScrapeTimeout == 0 {
 		p.ScrapeTimeout = p.ScrapeInterval / 2
+	}
+	if p.CAFile == "" {
+		p.CAFile = SystemCAFile
 	}
 	if p.ScrapeInterval < time.Second || p.ScrapeTimeout < 500*time.Millisecond || p.ScrapeTimeout > p.ScrapeInterval ||
 		p.RulesFile == "" || p.SDURL == "" {
@@ -46,6 +55,7 @@ func RenderPrometheus(template []byte, p PrometheusParams) ([]byte, error) {
 		"@SCRAPE_TIMEOUT@", promDuration(p.ScrapeTimeout),
 		"@RULES_FILE@", p.RulesFile,
 		"@SD_URL@", strings.TrimRight(p.SDURL, "/"),
+		"@CA_FILE@", p.CAFile,
 	).Replace(string(template))
 	if left := placeholder.FindString(out); left != "" {
 		return nil, fmt.Errorf("prometheus config: the template has a placeholder this shoplab does not know: %s", left)

@@ -54,10 +54,12 @@ func readCert(t *testing.T, path string) *x509.Certificate {
 }
 
 // TestLabCA: the lab's CA signs one certificate per Consul server for what Consul and the host check
-// (server.shoplab.consul, localhost, 127.0.0.1, its address), usable at both ends of RPC; the private keys are
-// 0600; running again keeps everything; a lost server certificate is made again under the same CA.
+// (server.shoplab.consul, localhost, 127.0.0.1, its address), usable at both ends of RPC, and one per VM that
+// keeps a database for the names its clients verify (sslmode=verify-full: the member's address, and a Patroni
+// member's cluster names in Consul DNS); the private keys are 0600; running again keeps everything; a lost
+// server certificate is made again under the same CA.
 func TestLabCA(t *testing.T) {
-	dir := labTLS(t, "CONSUL_SERVERS=3")
+	dir := labTLS(t, "CONSUL_SERVERS=3", "REPLICAS=catalog=2")
 	ca := readCert(t, filepath.Join(dir, "ca.pem"))
 	if !ca.IsCA {
 		t.Fatalf("ca.pem: got IsCA false; want a CA")
@@ -84,6 +86,36 @@ func TestLabCA(t *testing.T) {
 			}
 		}
 	}
+	for _, c := range []struct {
+		vm   string
+		want []string
+		not  []string
+	}{
+		{"catalog-1", []string{"192.168.56.110", "catalog-1", "primary.catalog-db.service.consul", "catalog-db.service.consul"},
+			[]string{"192.168.56.111", "primary.orders-db.service.consul"}},
+		{"catalog-2", []string{"192.168.56.111", "primary.catalog-db.service.consul"}, []string{"192.168.56.110"}},
+		{"payments-1", []string{"192.168.56.120", "payments-1"}, []string{"primary.payments-db.service.consul", "192.168.56.110"}},
+	} {
+		cert := readCert(t, filepath.Join(dir, c.vm+"-db.pem"))
+		for _, host := range c.want {
+			for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+				if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: host, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+					t.Errorf("%s's database certificate for %s (usage %v): got %v; want valid", c.vm, host, usage, err)
+				}
+			}
+		}
+		for _, host := range c.not {
+			if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: host}); err == nil {
+				t.Errorf("%s's database certificate for %s: got valid; want refused", c.vm, host)
+			}
+		}
+		if st, err := os.Stat(filepath.Join(dir, c.vm+"-db-key.pem")); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s-db-key.pem: got %v %v; want mode 0600", c.vm, st.Mode(), err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "front-1-db.pem")); err == nil {
+		t.Error("front-1-db.pem: got a database certificate for a VM without a database")
+	}
 	before := map[string][]byte{}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.pem"))
 	for _, f := range files {
@@ -93,7 +125,7 @@ func TestLabCA(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "consul-2.pem")); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(t, root(t), []string{"SHOPLAB_LAB_DIR=" + lab, "CONSUL_SERVERS=3"}, "ruby", "provisioning/lab.rb", "tls"); err != nil {
+	if out, err := run(t, root(t), []string{"SHOPLAB_LAB_DIR=" + lab, "CONSUL_SERVERS=3", "REPLICAS=catalog=2"}, "ruby", "provisioning/lab.rb", "tls"); err != nil {
 		t.Fatalf("ruby provisioning/lab.rb tls again: %v\n%s", err, out)
 	}
 	for _, f := range files {

@@ -6,7 +6,7 @@
 # a bad plan fails when the Vagrantfile loads, not half-way through `vagrant up`. It also keeps the lab's
 # secrets — the Consul gossip key, the ACL tokens and the database passwords — generated once per lab on the
 # host, in the git-ignored .lab/vm/secrets.json (SHOPLAB_LAB_DIR moves .lab elsewhere), and the lab's own
-# certificate authority for Consul's TLS with a certificate per Consul server, in .lab/vm/tls/.
+# certificate authority with a certificate per Consul server and per database VM, in .lab/vm/tls/.
 #
 # `ruby provisioning/lab.rb` prints the plan as JSON (the tests read it).
 require "ipaddr"
@@ -143,7 +143,7 @@ module Shoplab
     s["auth_kek"] ||= [SecureRandom.random_bytes(32)].pack("m0") # seals auth's signing keys
     s["fingerprint_keys"] ||= {} # per service: the key of its Idempotency-Key fingerprints (orders, payments)
     %w[orders payments].each { |svc| s["fingerprint_keys"][svc] ||= [SecureRandom.random_bytes(32)].pack("m0") }
-    s["patroni"] ||= {}        # per service: the cluster's superuser, replication and REST API passwords
+    s["patroni"] ||= {}        # per service: the cluster's superuser, replication, rewind and REST API passwords
     s["patroni_tokens"] ||= {} # per VM: its Patroni's Consul token
     s["monitor_token"] ||= { "accessor" => uuid, "secret" => uuid } # Prometheus' discovery: reads services and nodes
     vms.each do |vm|
@@ -154,7 +154,8 @@ module Shoplab
       s["databases"][vm.service] ||= SecureRandom.urlsafe_base64(24) if vm.database
       next unless vm.patroni
 
-      s["patroni"][vm.service] ||= %w[superuser replication rest].to_h { |k| [k, SecureRandom.urlsafe_base64(24)] }
+      pw = (s["patroni"][vm.service] ||= {})
+      %w[superuser replication rewind rest].each { |k| pw[k] ||= SecureRandom.urlsafe_base64(24) }
       s["patroni_tokens"][vm.name] ||= { "accessor" => uuid, "secret" => uuid }
     end
     File.write(path, JSON.pretty_generate(s) + "\n", perm: 0o600)
@@ -166,13 +167,16 @@ module Shoplab
   CERT_DAYS = 825
   RENEW_DAYS = 30
 
-  # consul_tls returns the lab's Consul TLS material as PEM, making what is missing in .lab/vm/tls/ (as
-  # `consul tls ca create` and `consul tls cert create -server` would): the lab's own CA (ca.pem; its key
-  # ca-key.pem never leaves the host) and, per Consul server, a certificate for server.shoplab.consul (what
-  # verify_server_hostname checks), localhost, 127.0.0.1 (the UI's forwarded port) and the server's address.
-  # A server certificate is made again when it is missing, names another address, or expires within 30 days.
-  # Client agents get theirs from the servers (auto_encrypt). {"ca" => pem, "servers" => {name => {"cert", "key"}}}
-  def consul_tls(root, vms, env = ENV)
+  # lab_tls returns the lab's TLS material as PEM, making what is missing in .lab/vm/tls/ (as `consul tls ca
+  # create` and `consul tls cert create -server` would): the lab's own CA (ca.pem; its key ca-key.pem never
+  # leaves the host); per Consul server, a certificate for server.shoplab.consul (what verify_server_hostname
+  # checks), localhost, 127.0.0.1 (the UI's forwarded port) and the server's address; per VM that keeps a
+  # database (PostgreSQL, and Patroni's REST API on a cluster's members), a certificate for its address, its name
+  # and, on a Patroni member, the cluster's names in Consul DNS the services connect to (sslmode=verify-full).
+  # A certificate is made again when it is missing, names other names, or expires within 30 days. Client
+  # agents get theirs from the servers (auto_encrypt).
+  # {"ca" => pem, "servers" => {name => {"cert", "key"}}, "databases" => {name => {"cert", "key"}}}
+  def lab_tls(root, vms, env = ENV)
     dir = File.join(lab_dir(root, env), "tls")
     FileUtils.mkdir_p(dir, mode: 0o700)
     ca_path = File.join(dir, "ca.pem")
@@ -182,31 +186,43 @@ module Shoplab
       ca_key = OpenSSL::PKey.read(File.read(ca_key_path))
     else
       ca_key = OpenSSL::PKey::EC.generate("prime256v1")
-      ca = new_cert(ca_key, ca_key, nil, "CN=shoplab Consul CA #{SecureRandom.hex(4)}", 5 * 365) do |ef, c|
+      ca = new_cert(ca_key, ca_key, nil, "CN=shoplab lab CA #{SecureRandom.hex(4)}", 5 * 365) do |ef, c|
         c.add_extension(ef.create_extension("basicConstraints", "CA:TRUE", true))
         c.add_extension(ef.create_extension("keyUsage", "keyCertSign,cRLSign,digitalSignature", true))
       end
       File.write(ca_key_path, ca_key.to_pem, perm: 0o600)
       File.write(ca_path, ca.to_pem, perm: 0o644)
     end
-    out = { "ca" => ca.to_pem, "servers" => {} }
-    vms.select { |vm| vm.role == "consul-server" }.each do |vm|
-      cert_path = File.join(dir, "#{vm.name}.pem")
-      key_path = File.join(dir, "#{vm.name}-key.pem")
-      sans = "DNS:server.#{DATACENTER}.consul,DNS:localhost,IP:127.0.0.1,IP:#{vm.ip}"
+    leaf = lambda do |name, cn, sans|
+      cert_path = File.join(dir, "#{name}.pem")
+      key_path = File.join(dir, "#{name}-key.pem")
       unless current?(cert_path, key_path, ca, sans)
         key = OpenSSL::PKey::EC.generate("prime256v1")
-        cert = new_cert(key, ca_key, ca, "CN=server.#{DATACENTER}.consul", CERT_DAYS) do |ef, c|
+        cert = new_cert(key, ca_key, ca, "CN=#{cn}", CERT_DAYS) do |ef, c|
           c.add_extension(ef.create_extension("basicConstraints", "CA:FALSE", true))
           c.add_extension(ef.create_extension("keyUsage", "digitalSignature,keyEncipherment", true))
-          # Servers dial each other too: the same certificate serves both ends of RPC.
+          # Consul servers dial each other, Patroni members call each other's REST API with their own
+          # certificate: each serves both ends.
           c.add_extension(ef.create_extension("extendedKeyUsage", "serverAuth,clientAuth", false))
           c.add_extension(ef.create_extension("subjectAltName", sans, false))
         end
         File.write(key_path, key.to_pem, perm: 0o600)
         File.write(cert_path, cert.to_pem, perm: 0o644)
       end
-      out["servers"][vm.name] = { "cert" => File.read(cert_path), "key" => File.read(key_path) }
+      { "cert" => File.read(cert_path), "key" => File.read(key_path) }
+    end
+    out = { "ca" => ca.to_pem, "servers" => {}, "databases" => {} }
+    vms.select { |vm| vm.role == "consul-server" }.each do |vm|
+      out["servers"][vm.name] = leaf.call(vm.name, "server.#{DATACENTER}.consul",
+                                          "DNS:server.#{DATACENTER}.consul,DNS:localhost,IP:127.0.0.1,IP:#{vm.ip}")
+    end
+    vms.select { |vm| vm.database && (vm.patroni || vm.index == 1) }.each do |vm|
+      sans = "DNS:#{vm.name},IP:#{vm.ip}"
+      if vm.patroni
+        scope = patroni_scope(vm.service)
+        sans += ",DNS:primary.#{scope}.service.consul,DNS:#{scope}.service.consul"
+      end
+      out["databases"][vm.name] = leaf.call("#{vm.name}-db", vm.name, sans)
     end
     out
   end
@@ -318,9 +334,10 @@ if $PROGRAM_NAME == __FILE__
   root = File.expand_path("..", __dir__)
   begin
     vms = Shoplab.plan(root)
-    if ARGV.first == "tls" # make the lab's Consul TLS material (tests, and hosts that want it before vagrant up)
-      tls = Shoplab.consul_tls(root, vms)
-      puts JSON.pretty_generate("dir" => File.join(Shoplab.lab_dir(root, ENV), "tls"), "servers" => tls["servers"].keys)
+    if ARGV.first == "tls" # make the lab's TLS material (tests, and hosts that want it before vagrant up)
+      tls = Shoplab.lab_tls(root, vms)
+      puts JSON.pretty_generate("dir" => File.join(Shoplab.lab_dir(root, ENV), "tls"), "servers" => tls["servers"].keys,
+                                "databases" => tls["databases"].keys)
       exit 0
     end
     intentions = Shoplab.intentions(root).split("\n").map { |l| JSON.parse(l) }

@@ -160,15 +160,15 @@ install_units() {
 CONSUL_TLS_DIR=${CONSUL_TLS_DIR:-/etc/consul.d/tls}
 
 # install_consul_tls puts the lab's Consul TLS material, made on the host (lab.rb) and passed base64-encoded
-# in the environment, into CONSUL_TLS_DIR: every agent gets the lab's CA (CONSUL_TLS_CA), a server also its
+# in the environment, into CONSUL_TLS_DIR: every agent gets the lab's CA (LAB_TLS_CA), a server also its
 # own certificate and key (CONSUL_TLS_CERT, CONSUL_TLS_KEY; the key readable by root and consul only). It
 # succeeds when it changed a file.
 install_consul_tls() {
-  : "${CONSUL_TLS_CA:?the lab CA (base64 PEM) is missing}"
+  : "${LAB_TLS_CA:?the lab CA (base64 PEM) is missing}"
   install -d -o root -g consul -m 0750 "$CONSUL_TLS_DIR"
   local tmp changed=1
   tmp=$(mktemp) # 0600: the server's key passes through it
-  printf '%s' "$CONSUL_TLS_CA" | base64 -d >"$tmp" || die "CONSUL_TLS_CA is not base64"
+  printf '%s' "$LAB_TLS_CA" | base64 -d >"$tmp" || die "LAB_TLS_CA is not base64"
   put "$tmp" "$CONSUL_TLS_DIR/ca.pem" 0644 root:consul && changed=0
   if [[ $SHOPLAB_ROLE == consul-server ]]; then
     : "${CONSUL_TLS_CERT:?the server certificate (base64 PEM) is missing}" "${CONSUL_TLS_KEY:?the server key (base64 PEM) is missing}"
@@ -179,6 +179,31 @@ install_consul_tls() {
   fi
   rm -f "$tmp"
   return "$changed"
+}
+
+LAB_TLS_DIR=${LAB_TLS_DIR:-/etc/ssl/shoplab}
+LAB_TLS_CHANGED=0
+
+# install_lab_tls puts the lab's CA (LAB_TLS_CA) in LAB_TLS_DIR for every client on this VM — the services'
+# sslmode=verify-full, Patroni's calls to its peers, Prometheus' scrapes of Patroni — and, on a VM that keeps a
+# database, its certificate and key (DB_TLS_CERT, DB_TLS_KEY, base64 PEM from lab.rb; the key readable by
+# postgres alone), which PostgreSQL and Patroni's REST API serve. It sets LAB_TLS_CHANGED=1 when it changed a
+# file (the database then reloads them).
+install_lab_tls() {
+  : "${LAB_TLS_CA:?the lab CA (base64 PEM) is missing}"
+  install -d -m 0755 "$LAB_TLS_DIR"
+  local tmp
+  tmp=$(mktemp) # 0600: the key passes through it
+  printf '%s' "$LAB_TLS_CA" | base64 -d >"$tmp" || die "LAB_TLS_CA is not base64"
+  put "$tmp" "$LAB_TLS_DIR/ca.pem" 0644 && LAB_TLS_CHANGED=1
+  if [[ -n ${DB_TLS_CERT:-} ]]; then
+    : "${DB_TLS_KEY:?the database key (base64 PEM) is missing}"
+    printf '%s' "$DB_TLS_CERT" | base64 -d >"$tmp" || die "DB_TLS_CERT is not base64"
+    put "$tmp" "$LAB_TLS_DIR/db.pem" 0644 && LAB_TLS_CHANGED=1
+    printf '%s' "$DB_TLS_KEY" | base64 -d >"$tmp" || die "DB_TLS_KEY is not base64"
+    put "$tmp" "$LAB_TLS_DIR/db-key.pem" 0600 postgres:postgres && LAB_TLS_CHANGED=1
+  fi
+  rm -f "$tmp"
 }
 
 # render_consul_config writes the agent's configuration to $1 from the environment:
@@ -209,6 +234,9 @@ advertise_addr = "$SHOPLAB_IP"
 retry_join     = [$join]
 encrypt        = "$CONSUL_GOSSIP_KEY"
 log_level      = "INFO"
+
+# Checks over HTTPS (Patroni's REST API) verify the server with the agent's CA, the lab's.
+enable_agent_tls_for_checks = true
 
 ports {
   dns = 8600
@@ -461,10 +489,12 @@ consul_dns() {
 }
 
 # setup_postgres makes the service's own database on this VM's PostgreSQL, reachable from the lab network
-# by the service's role alone: SHOPLAB_SERVICE, SHOPLAB_IP, DB_PASSWORD.
+# by the service's role alone, over TLS only (the lab's certificate of this VM, install_lab_tls), by password:
+# SHOPLAB_SERVICE, SHOPLAB_IP, DB_PASSWORD. The superuser stays local (Debian's peer and loopback lines).
 setup_postgres() {
   : "${SHOPLAB_SERVICE:?}" "${SHOPLAB_IP:?}" "${DB_PASSWORD:?}"
-  local svc=$SHOPLAB_SERVICE conf version tmp changed=0
+  [[ -f $LAB_TLS_DIR/db.pem && -f $LAB_TLS_DIR/db-key.pem ]] || die "no database certificate in $LAB_TLS_DIR (DB_TLS_CERT, DB_TLS_KEY)"
+  local svc=$SHOPLAB_SERVICE conf version tmp changed=$LAB_TLS_CHANGED
   conf=$(find /etc/postgresql -mindepth 2 -maxdepth 2 -type d -name main 2>/dev/null | head -1)
   if [[ -z $conf ]]; then
     version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -1)
@@ -475,14 +505,24 @@ setup_postgres() {
   fi
   version=$(basename "$(dirname "$conf")")
   tmp=$(mktemp)
-  printf "listen_addresses = 'localhost,%s'\n" "$SHOPLAB_IP" >"$tmp"
+  {
+    printf "listen_addresses = 'localhost,%s'\n" "$SHOPLAB_IP"
+    printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\nssl_min_protocol_version = 'TLSv1.3'\n" \
+      "$LAB_TLS_DIR/db.pem" "$LAB_TLS_DIR/db-key.pem"
+  } >"$tmp"
   put "$tmp" "$conf/conf.d/shoplab.conf" 0644 postgres:postgres && changed=1
   # The box keeps the cluster from starting on VMs without a database (start.conf manual, bake.sh): here it starts
   # at every boot.
   printf 'auto\n' >"$tmp"
   put "$tmp" "$conf/start.conf" 0644 postgres:postgres && changed=1
   rm -f "$tmp"
-  local line="host $svc $svc $SHOPLAB_NETWORK scram-sha-256"
+  # A lab made before the database's TLS has the same line as host (TLS or not): it goes.
+  local line="hostssl $svc $svc $SHOPLAB_NETWORK scram-sha-256" plain="host $svc $svc $SHOPLAB_NETWORK scram-sha-256"
+  if grep -qxF "$plain" "$conf/pg_hba.conf"; then
+    grep -vxF "$plain" "$conf/pg_hba.conf" >"$conf/pg_hba.conf.new" || true
+    chown postgres:postgres "$conf/pg_hba.conf.new" && chmod 0640 "$conf/pg_hba.conf.new"
+    mv "$conf/pg_hba.conf.new" "$conf/pg_hba.conf" && changed=1
+  fi
   grep -qxF "$line" "$conf/pg_hba.conf" || { printf '%s\n' "$line" >>"$conf/pg_hba.conf" && changed=1; }
   if ((changed)) || ! systemctl is-active --quiet "postgresql@$version-main.service"; then
     systemctl restart "postgresql@$version-main.service"
@@ -500,21 +540,31 @@ PATRONI_NAMESPACE=/shoplab/
 
 # render_patroni_config writes this node's Patroni configuration to $1 from the environment:
 #   SHOPLAB_NODE, SHOPLAB_IP, SHOPLAB_SERVICE, PATRONI_SCOPE, CONSUL_PATRONI_TOKEN, PATRONI_SUPERUSER_PASSWORD,
-#   PATRONI_REPLICATION_PASSWORD, PATRONI_REST_PASSWORD; and, with defaults for the VMs, PATRONI_PG_PORT (5432),
-#   PATRONI_API_PORT (8008), PATRONI_DATA_DIR, PATRONI_SOCKET_DIR, PATRONI_CONSUL (127.0.0.1:8500),
-#   PATRONI_TTL (30), PATRONI_LOOP_WAIT (5) and SHOPLAB_NETWORK (who may connect).
+#   PATRONI_REPLICATION_PASSWORD, PATRONI_REWIND_PASSWORD, PATRONI_REST_PASSWORD; and, with defaults for the VMs,
+#   PATRONI_PG_PORT (5432), PATRONI_API_PORT (8008), PATRONI_DATA_DIR, PATRONI_SOCKET_DIR, PATRONI_CONSUL
+#   (127.0.0.1:8500), PATRONI_TTL (30), PATRONI_LOOP_WAIT (5), SHOPLAB_NETWORK (who may connect) and
+#   LAB_TLS_DIR (the lab's CA, this member's certificate and key: install_lab_tls).
+# Everything on the network is TLS, verified against the lab's CA: PostgreSQL takes hostssl connections only,
+# replication and pg_rewind verify the member they copy from (verify-full), and the REST API is HTTPS; its
+# unsafe endpoints (switchover, restart, reinitialize, configuration) take the password only from a member's or
+# this host's own address. (Not a client certificate besides: the Consul agents' checks present theirs, which
+# Consul's built-in CA signs, and a certificate the server asks for but cannot verify fails the handshake.) The
+# superuser connects over
+# this host's socket or loopback only; pg_rewind has its own role (Patroni gives it only the functions it uses).
 # The file holds passwords: it is written 0600 and read by Patroni alone (postgres).
 render_patroni_config() {
   : "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_SERVICE:?}" "${PATRONI_SCOPE:?}" "${CONSUL_PATRONI_TOKEN:?}"
-  : "${PATRONI_SUPERUSER_PASSWORD:?}" "${PATRONI_REPLICATION_PASSWORD:?}" "${PATRONI_REST_PASSWORD:?}"
+  : "${PATRONI_SUPERUSER_PASSWORD:?}" "${PATRONI_REPLICATION_PASSWORD:?}" "${PATRONI_REWIND_PASSWORD:?}" "${PATRONI_REST_PASSWORD:?}"
   local out=$1 pg_port=${PATRONI_PG_PORT:-5432} api_port=${PATRONI_API_PORT:-8008} bin version
   local data=${PATRONI_DATA_DIR:-/var/lib/postgresql/patroni/$PATRONI_SCOPE} svc=$SHOPLAB_SERVICE hba
-  # Who may connect: the superuser locally and, by password, from the lab (Patroni's own checks and pg_rewind),
-  # replication, and the service's own role to its own database.
+  local ca=$LAB_TLS_DIR/ca.pem cert=$LAB_TLS_DIR/db.pem key=$LAB_TLS_DIR/db-key.pem
+  # Who may connect: the superuser on this host only (Patroni over the socket), and over TLS by password from
+  # the lab: replication, pg_rewind's role to the postgres database, and the service's own role to its own.
   hba="    - local all postgres peer
-    - host replication replicator $SHOPLAB_NETWORK scram-sha-256
-    - host all postgres $SHOPLAB_NETWORK scram-sha-256
-    - host $svc $svc $SHOPLAB_NETWORK scram-sha-256"
+    - hostssl all postgres 127.0.0.1/32 scram-sha-256
+    - hostssl replication replicator $SHOPLAB_NETWORK scram-sha-256
+    - hostssl postgres rewind_user $SHOPLAB_NETWORK scram-sha-256
+    - hostssl $svc $svc $SHOPLAB_NETWORK scram-sha-256"
   version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -n | tail -1)
   [[ -n $version ]] || die "PostgreSQL is not installed"
   bin=/usr/lib/postgresql/$version/bin
@@ -530,6 +580,12 @@ log:
 restapi:
   listen: $SHOPLAB_IP:$api_port
   connect_address: $SHOPLAB_IP:$api_port
+  certfile: $cert
+  keyfile: $key
+  cafile: $ca
+  allowlist:
+    - 127.0.0.1/32
+  allowlist_include_members: true
   authentication:
     username: patroni
     password: "$PATRONI_REST_PASSWORD"
@@ -581,6 +637,8 @@ postgresql:
   data_dir: $data
   bin_dir: $bin
   pgpass: $(dirname "$data")/pgpass-$PATRONI_SCOPE
+  # Patroni's own connections as the superuser go through the socket (the hba above allows nothing else).
+  use_unix_socket: true
   authentication:
     superuser:
       username: postgres
@@ -588,15 +646,23 @@ postgresql:
     replication:
       username: replicator
       password: "$PATRONI_REPLICATION_PASSWORD"
+      sslmode: verify-full
+      sslrootcert: $ca
     rewind:
-      username: postgres
-      password: "$PATRONI_SUPERUSER_PASSWORD"
+      username: rewind_user
+      password: "$PATRONI_REWIND_PASSWORD"
+      sslmode: verify-full
+      sslrootcert: $ca
   # A new replica copies the primary with pg_basebackup, which first waits for a checkpoint: a spread one
   # (the default) took minutes under emulation; an immediate one takes a second.
   basebackup:
     - checkpoint: fast
   parameters:
     unix_socket_directories: ${PATRONI_SOCKET_DIR:-/var/run/postgresql}
+    ssl: "on"
+    ssl_cert_file: $cert
+    ssl_key_file: $key
+    ssl_min_protocol_version: TLSv1.3
   pg_hba:
 $hba
 YAML
@@ -616,12 +682,29 @@ REVOKE ALL ON DATABASE :"svc" FROM PUBLIC;
 SQL
 }
 
+# rewind_role_sql prints the SQL that makes pg_rewind's role (password PATRONI_REWIND_PASSWORD) with the
+# functions it calls, as Patroni does when it bootstraps a cluster: for a cluster bootstrapped before the role
+# was in its configuration. Run on the primary with psql, the password on stdin.
+rewind_role_sql() {
+  : "${PATRONI_REWIND_PASSWORD:?}"
+  printf '\\set pw %s\n' "$PATRONI_REWIND_PASSWORD"
+  cat <<'SQL'
+SELECT 'CREATE ROLE rewind_user LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'rewind_user') \gexec
+ALTER ROLE rewind_user LOGIN PASSWORD :'pw';
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO rewind_user;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO rewind_user;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO rewind_user;
+GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO rewind_user;
+SQL
+}
+
 # setup_patroni makes this VM a member of its service's Patroni cluster: Debian's cluster stays off (the box set
 # it to start manually), Patroni runs PostgreSQL from its own data directory, and the member that leads makes the
 # service's role and database (the others get them by replication). Idempotent: an existing member keeps its data.
 setup_patroni() {
   : "${PATRONI_SCOPE:?}"
-  local tmp changed=0
+  [[ -f $LAB_TLS_DIR/db.pem && -f $LAB_TLS_DIR/db-key.pem ]] || die "no database certificate in $LAB_TLS_DIR (DB_TLS_CERT, DB_TLS_KEY)"
+  local tmp changed=$LAB_TLS_CHANGED # new certificates: Patroni re-reads them (and has PostgreSQL do so) on reload
   install -d -o postgres -g postgres -m 0700 /var/lib/postgresql/patroni
   install -d -o root -g postgres -m 0750 /etc/patroni
   tmp=$(mktemp)
@@ -647,19 +730,19 @@ setup_patroni() {
   wait_for "a Patroni leader of $PATRONI_SCOPE" 600 patroni_has_leader
   if patroni_role_is primary; then
     wait_for "PostgreSQL on the leader" 120 runuser -u postgres -- pg_isready -q -h /var/run/postgresql -p "${PATRONI_PG_PORT:-5432}"
-    service_database_sql | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p "${PATRONI_PG_PORT:-5432}"
+    { rewind_role_sql && service_database_sql; } | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p "${PATRONI_PG_PORT:-5432}"
   fi
 }
 
 # patroni_has_leader succeeds once the local Patroni's cluster view names a leader.
 patroni_has_leader() {
-  curl -sf "http://$SHOPLAB_IP:${PATRONI_API_PORT:-8008}/cluster" | grep -q '"role": *"leader"'
+  curl -sf --cacert "$LAB_TLS_DIR/ca.pem" "https://$SHOPLAB_IP:${PATRONI_API_PORT:-8008}/cluster" | grep -q '"role": *"leader"'
 }
 
 # patroni_role_is ROLE succeeds when the local member is the primary (primary) or a replica (replica): Patroni's
 # health endpoints answer 200 only then.
 patroni_role_is() {
-  curl -sf -o /dev/null "http://$SHOPLAB_IP:${PATRONI_API_PORT:-8008}/$1"
+  curl -sf --cacert "$LAB_TLS_DIR/ca.pem" -o /dev/null "https://$SHOPLAB_IP:${PATRONI_API_PORT:-8008}/$1"
 }
 
 # render_service_env writes the environment of the service to $1: SHOPLAB_SERVICE, SHOPLAB_NODE, SHOPLAB_IP,
@@ -691,19 +774,22 @@ render_service_env() {
     fi
     if [[ -n ${DB_HOST:-} ]]; then
       # read-write: a connection that reaches a standby (a name in Consul DNS not yet moved after a failover)
-      # is refused at once and opened again, rather than failing the writes it would carry.
-      printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=read-write\n" \
-        "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
+      # is refused at once and opened again, rather than failing the writes it would carry. TLS, the server
+      # verified against the lab's CA for the name the service asked for (verify-full: lab.rb puts the
+      # cluster's Consul names and each member's address in its certificate).
+      local tls="sslmode=verify-full sslrootcert=$LAB_TLS_DIR/ca.pem"
+      printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s %s target_session_attrs=read-write\n" \
+        "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD" "$tls"
       # A Patroni cluster: the member on this VM serves reads while there is no primary — while its Patroni says
       # it is the synchronous standby or the primary (DATABASE_READ_GATE), which with remote_apply have every
       # commit a client was told of. Not any member by its Consul name: a powered-off member stays in that name
       # until Consul notices (up to half a minute), and a read or readiness check that picks it waits out its
       # connect timeout; this VM's own one is either up or takes this instance out of rotation with it.
       if [[ ${DB_PATRONI:-no} == yes ]]; then
-        printf "DATABASE_READ_URL=host=%s port=5432 dbname=%s user=%s password=%s sslmode=disable target_session_attrs=any\n" \
-          "$SHOPLAB_IP" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD"
-        printf 'DATABASE_READ_GATE=http://%s:%s/sync,http://%s:%s/primary\n' \
-          "$SHOPLAB_IP" "${PATRONI_API_PORT:-8008}" "$SHOPLAB_IP" "${PATRONI_API_PORT:-8008}"
+        printf "DATABASE_READ_URL=host=%s port=5432 dbname=%s user=%s password=%s %s target_session_attrs=any\n" \
+          "$SHOPLAB_IP" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD" "$tls"
+        printf 'DATABASE_READ_GATE=https://%s:%s/sync,https://%s:%s/primary\nDATABASE_READ_GATE_CA=%s\n' \
+          "$SHOPLAB_IP" "${PATRONI_API_PORT:-8008}" "$SHOPLAB_IP" "${PATRONI_API_PORT:-8008}" "$LAB_TLS_DIR/ca.pem"
       fi
     fi
   } >"$out"
@@ -769,7 +855,7 @@ setup_monitor() {
   write_secret "$CONSUL_MONITOR_TOKEN" /etc/shoplab/prometheus-sd.token && sd=1
   out=$(mktemp -d)
   "$SHOPLAB_LIB/shoplab" prometheus-config --source "$SHOPLAB_DIR/prometheus" --out "$out" \
-    --sd-url http://127.0.0.1:9096 --interval 30s --timeout 10s >/dev/null
+    --sd-url http://127.0.0.1:9096 --interval 30s --timeout 10s --ca-file "$LAB_TLS_DIR/ca.pem" >/dev/null
   promtool check config "$out/prometheus.yml" >/dev/null || die "the rendered Prometheus configuration does not pass promtool ($out)"
   install -d -m 0755 "$PROMETHEUS_DIR"
   local f

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,8 +25,10 @@ import (
 	_ "github.com/lib/pq"
 
 	"shoplab/internal/app"
+	"shoplab/internal/netx"
 	"shoplab/internal/pgdb"
 	"shoplab/lab"
+	"shoplab/lab/consulagent"
 	"shoplab/lab/pgcluster"
 	"shoplab/lab/proc"
 	"shoplab/lab/testkit"
@@ -44,7 +47,8 @@ type patroniNode struct {
 func patroniEnv(n *patroniNode, consul string) []string {
 	return []string{"SHOPLAB_NODE=" + n.name, "SHOPLAB_IP=" + n.ip, "SHOPLAB_SERVICE=catalog", "SHOPLAB_NETWORK=127.0.0.0/8",
 		"PATRONI_SCOPE=catalog-db", "CONSUL_PATRONI_TOKEN=unused-in-a-dev-agent", "PATRONI_CONSUL=" + consul,
-		"PATRONI_SUPERUSER_PASSWORD=su-pw", "PATRONI_REPLICATION_PASSWORD=repl-pw", "PATRONI_REST_PASSWORD=rest-pw",
+		"PATRONI_SUPERUSER_PASSWORD=su-pw", "PATRONI_REPLICATION_PASSWORD=repl-pw", "PATRONI_REWIND_PASSWORD=rewind-pw",
+		"PATRONI_REST_PASSWORD=rest-pw", "LAB_TLS_DIR=" + filepath.Join(n.dir, "tls"),
 		"PATRONI_PG_PORT=" + strconv.Itoa(n.pgPort), "PATRONI_API_PORT=" + strconv.Itoa(n.apiPort),
 		"PATRONI_DATA_DIR=" + filepath.Join(n.dir, "data"), "PATRONI_SOCKET_DIR=" + n.dir,
 		// Quicker than the VMs' 30 s: a killed leader's session runs out sooner (Consul's minimum is 10 s).
@@ -52,9 +56,11 @@ func patroniEnv(n *patroniNode, consul string) []string {
 }
 
 // TestPatroniCluster runs the Patroni configuration provisioning renders, for real: two members with
-// PostgreSQL 15 and a Consul agent as the DCS, on loopback. It checks what the VM lab relies on: the rendered
-// configuration passes `patroni --validate-config` (and a bad one does not); one member leads and the other
-// streams as the synchronous standby; the cluster is in Consul as catalog-db, tagged primary and replica, and
+// PostgreSQL 15 and a Consul agent as the DCS, on loopback, each with its certificate of a test CA as lab.rb
+// makes them. It checks what the VM lab relies on: the rendered configuration passes `patroni
+// --validate-config` (and a bad one does not); one member leads and the other streams as the synchronous
+// standby, over TLS; only TLS connections verified against the lab's CA get in, and the REST API's unsafe
+// endpoints take the password from members and loopback alone; the cluster is in Consul as catalog-db, tagged primary and replica, and
 // `shoplab status --patroni` says so; the leader killed (SIGKILL, Patroni and PostgreSQL both) → the replica
 // is promoted with every committed row, and the old leader, started again, rejoins as a replica. Before the
 // crash, Consul is cut off for 25 s: the primary keeps taking writes. Last, the promoted member's tags are
@@ -64,9 +70,6 @@ func TestPatroniCluster(t *testing.T) {
 	if _, err := pgcluster.BinDir(); err != nil {
 		testkit.Need(t, "postgresql", err, pgcluster.InstallHint)
 	}
-	consul := testkit.NewConsul(t)
-	// Patroni reaches Consul through a proxy the test can cut: Consul unreachable for a while.
-	dcs := testkit.NewProxy(t, consul.HTTPAddr)
 	cred, err := pgcluster.Credential()
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +82,15 @@ func TestPatroniCluster(t *testing.T) {
 	if err := os.Chmod(base, 0o755); err != nil { // the postgres user walks into it
 		t.Fatal(err)
 	}
+	ca := newTestCA(t)
+	caFile := filepath.Join(base, "ca.pem")
+	if err := os.WriteFile(caFile, ca.pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The agent checks Patroni's HTTPS REST API with the lab's CA, as the VM lab's agents do.
+	consul := testkit.NewConsulWith(t, consulagent.Options{ChecksCAFile: caFile})
+	// Patroni reaches Consul through a proxy the test can cut: Consul unreachable for a while.
+	dcs := testkit.NewProxy(t, consul.HTTPAddr)
 	ports, err := proc.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +106,7 @@ func TestPatroniCluster(t *testing.T) {
 		if err := os.MkdirAll(n.dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		ca.writeTLSDir(t, filepath.Join(n.dir, "tls"), n.ip, n.name, "primary.catalog-db.service.consul", "catalog-db.service.consul")
 		n.env = patroniEnv(n, dcs.Addr())
 		if out, err := shellFunc(t, n.env, "render_patroni_config "+n.config); err != nil {
 			t.Fatalf("render %s: %v\n%s", n.name, err, out)
@@ -121,7 +134,10 @@ func TestPatroniCluster(t *testing.T) {
 
 	start := func(n *patroniNode) {
 		t.Helper()
-		p, err := proc.Start(proc.Spec{Name: "patroni " + n.name, Path: patroni, Args: []string{n.config}, Dir: n.dir,
+		// HOME as the unit gives the postgres user its own: libpq (pg_basebackup, pg_rewind) looks for a client
+		// certificate there, and the test's own home is not the postgres user's to read.
+		env := append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "HOME=") }), "HOME="+n.dir)
+		p, err := proc.Start(proc.Spec{Name: "patroni " + n.name, Path: patroni, Args: []string{n.config}, Dir: n.dir, Env: env,
 			LogPath: filepath.Join(n.dir, "patroni.log"), Credential: cred, ParentDeath: syscall.SIGKILL})
 		if err != nil {
 			t.Fatal(err)
@@ -179,22 +195,23 @@ func TestPatroniCluster(t *testing.T) {
 	}
 	// Prometheus' discovery (the VM lab's monitor) finds both members, tagged patroni, at their REST API, whose
 	// /metrics says which one is the primary.
-	if got, want := patroniPrimaries(t, consul.Client, primary.apiPort), map[string]string{primary.name: "1", replica.name: "0"}; !maps.Equal(got, want) {
+	if got, want := patroniPrimaries(t, consul.Client, primary.apiPort, caFile), map[string]string{primary.name: "1", replica.name: "0"}; !maps.Equal(got, want) {
 		t.Fatalf("patroni_primary through the discovery: got %v; want %v", got, want)
 	}
 
 	// 2. The service's role and database, as setup_patroni makes them on the leader; rows committed there.
 	// The superuser's password reaches psql in its environment, as provisioning's never reaches an argument.
-	sqlEnv := append(slices.Clone(primary.env), "DB_PASSWORD=catalog-pw", "PGPASSWORD=su-pw")
+	sqlEnv := append(slices.Clone(primary.env), "DB_PASSWORD=catalog-pw", "PGPASSWORD=su-pw", "PGSSLMODE=verify-full", "PGSSLROOTCERT="+caFile)
 	if out, err := run(t, root(t), sqlEnv, "bash", "-c", fmt.Sprintf(
 		"set -euo pipefail; source provisioning/lib.sh; service_database_sql | psql -q -v ON_ERROR_STOP=1 -h %s -p %d -U postgres postgres",
 		primary.ip, primary.pgPort)); err != nil {
 		t.Fatalf("service_database_sql on the leader: %v\n%s", err, out)
 	}
 	dsn := func(n *patroniNode) string {
-		return fmt.Sprintf("host=%s port=%d dbname=catalog user=catalog password=catalog-pw sslmode=disable connect_timeout=5", n.ip, n.pgPort)
+		return fmt.Sprintf("host=%s port=%d dbname=catalog user=catalog password=catalog-pw sslmode=verify-full sslrootcert=%s connect_timeout=5", n.ip, n.pgPort, caFile)
 	}
 	db := openDB(t, dsn(primary))
+	checkTLSOnly(t, primary, replica, dsn(primary), caFile, logs)
 	execSQL := func(q string, args ...any) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -237,7 +254,7 @@ func TestPatroniCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer served.Close()
-	su := openDB(t, fmt.Sprintf("host=%s port=%d dbname=catalog user=postgres password=su-pw sslmode=disable connect_timeout=5", replica.ip, replica.pgPort))
+	su := openDB(t, fmt.Sprintf("host=%s port=%d dbname=catalog user=postgres password=su-pw sslmode=verify-full sslrootcert=%s connect_timeout=5", replica.ip, replica.pgPort, caFile))
 	defer su.Close()
 	pause := func() {
 		t.Helper()
@@ -295,10 +312,15 @@ func TestPatroniCluster(t *testing.T) {
 	// DATABASE_READ_URL pool, read while the standby's Patroni says /sync: DATABASE_READ_GATE as the lab renders
 	// it) and find the write; then the standby is promoted with every committed row. The old leader's own
 	// Patroni, asked the same, says no: it is neither (it is gone).
-	gateURL := func(n *patroniNode) []string {
-		return []string{fmt.Sprintf("http://%s:%d/sync", n.ip, n.apiPort), fmt.Sprintf("http://%s:%d/primary", n.ip, n.apiPort)}
+	gate := func(n *patroniNode) func(context.Context) bool {
+		t.Helper()
+		g, err := app.ReadGate([]string{fmt.Sprintf("https://%s:%d/sync", n.ip, n.apiPort), fmt.Sprintf("https://%s:%d/primary", n.ip, n.apiPort)}, caFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
 	}
-	if !app.ReadGate(gateURL(replica))(context.Background()) {
+	if !gate(replica)(context.Background()) {
 		t.Fatalf("the synchronous standby's Patroni: /sync or /primary did not answer 200\n%s", logs())
 	}
 	standby, err := pgdb.Pool(dsn(replica))
@@ -306,13 +328,13 @@ func TestPatroniCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer standby.Close()
-	service := pgdb.WrapRetrying(served, 3*time.Second, hclog.NewNullLogger()).ReadFrom(standby, app.ReadGate(gateURL(replica)))
+	service := pgdb.WrapRetrying(served, 3*time.Second, hclog.NewNullLogger()).ReadFrom(standby, gate(replica))
 	if _, err := served.ExecContext(context.Background(), `INSERT INTO stock VALUES ('last', 1)`); err != nil {
 		t.Fatalf("the last write before the crash: %v", err)
 	}
 	killed := time.Now()
 	kill(primary)
-	if app.ReadGate(gateURL(primary))(context.Background()) {
+	if gate(primary)(context.Background()) {
 		t.Fatal("the killed leader's gate: got yes; want no")
 	}
 	for i := range 5 {
@@ -334,7 +356,7 @@ func TestPatroniCluster(t *testing.T) {
 		t.Fatalf("write on the promoted member: %v", err)
 	}
 	// The dead member stays a target (Prometheus shows it down), the promoted one reports itself primary.
-	if got := patroniPrimaries(t, consul.Client, primary.apiPort); got[replica.name] != "1" || got[primary.name] != "" {
+	if got := patroniPrimaries(t, consul.Client, primary.apiPort, caFile); got[replica.name] != "1" || got[primary.name] != "" {
 		t.Fatalf("patroni_primary through the discovery after the failover: got %v; want %s 1 and %s unreachable", got, replica.name, primary.name)
 	}
 
@@ -360,7 +382,7 @@ func TestPatroniCluster(t *testing.T) {
 	id := "catalog-db/" + replica.name
 	stale := &api.AgentServiceRegistration{ID: id, Name: "catalog-db", Address: replica.ip, Port: replica.pgPort,
 		Tags: []string{"patroni", "replica"}, EnableTagOverride: true, Check: &api.AgentServiceCheck{
-			HTTP: fmt.Sprintf("http://%s:%d/master", replica.ip, replica.apiPort), Interval: "5s", DeregisterCriticalServiceAfter: "150s"}}
+			HTTP: fmt.Sprintf("https://%s:%d/master", replica.ip, replica.apiPort), Interval: "5s", DeregisterCriticalServiceAfter: "150s"}}
 	if err := consul.Client.Agent().ServiceRegister(stale); err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +500,7 @@ func waitCluster(t *testing.T, c *api.Client, within time.Duration, want string,
 
 // patroniPrimaries asks the lab's Prometheus discovery (lab.Discovery, /patroni) for the Patroni members, then
 // each member's /metrics for its patroni_primary{scope="catalog-db"}: member → value ("" when it does not answer).
-func patroniPrimaries(t *testing.T, c *api.Client, apiPort int) map[string]string {
+func patroniPrimaries(t *testing.T, c *api.Client, apiPort int, caFile string) map[string]string {
 	t.Helper()
 	srv := httptest.NewServer(lab.Discovery{Consul: c, PatroniAPIPort: apiPort}.Handler())
 	defer srv.Close()
@@ -496,14 +518,14 @@ func patroniPrimaries(t *testing.T, c *api.Client, apiPort int) map[string]strin
 		t.Fatal(err)
 	}
 	out := map[string]string{}
-	client := &http.Client{Timeout: 5 * time.Second}
+	client := trustingClient(t, caFile)
 	for _, g := range groups {
 		member := strings.TrimPrefix(g.Labels["instance"], "catalog-db/")
 		if len(g.Targets) != 1 || g.Labels["service"] != "catalog-db" {
 			t.Fatalf("discovery /patroni: got %+v; want one target of catalog-db per member", g)
 		}
 		out[member] = ""
-		resp, err := client.Get("http://" + g.Targets[0] + "/metrics")
+		resp, err := client.Get("https://" + g.Targets[0] + "/metrics")
 		if err != nil {
 			continue
 		}
@@ -516,4 +538,85 @@ func patroniPrimaries(t *testing.T, c *api.Client, apiPort int) map[string]strin
 		}
 	}
 	return out
+}
+
+// trustingClient is an HTTP client that verifies servers against caFile, as the lab's clients of Patroni do.
+func trustingClient(t *testing.T, caFile string) *http.Client {
+	t.Helper()
+	transport, err := netx.TrustingTransport(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Timeout: 5 * time.Second, Transport: transport}
+}
+
+// checkTLSOnly checks that the cluster takes TLS alone, verified both ways as issue 28 §4 asks: a plain
+// connection is refused by pg_hba, a client that trusts another CA refuses the server, the service's connection
+// and the standby's replication are encrypted; Patroni's REST API answers HTTPS only, and its unsafe endpoints
+// (a switchover here) refuse a caller from an address that is neither a member's nor loopback even with the
+// password, and a wrong password from loopback.
+func checkTLSOnly(t *testing.T, primary, replica *patroniNode, dsn, caFile string, logs func() string) {
+	t.Helper()
+	refused := func(what, dsn, want string) {
+		t.Helper()
+		db := openDB(t, dsn)
+		defer db.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := db.PingContext(ctx); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: got %v; want an error with %q", what, err, want)
+		}
+	}
+	refused("a plain connection", strings.Replace(dsn, "sslmode=verify-full", "sslmode=disable", 1), "no pg_hba.conf entry")
+	wrong := filepath.Join(t.TempDir(), "other-ca.pem")
+	if err := os.WriteFile(wrong, newTestCA(t).pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	refused("a client trusting another CA", strings.Replace(dsn, caFile, wrong, 1), "certificate signed by unknown authority")
+
+	su := openDB(t, fmt.Sprintf("host=%s port=%d dbname=postgres user=postgres password=su-pw sslmode=verify-full sslrootcert=%s connect_timeout=5", primary.ip, primary.pgPort, caFile))
+	defer su.Close()
+	var mine, standbys, encrypted int
+	if err := su.QueryRow(`SELECT (SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl),
+		count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)`).Scan(&mine, &standbys, &encrypted); err != nil {
+		t.Fatal(err)
+	}
+	if mine != 1 || standbys != 1 || encrypted != 1 {
+		t.Fatalf("TLS on the primary: got this connection %d, %d standbys of which %d encrypted; want 1, 1, 1\n%s", mine, standbys, encrypted, logs())
+	}
+
+	api := fmt.Sprintf("%s:%d", primary.ip, primary.apiPort)
+	plain := &http.Client{Timeout: 5 * time.Second}
+	if resp, err := plain.Get("http://" + api + "/patroni"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("Patroni's REST API over plain HTTP: got 200; want it refused")
+		}
+	}
+	switchover := func(from, password string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, "https://"+api+"/switchover",
+			strings.NewReader(fmt.Sprintf(`{"leader": %q, "candidate": %q}`, primary.name, replica.name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth("patroni", password)
+		client := trustingClient(t, caFile)
+		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		client.Transport.(*http.Transport).DialContext = dialer.DialContext
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("POST /switchover from %s: %v", from, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body)
+	}
+	// 127.0.0.9 is neither a member nor the host's loopback address: the password does not help there.
+	if code, body := switchover("127.0.0.9", "rest-pw"); code != http.StatusForbidden || !strings.Contains(body, "Access is denied") {
+		t.Fatalf("POST /switchover with the password from a non-member address: got %d %s; want 403 Access is denied", code, body)
+	}
+	if code, body := switchover("127.0.0.1", "wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("POST /switchover with a wrong password from loopback: got %d %s; want 401", code, body)
+	}
 }

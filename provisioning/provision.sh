@@ -29,6 +29,7 @@ step install_services
 step install_units
 step configure_consul
 step consul_dns
+step install_lab_tls
 step setup_node_exporter
 
 case $SHOPLAB_ROLE in

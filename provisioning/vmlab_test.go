@@ -314,7 +314,7 @@ func TestServiceEnv(t *testing.T) {
 	}
 	b, _ := os.ReadFile(file)
 	for _, want := range []string{"LISTEN_ADDR=192.168.56.111:6082", "ADVERTISE_ADDR=192.168.56.111", "SERVICE_ID=catalog-2",
-		"CONSUL_HTTP_TOKEN=tok", "DATABASE_URL=host=192.168.56.110 port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=read-write"} {
+		"CONSUL_HTTP_TOKEN=tok", "DATABASE_URL=host=192.168.56.110 port=5432 dbname=catalog user=catalog password=pw sslmode=verify-full sslrootcert=/etc/ssl/shoplab/ca.pem target_session_attrs=read-write"} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Fatalf("env file: want %q in\n%s", want, b)
 		}
@@ -329,9 +329,9 @@ func TestServiceEnv(t *testing.T) {
 	}
 	b, _ = os.ReadFile(file)
 	for _, want := range []string{
-		"DATABASE_URL=host=primary.catalog-db.service.consul port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=read-write",
-		"DATABASE_READ_URL=host=192.168.56.111 port=5432 dbname=catalog user=catalog password=pw sslmode=disable target_session_attrs=any",
-		"DATABASE_READ_GATE=http://192.168.56.111:8008/sync,http://192.168.56.111:8008/primary"} {
+		"DATABASE_URL=host=primary.catalog-db.service.consul port=5432 dbname=catalog user=catalog password=pw sslmode=verify-full sslrootcert=/etc/ssl/shoplab/ca.pem target_session_attrs=read-write",
+		"DATABASE_READ_URL=host=192.168.56.111 port=5432 dbname=catalog user=catalog password=pw sslmode=verify-full sslrootcert=/etc/ssl/shoplab/ca.pem target_session_attrs=any",
+		"DATABASE_READ_GATE=https://192.168.56.111:8008/sync,https://192.168.56.111:8008/primary", "DATABASE_READ_GATE_CA=/etc/ssl/shoplab/ca.pem"} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Fatalf("env file of a Patroni cluster's service: want %q in\n%s", want, b)
 		}

@@ -504,6 +504,55 @@ check_consul_tls() {
   log "Consul TLS: consul-1 refused $code non-TLS RPC connection(s) from the intruder"
 }
 
+# check_database_tls: the databases take TLS alone, verified against the lab's CA (issue 28 §4). From front-1,
+# which keeps no database, to catalog's Patroni primary (by its Consul name, as the services connect) and to
+# payments' own PostgreSQL: a plain connection is refused by pg_hba, a client trusting another CA refuses the
+# server, the superuser over verified TLS is refused (loopback only); Patroni's REST API does not answer plain
+# HTTP and refuses a switchover from a VM that is not a member. On each of those databases every
+# connection from the network (the services' pools, the standby's replication) is encrypted.
+check_database_tls() {
+  local out ip vm n
+  # shellcheck disable=SC2016 # the script runs, and expands, in the VM
+  out=$(vm_ssh front-1 "echo $(base64 -w0 <<'SH'
+set -u
+ca=/etc/ssl/shoplab/ca.pem
+try() { PGCONNECT_TIMEOUT=20 psql -X -w "$1" -c 'SELECT 1' 2>&1 | head -2 | tr '\n' ' '; }
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout /tmp/other-ca-key.pem \
+  -out /tmp/other-ca.pem -subj /CN=other -days 1 >/dev/null 2>&1
+for target in primary.catalog-db.service.consul/catalog 192.168.56.120/payments; do
+  host=${target%/*} db=${target#*/}
+  echo "plain $db: $(try "host=$host dbname=$db user=$db sslmode=disable")"
+  echo "other-ca $db: $(try "host=$host dbname=$db user=$db sslmode=verify-full sslrootcert=/tmp/other-ca.pem")"
+  echo "superuser $db: $(try "host=$host dbname=postgres user=postgres sslmode=verify-full sslrootcert=$ca")"
+done
+ip=$(dig +short primary.catalog-db.service.consul | head -1)
+echo "primary-ip $ip"
+echo "rest-plain: $(curl -s -m 10 -o /dev/null -w '%{http_code}' "http://$ip:8008/patroni")"
+echo "rest-switchover: $(curl -s -m 10 --cacert $ca -X POST -d '{}' "https://$ip:8008/switchover")"
+rm -f /tmp/other-ca.pem /tmp/other-ca-key.pem
+SH
+) | base64 -d | bash" 2>&1 | tr -d '\r') || true
+  printf '%s\n' "$out" | sed 's/^/  /' >&2
+  for db in catalog payments; do
+    grep -q "^plain $db: .*no pg_hba.conf entry.*no encryption" <<<"$out" || die "a plain connection to $db's database was not refused by pg_hba"
+    grep -q "^other-ca $db: .*certificate verify failed" <<<"$out" || die "a client trusting another CA was not refused by $db's database's certificate"
+    grep -q "^superuser $db: .*no pg_hba.conf entry.*user \"postgres\".*SSL encryption" <<<"$out" ||
+      die "the superuser over verified TLS from front-1 was not refused by $db's database"
+  done
+  grep -q '^rest-plain: 000$' <<<"$out" || die "Patroni's REST API answered plain HTTP"
+  # From front-1, not a member: refused by the allowlist, whatever the password.
+  grep -q '^rest-switchover: .*Access is denied' <<<"$out" || die "Patroni's REST API did not refuse a switchover from front-1"
+  ip=$(sed -n 's/^primary-ip //p' <<<"$out")
+  case $ip in 192.168.56.110) vm=catalog-1 ;; 192.168.56.111) vm=catalog-2 ;; *) die "catalog's primary: got '$ip'" ;; esac
+  for target in "$vm/catalog" payments-1/payments; do
+    n=$(vm_ssh "${target%/*}" "sudo -u postgres psql -tAq -h /var/run/postgresql -c \"SELECT count(*) FILTER (WHERE s.ssl) || ' ' || count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr IS NOT NULL AND a.client_addr <> '127.0.0.1'\"" 2>/dev/null | tr -d '\r')
+    read -r enc all <<<"$n"
+    [[ -n ${all:-} && $all -gt 0 && $enc == "$all" ]] || die "connections from the network to ${target#*/}'s database on ${target%/*}: got '$n' (encrypted, all); want all encrypted, at least one"
+    log "database TLS: ${target#*/} on ${target%/*}: $enc of $all network connections encrypted"
+  done
+  log "database TLS: plain connections refused by pg_hba, another CA refused by the client, the superuser refused off loopback; Patroni's REST API HTTPS only, a switchover from front-1 refused"
+}
+
 # check_clocks: every guest's clock agrees with the host's within 10 s. Tokens, Consul's sessions and the
 # failover figures all depend on it; a guest whose clock runs fast (a TSC measured wrong) fails here, named, with
 # what its kernel measured, rather than later as tokens "expired" on one service.
@@ -539,6 +588,7 @@ phase_checks() {
   log "Consul DNS in cart-1: primary.catalog-db.service.consul = $addrs"
   in_ns bin/shoplab smoke --front "$front" >&2 || die "smoke through the front VM"
   check_prometheus
+  check_database_tls
   make_admin
   ((ha == 0)) || check_consul_leader_down
   check_db_failover catalog
@@ -660,7 +710,7 @@ db_diagnose() {
       puts e["Service"]["Address"]
     end'); do
     echo "  Patroni on $addr:" >&2
-    in_ns curl -s -m 5 "http://$addr:8008/cluster" >&2 || echo "  (no answer)" >&2
+    in_ns curl -s -m 5 --cacert "$CONSUL_CACERT" "https://$addr:8008/cluster" >&2 || echo "  (no answer)" >&2
     echo >&2
   done
 }

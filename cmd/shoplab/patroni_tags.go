@@ -18,6 +18,8 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/hashicorp/go-hclog"
 	"gopkg.in/yaml.v3"
+
+	"shoplab/internal/netx"
 )
 
 // runPatroniTags keeps a Patroni member's registration in Consul true to its role (each database VM of the
@@ -72,6 +74,8 @@ type patroniRegistration struct {
 	Name    string `yaml:"name"`
 	RestAPI struct {
 		ConnectAddress string `yaml:"connect_address"`
+		CertFile       string `yaml:"certfile"` // set: the REST API is HTTPS
+		CAFile         string `yaml:"cafile"`   // what its certificate is verified against (empty: the system's roots)
 	} `yaml:"restapi"`
 	Consul struct {
 		Host          string   `yaml:"host"`
@@ -104,8 +108,21 @@ func loadPatroniRegistration(path string) (*patroniRegistration, error) {
 	if m.consul, err = api.NewClient(cfg); err != nil {
 		return nil, fmt.Errorf("patroni-tags: %w", err)
 	}
-	m.http = &http.Client{Timeout: 3 * time.Second}
+	transport, err := netx.TrustingTransport(m.RestAPI.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("patroni-tags: restapi.cafile: %w", err)
+	}
+	m.http = &http.Client{Timeout: 3 * time.Second, Transport: transport}
 	return &m, nil
+}
+
+// apiURL is path on the member's REST API, HTTPS when Patroni serves it so.
+func (m *patroniRegistration) apiURL(path string) string {
+	scheme := "http"
+	if m.RestAPI.CertFile != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + m.RestAPI.ConnectAddress + path
 }
 
 // serviceID is the member's registration as Patroni names it.
@@ -155,7 +172,7 @@ func (m *patroniRegistration) reconcile(ctx context.Context, log hclog.Logger) (
 	reg := &api.AgentServiceRegistration{
 		ID: svc.ID, Name: svc.Service, Address: svc.Address, Port: svc.Port, Tags: want, EnableTagOverride: true,
 		Check: &api.AgentServiceCheck{
-			HTTP:                           "http://" + m.RestAPI.ConnectAddress + "/" + role,
+			HTTP:                           m.apiURL("/" + role),
 			Interval:                       m.Consul.CheckInterval,
 			DeregisterCriticalServiceAfter: "150s", // Patroni's: ten times its Consul session's half-TTL
 		},
@@ -170,7 +187,7 @@ func (m *patroniRegistration) reconcile(ctx context.Context, log hclog.Logger) (
 
 // role is the member's role as its Patroni reports it, or "" while it is not running.
 func (m *patroniRegistration) role(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.RestAPI.ConnectAddress+"/patroni", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.apiURL("/patroni"), nil)
 	if err != nil {
 		return "", err
 	}

@@ -30,6 +30,7 @@ func runPrometheusConfig(_ context.Context, args []string, _ func(string) string
 	sd := fs.String("sd-url", "http://127.0.0.1:9096", "the discovery endpoint (shoplab prometheus-sd)")
 	interval := fs.Duration("interval", 10*time.Second, "scrape and rule evaluation interval")
 	timeout := fs.Duration("timeout", 0, "scrape timeout (default half the interval)")
+	caFile := fs.String("ca-file", lab.SystemCAFile, "the CA (PEM) Patroni's REST API certificates are verified against")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
@@ -39,7 +40,7 @@ func runPrometheusConfig(_ context.Context, args []string, _ func(string) string
 	if fi, err := os.Stat(*out); err != nil || !fi.IsDir() {
 		return usageError{fmt.Sprintf("prometheus-config: --out %s: not a directory", *out)}
 	}
-	path, err := lab.WritePrometheusFiles(*source, *out, lab.PrometheusParams{ScrapeInterval: *interval, ScrapeTimeout: *timeout, SDURL: *sd})
+	path, err := lab.WritePrometheusFiles(*source, *out, lab.PrometheusParams{ScrapeInterval: *interval, ScrapeTimeout: *timeout, SDURL: *sd, CAFile: *caFile})
 	if err != nil {
 		return err
 	}

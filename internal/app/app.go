@@ -30,6 +30,7 @@ import (
 	"shoplab/internal/health"
 	"shoplab/internal/mesh"
 	"shoplab/internal/metrics"
+	"shoplab/internal/netx"
 	"shoplab/internal/pgdb"
 	"shoplab/internal/topology"
 	"shoplab/internal/web"
@@ -46,21 +47,24 @@ type Config struct {
 	// DatabaseReadGate are URLs of which one answers 200 while that member may be read: it has applied every
 	// acknowledged commit (Patroni's /sync and /primary of the member; required with DatabaseReadURL).
 	DatabaseReadGate []string
-	Consul           consulx.ClientConfig
-	LogLevel         string
-	LogJSON          bool
-	LogFlush         time.Duration // how long log lines may wait to be written together (0: each at once)
-	CheckInterval    time.Duration
-	CheckTimeout     time.Duration
-	DeregisterAfter  time.Duration
-	ShutdownTimeout  time.Duration
-	ShutdownGrace    time.Duration
-	DBWait           time.Duration // how long a starting service waits for its database to answer
-	DBRetryWait      time.Duration // how long a statement waits for a primary during a failover (pgdb)
-	DBFailoverGrace  time.Duration // how long readiness only warns while the database has no primary
-	JWKSRefresh      time.Duration // how often a verifying service fetches auth's signing keys again
-	OpsListen        string        // where a mesh service serves /health and /metrics in plain HTTP
-	MeshAuthzTTL     time.Duration // how long an intention decision is cached per caller
+	// DatabaseReadGateCA is a PEM file of the CA that DatabaseReadGate's HTTPS servers are verified against
+	// (empty: the system's roots).
+	DatabaseReadGateCA string
+	Consul             consulx.ClientConfig
+	LogLevel           string
+	LogJSON            bool
+	LogFlush           time.Duration // how long log lines may wait to be written together (0: each at once)
+	CheckInterval      time.Duration
+	CheckTimeout       time.Duration
+	DeregisterAfter    time.Duration
+	ShutdownTimeout    time.Duration
+	ShutdownGrace      time.Duration
+	DBWait             time.Duration // how long a starting service waits for its database to answer
+	DBRetryWait        time.Duration // how long a statement waits for a primary during a failover (pgdb)
+	DBFailoverGrace    time.Duration // how long readiness only warns while the database has no primary
+	JWKSRefresh        time.Duration // how often a verifying service fetches auth's signing keys again
+	OpsListen          string        // where a mesh service serves /health and /metrics in plain HTTP
+	MeshAuthzTTL       time.Duration // how long an intention decision is cached per caller
 }
 
 // Load reads the shared configuration of service from getenv. LISTEN_ADDR defaults to the service's port in
@@ -78,8 +82,9 @@ func Load(service string, getenv func(string) string) (Config, error) {
 		InstanceID:  env.String("SERVICE_ID", ""),
 		DatabaseURL: env.String("DATABASE_URL", ""),
 		// Empty: reads wait for the primary like writes (one PostgreSQL, as in make run).
-		DatabaseReadURL:  env.String("DATABASE_READ_URL", ""),
-		DatabaseReadGate: strings.FieldsFunc(env.String("DATABASE_READ_GATE", ""), func(r rune) bool { return r == ',' }),
+		DatabaseReadURL:    env.String("DATABASE_READ_URL", ""),
+		DatabaseReadGate:   strings.FieldsFunc(env.String("DATABASE_READ_GATE", ""), func(r rune) bool { return r == ',' }),
+		DatabaseReadGateCA: env.String("DATABASE_READ_GATE_CA", ""),
 		Consul: consulx.ClientConfig{
 			Address: env.String("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
 			Token:   env.String("CONSUL_HTTP_TOKEN", ""),
@@ -436,7 +441,11 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 			db.Close()
 			return nil, nil, fmt.Errorf("DATABASE_READ_URL: %w", err)
 		}
-		gate = ReadGate(c.DatabaseReadGate)
+		if gate, err = ReadGate(c.DatabaseReadGate, c.DatabaseReadGateCA); err != nil {
+			reads.Close()
+			db.Close()
+			return nil, nil, fmt.Errorf("DATABASE_READ_GATE_CA: %w", err)
+		}
 		wrapped.ReadFrom(reads, gate)
 	}
 	return wrapped, readiness(schema, db, reads, gate, c.DBFailoverGrace), nil
@@ -444,9 +453,13 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 
 // ReadGate asks urls in turn (each within a second) and says yes at the first 200: in the VM lab the Patroni
 // member beside the service, /sync then /primary — a synchronous standby, with remote_apply, or the primary has
-// every commit a client was told of.
-func ReadGate(urls []string) func(context.Context) bool {
-	client := &http.Client{Timeout: time.Second}
+// every commit a client was told of. caFile (a PEM file; empty: the system's roots) verifies HTTPS servers.
+func ReadGate(urls []string, caFile string) (func(context.Context) bool, error) {
+	transport, err := netx.TrustingTransport(caFile)
+	if err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: time.Second, Transport: transport}
 	return func(ctx context.Context) bool {
 		for _, u := range urls {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -464,7 +477,7 @@ func ReadGate(urls []string) func(context.Context) bool {
 			}
 		}
 		return false
-	}
+	}, nil
 }
 
 // readiness is the database's readiness check: it fails when the database does not answer or its schema is

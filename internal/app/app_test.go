@@ -2,8 +2,13 @@ package app
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +156,43 @@ func TestReadGateConfig(t *testing.T) {
 		_, err := Load("catalog", func(k string) string { return tc.env[k] })
 		if (err == nil) != tc.ok {
 			t.Errorf("%s: got %v; want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+// TestReadGateTLS: a gate over HTTPS says yes only when its server's certificate chains to the CA it was given
+// (DATABASE_READ_GATE_CA: the VM lab's Patroni serves a certificate of the lab's own CA); a CA file that is
+// missing or holds no certificate is an error at start.
+func TestReadGateTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer srv.Close()
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(empty, []byte("no certificate here\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, caFile string
+		want         bool
+	}{
+		{"the server's CA", ca, true},
+		{"the system's roots", "", false},
+	} {
+		gate, err := ReadGate([]string{srv.URL + "/sync"}, tc.caFile)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := gate(context.Background()); got != tc.want {
+			t.Errorf("%s: got %v; want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, bad := range []string{filepath.Join(dir, "missing.pem"), empty} {
+		if _, err := ReadGate([]string{srv.URL + "/sync"}, bad); err == nil {
+			t.Errorf("ReadGate with CA file %s: got no error; want one", filepath.Base(bad))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package netx holds what shoplab's connections ask of the kernel: how long data sent on a connection may stay
 // unacknowledged before the kernel breaks it (TCP_USER_TIMEOUT), and a look at a socket without reading it
-// (Peek), to tell a kept-alive connection the peer has closed before sending anything on it.
+// (Peek), to tell a kept-alive connection the peer has closed before sending anything on it; and whom a
+// client trusts (TrustingTransport).
 //
 // On TCP_USER_TIMEOUT:
 // Without it, a request or statement sent on a kept-alive connection to a host that vanished (its VM powered

@@ -46,6 +46,9 @@ type Options struct {
 	Node     string // default "shoplab"
 	LogPath  string
 	LogLevel string // default "warn"
+	// ChecksCAFile is a CA (PEM) the agent's HTTPS health checks verify servers against, as the VM lab's
+	// agents check Patroni's REST API (enable_agent_tls_for_checks); empty: the system's roots.
+	ChecksCAFile string
 }
 
 // Agent is a running dev agent.
@@ -105,6 +108,9 @@ func startDev(ctx context.Context, o Options) (*Agent, error) {
 		"-server-port", strconv.Itoa(ports[0]), "-serf-lan-port", strconv.Itoa(ports[1]), "-serf-wan-port", strconv.Itoa(ports[2]),
 		"-hcl", "ports { grpc_tls = -1 }", "-hcl", `telemetry { prometheus_retention_time = "1m" disable_hostname = true }`,
 		"-log-level", o.LogLevel}
+	if o.ChecksCAFile != "" {
+		args = append(args, "-hcl", fmt.Sprintf("tls { defaults { ca_file = %q } }", o.ChecksCAFile), "-hcl", "enable_agent_tls_for_checks = true")
+	}
 	p, err := proc.Start(proc.Spec{Name: "consul", Path: o.Binary, Args: args, LogPath: o.LogPath, ParentDeath: syscall.SIGTERM})
 	if err != nil {
 		return nil, err

@@ -110,7 +110,13 @@ type Consul struct {
 // other tests' services); it is stopped when the test ends.
 func NewConsul(t testing.TB) *Consul {
 	t.Helper()
-	c, err := startConsul(t.TempDir())
+	return NewConsulWith(t, consulagent.Options{})
+}
+
+// NewConsulWith is NewConsul with options for the agent (its log path and node name are the kit's).
+func NewConsulWith(t testing.TB, o consulagent.Options) *Consul {
+	t.Helper()
+	c, err := startConsul(t.TempDir(), o)
 	if err != nil {
 		bin, binErr := consulagent.Binary()
 		if binErr != nil {
@@ -140,7 +146,7 @@ func SharedConsul(t testing.TB) *Consul {
 			sharedErr = err
 			return
 		}
-		sharedConsul, sharedErr = startConsul(dir)
+		sharedConsul, sharedErr = startConsul(dir, consulagent.Options{})
 		atExit(func() {
 			if sharedConsul != nil {
 				_ = sharedConsul.Stop()
@@ -156,8 +162,9 @@ func SharedConsul(t testing.TB) *Consul {
 	return sharedConsul
 }
 
-func startConsul(dir string) (*Consul, error) {
-	a, err := consulagent.StartDev(context.Background(), consulagent.Options{LogPath: dir + "/consul.log", Node: "test"})
+func startConsul(dir string, o consulagent.Options) (*Consul, error) {
+	o.LogPath, o.Node = dir+"/consul.log", "test"
+	a, err := consulagent.StartDev(context.Background(), o)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,29 @@
+package netx
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+)
+
+// TrustingTransport is an HTTP transport like http.DefaultTransport that verifies HTTPS servers against the
+// certificates of caFile (PEM; empty: the system's roots): how the VM lab's services and patroni-tags reach
+// Patroni's REST API, whose certificates the lab's own CA signs.
+func TrustingTransport(caFile string) (*http.Transport, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile == "" {
+		return t, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate", caFile)
+	}
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return t, nil
+}
