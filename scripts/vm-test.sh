@@ -107,7 +107,10 @@ in_ns() { ip netns exec "$ns" "$@"; }
 vm_ssh() {
   local vm=$1
   shift
-  [[ -s $work/ssh-config ]] || in_ns vagrant ssh-config >"$work/ssh-config" 2>/dev/null
+  [[ -s $work/ssh-config ]] || in_ns vagrant ssh-config >"$work/ssh-config" 2>/dev/null || true
+  # vagrant ssh-config stops at the first machine it cannot reach: made while a VM was powered off (a failover
+  # check), the file lacks every VM after that one, which is then asked for alone (2026-12-07 15:24: catalog-2).
+  grep -qx "Host $vm" "$work/ssh-config" 2>/dev/null || in_ns vagrant ssh-config "$vm" >>"$work/ssh-config" 2>/dev/null || true
   timeout "${VM_SSH_TIMEOUT:-600}" ip netns exec "$ns" ssh -F "$work/ssh-config" -o LogLevel=ERROR -o ConnectTimeout=30 "$vm" "$@"
 }
 forget_ssh() { rm -f "$work/ssh-config"; }
@@ -545,7 +548,7 @@ SH
   ip=$(sed -n 's/^primary-ip //p' <<<"$out")
   case $ip in 192.168.56.110) vm=catalog-1 ;; 192.168.56.111) vm=catalog-2 ;; *) die "catalog's primary: got '$ip'" ;; esac
   for target in "$vm/catalog" payments-1/payments; do
-    n=$(vm_ssh "${target%/*}" "sudo -u postgres psql -tAq -h /var/run/postgresql -c \"SELECT count(*) FILTER (WHERE s.ssl) || ' ' || count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr IS NOT NULL AND a.client_addr <> '127.0.0.1'\"" 2>/dev/null | tr -d '\r')
+    n=$(vm_ssh "${target%/*}" "sudo -u postgres psql -tAq -h /var/run/postgresql -c \"SELECT count(*) FILTER (WHERE s.ssl) || ' ' || count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr IS NOT NULL AND a.client_addr <> '127.0.0.1'\"" 2>/dev/null | tr -d '\r') || n=""
     read -r enc all <<<"$n"
     [[ -n ${all:-} && $all -gt 0 && $enc == "$all" ]] || die "connections from the network to ${target#*/}'s database on ${target%/*}: got '$n' (encrypted, all); want all encrypted, at least one"
     log "database TLS: ${target#*/} on ${target%/*}: $enc of $all network connections encrypted"
@@ -822,7 +825,7 @@ check_db_failover() {
   log "$scope failover: no check of a service that does not depend on $scope turned critical ($(wc -l <"$work/critical-$svc.txt") polls)"
   served=$(grep -o '^checkouts: [0-9]*' "$work/load-$svc.txt" | grep -o '[0-9]*$')
   # How often the new primary's registration had to be repaired (hashicorp/consul#13578, docs/failover.md).
-  repairs=$(vm_ssh "$new" 'sudo journalctl -u shoplab-patroni-tags -o cat --no-pager | grep -c "registered the member again" || true' 2>/dev/null | tr -d '\r' | tail -1)
+  repairs=$(vm_ssh "$new" 'sudo journalctl -u shoplab-patroni-tags -o cat --no-pager | grep -c "registered the member again" || true' 2>/dev/null | tr -d '\r' | tail -1) || repairs=""
   log "$scope: shoplab patroni-tags registered $new again ${repairs:-?} times"
   log "bringing $leader up again"
   timeout 900 ip netns exec "$ns" vagrant up "$leader" >"$work/up-$leader.log" 2>&1 || { tail -10 "$work/up-$leader.log" >&2; die "vagrant up $leader after its power-off"; }
