@@ -548,9 +548,9 @@ PATRONI_NAMESPACE=/shoplab/
 # replication and pg_rewind verify the member they copy from (verify-full), and the REST API is HTTPS; its
 # unsafe endpoints (switchover, restart, reinitialize, configuration) take the password only from a member's or
 # this host's own address. (Not a client certificate besides: the Consul agents' checks present theirs, which
-# Consul's built-in CA signs, and a certificate the server asks for but cannot verify fails the handshake.) The
-# superuser connects over
-# this host's socket or loopback only; pg_rewind has its own role (Patroni gives it only the functions it uses).
+# Consul's built-in CA signs, and a certificate the server asks for but cannot verify fails the handshake.)
+# The superuser connects over this host's socket or loopback only; pg_rewind has its own role (Patroni gives it
+# only the functions it uses).
 # The file holds passwords: it is written 0600 and read by Patroni alone (postgres).
 render_patroni_config() {
   : "${SHOPLAB_NODE:?}" "${SHOPLAB_IP:?}" "${SHOPLAB_SERVICE:?}" "${PATRONI_SCOPE:?}" "${CONSUL_PATRONI_TOKEN:?}"
