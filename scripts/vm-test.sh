@@ -827,6 +827,9 @@ check_db_failover() {
   # How often the new primary's registration had to be repaired (hashicorp/consul#13578, docs/failover.md).
   repairs=$(vm_ssh "$new" 'sudo journalctl -u shoplab-patroni-tags -o cat --no-pager | grep -c "registered the member again" || true' 2>/dev/null | tr -d '\r' | tail -1) || repairs=""
   log "$scope: shoplab patroni-tags registered $new again ${repairs:-?} times"
+  # The surviving instance's own account of the failover (its readiness, its reads without a primary), kept with
+  # the run's files: a run that passes keeps no journal of its VMs otherwise.
+  vm_ssh "$new" "sudo journalctl -u shoplab@$svc --since @${t0%.*} -o short-precise --no-pager" >"$work/failover-$svc-$new.log" 2>/dev/null || true
   log "bringing $leader up again"
   timeout 900 ip netns exec "$ns" vagrant up "$leader" >"$work/up-$leader.log" 2>&1 || { tail -10 "$work/up-$leader.log" >&2; die "vagrant up $leader after its power-off"; }
   forget_ssh
