@@ -159,25 +159,30 @@ install_units() {
 
 CONSUL_TLS_DIR=${CONSUL_TLS_DIR:-/etc/consul.d/tls}
 
+# put_base64 VAR PATH MODE [OWNER] puts the base64 PEM in the environment variable VAR (made on the host by
+# lab.rb) into PATH, through a root-only temporary file (keys pass through it); it succeeds when PATH changed.
+put_base64() {
+  local tmp status=0
+  [[ -n ${!1:-} ]] || die "$1 (base64 PEM) is missing"
+  tmp=$(mktemp)
+  printf '%s' "${!1}" | base64 -d >"$tmp" || { rm -f "$tmp"; die "$1 is not base64"; }
+  put "$tmp" "$2" "$3" "${4:-root:root}" || status=$?
+  rm -f "$tmp"
+  return "$status"
+}
+
 # install_consul_tls puts the lab's Consul TLS material, made on the host (lab.rb) and passed base64-encoded
 # in the environment, into CONSUL_TLS_DIR: every agent gets the lab's CA (LAB_TLS_CA), a server also its
 # own certificate and key (CONSUL_TLS_CERT, CONSUL_TLS_KEY; the key readable by root and consul only). It
 # succeeds when it changed a file.
 install_consul_tls() {
-  : "${LAB_TLS_CA:?the lab CA (base64 PEM) is missing}"
   install -d -o root -g consul -m 0750 "$CONSUL_TLS_DIR"
-  local tmp changed=1
-  tmp=$(mktemp) # 0600: the server's key passes through it
-  printf '%s' "$LAB_TLS_CA" | base64 -d >"$tmp" || die "LAB_TLS_CA is not base64"
-  put "$tmp" "$CONSUL_TLS_DIR/ca.pem" 0644 root:consul && changed=0
+  local changed=1
+  put_base64 LAB_TLS_CA "$CONSUL_TLS_DIR/ca.pem" 0644 root:consul && changed=0
   if [[ $SHOPLAB_ROLE == consul-server ]]; then
-    : "${CONSUL_TLS_CERT:?the server certificate (base64 PEM) is missing}" "${CONSUL_TLS_KEY:?the server key (base64 PEM) is missing}"
-    printf '%s' "$CONSUL_TLS_CERT" | base64 -d >"$tmp" || die "CONSUL_TLS_CERT is not base64"
-    put "$tmp" "$CONSUL_TLS_DIR/server.pem" 0644 root:consul && changed=0
-    printf '%s' "$CONSUL_TLS_KEY" | base64 -d >"$tmp" || die "CONSUL_TLS_KEY is not base64"
-    put "$tmp" "$CONSUL_TLS_DIR/server-key.pem" 0640 root:consul && changed=0
+    put_base64 CONSUL_TLS_CERT "$CONSUL_TLS_DIR/server.pem" 0644 root:consul && changed=0
+    put_base64 CONSUL_TLS_KEY "$CONSUL_TLS_DIR/server-key.pem" 0640 root:consul && changed=0
   fi
-  rm -f "$tmp"
   return "$changed"
 }
 
@@ -190,20 +195,13 @@ LAB_TLS_CHANGED=0
 # postgres alone), which PostgreSQL and Patroni's REST API serve. It sets LAB_TLS_CHANGED=1 when it changed a
 # file (the database then reloads them).
 install_lab_tls() {
-  : "${LAB_TLS_CA:?the lab CA (base64 PEM) is missing}"
   install -d -m 0755 "$LAB_TLS_DIR"
-  local tmp
-  tmp=$(mktemp) # 0600: the key passes through it
-  printf '%s' "$LAB_TLS_CA" | base64 -d >"$tmp" || die "LAB_TLS_CA is not base64"
-  put "$tmp" "$LAB_TLS_DIR/ca.pem" 0644 && LAB_TLS_CHANGED=1
+  put_base64 LAB_TLS_CA "$LAB_TLS_DIR/ca.pem" 0644 && LAB_TLS_CHANGED=1
   if [[ -n ${DB_TLS_CERT:-} ]]; then
-    : "${DB_TLS_KEY:?the database key (base64 PEM) is missing}"
-    printf '%s' "$DB_TLS_CERT" | base64 -d >"$tmp" || die "DB_TLS_CERT is not base64"
-    put "$tmp" "$LAB_TLS_DIR/db.pem" 0644 && LAB_TLS_CHANGED=1
-    printf '%s' "$DB_TLS_KEY" | base64 -d >"$tmp" || die "DB_TLS_KEY is not base64"
-    put "$tmp" "$LAB_TLS_DIR/db-key.pem" 0600 postgres:postgres && LAB_TLS_CHANGED=1
+    put_base64 DB_TLS_CERT "$LAB_TLS_DIR/db.pem" 0644 && LAB_TLS_CHANGED=1
+    put_base64 DB_TLS_KEY "$LAB_TLS_DIR/db-key.pem" 0600 postgres:postgres && LAB_TLS_CHANGED=1
   fi
-  rm -f "$tmp"
+  return 0
 }
 
 # render_consul_config writes the agent's configuration to $1 from the environment:

@@ -514,7 +514,7 @@ check_consul_tls() {
 # HTTP and refuses a switchover from a VM that is not a member. On each of those databases every
 # connection from the network (the services' pools, the standby's replication) is encrypted.
 check_database_tls() {
-  local out ip vm n
+  local out vm n
   # shellcheck disable=SC2016 # the script runs, and expands, in the VM
   out=$(vm_ssh front-1 "echo $(base64 -w0 <<'SH'
 set -u
@@ -529,7 +529,6 @@ for target in primary.catalog-db.service.consul/catalog 192.168.56.120/payments;
   echo "superuser $db: $(try "host=$host dbname=postgres user=postgres sslmode=verify-full sslrootcert=$ca")"
 done
 ip=$(dig +short primary.catalog-db.service.consul | head -1)
-echo "primary-ip $ip"
 echo "rest-plain: $(curl -s -m 10 -o /dev/null -w '%{http_code}' "http://$ip:8008/patroni")"
 echo "rest-switchover: $(curl -s -m 10 --cacert $ca -X POST -d '{}' "https://$ip:8008/switchover")"
 rm -f /tmp/other-ca.pem /tmp/other-ca-key.pem
@@ -545,8 +544,7 @@ SH
   grep -q '^rest-plain: 000$' <<<"$out" || die "Patroni's REST API answered plain HTTP"
   # From front-1, not a member: refused by the allowlist, whatever the password.
   grep -q '^rest-switchover: .*Access is denied' <<<"$out" || die "Patroni's REST API did not refuse a switchover from front-1"
-  ip=$(sed -n 's/^primary-ip //p' <<<"$out")
-  case $ip in 192.168.56.110) vm=catalog-1 ;; 192.168.56.111) vm=catalog-2 ;; *) die "catalog's primary: got '$ip'" ;; esac
+  vm=$(patroni_leader catalog-db) || die "no Patroni leader for catalog-db"
   for target in "$vm/catalog" payments-1/payments; do
     n=$(vm_ssh "${target%/*}" "sudo -u postgres psql -tAq -h /var/run/postgresql -c \"SELECT count(*) FILTER (WHERE s.ssl) || ' ' || count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr IS NOT NULL AND a.client_addr <> '127.0.0.1'\"" 2>/dev/null | tr -d '\r') || n=""
     read -r enc all <<<"$n"

@@ -30,7 +30,7 @@ func runPrometheusConfig(_ context.Context, args []string, _ func(string) string
 	sd := fs.String("sd-url", "http://127.0.0.1:9096", "the discovery endpoint (shoplab prometheus-sd)")
 	interval := fs.Duration("interval", 10*time.Second, "scrape and rule evaluation interval")
 	timeout := fs.Duration("timeout", 0, "scrape timeout (default half the interval)")
-	caFile := fs.String("ca-file", lab.SystemCAFile, "the CA (PEM) Patroni's REST API certificates are verified against")
+	caFile := fs.String("ca-file", "", "the CA (PEM) Patroni's REST API certificates are verified against (default "+lab.SystemCAFile+")")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 // resumes, which spares both ends the certificate's signature and its verification on an emulated VM.
 func TrustingTransport(caFile string) (*http.Transport, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(16)}
 	if caFile == "" {
 		return t, nil
 	}
@@ -22,10 +23,9 @@ func TrustingTransport(caFile string) (*http.Transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
+	t.TLSClientConfig.RootCAs = x509.NewCertPool()
+	if !t.TLSClientConfig.RootCAs.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("%s: no PEM certificate", caFile)
 	}
-	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(16)}
 	return t, nil
 }
