@@ -282,6 +282,23 @@ func TestConsulTLS(t *testing.T) {
 			t.Fatalf("policy shoplab-%s-%s: got %v, %q; want the rules acl_rules prints: %q", kind, name, err, p.Rules, want)
 		}
 	}
+	// A service's token reads its own database cluster's Patroni keys (its read gate, DATABASE_READ_CLUSTER),
+	// and no other cluster's.
+	for _, key := range []string{"shoplab/cart-db/leader", "shoplab/catalog-db/leader"} {
+		if _, err := c.KV().Put(&api.KVPair{Key: key, Value: []byte("a-member")}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asCart, err := api.NewClient(&api.Config{Address: fmt.Sprintf("127.0.0.1:%d", srvHTTP), Token: "6f1e1f3c-3d43-4a55-9b0c-5f8f0c1d2e14"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]bool{"shoplab/cart-db/leader": true, "shoplab/catalog-db/leader": false} {
+		pair, _, err := asCart.KV().Get(key, nil)
+		if got := err == nil && pair != nil; got != want {
+			t.Fatalf("cart's token reads %s: got %v (%v); want %v", key, got, err, want)
+		}
+	}
 	if e, _, err := c.ConfigEntries().Get(api.ServiceIntentions, "catalog", nil); err != nil || len(e.(*api.ServiceIntentionsConfigEntry).Sources) != 1 {
 		t.Fatalf("intentions of catalog: got %+v, %v; want cart allowed", e, err)
 	}

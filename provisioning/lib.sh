@@ -396,7 +396,12 @@ acl_rules() {
   local kind=$1 name=$2
   case $kind in
   agent) printf 'node "%s" { policy = "write" }\nagent "%s" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' "$name" "$name" ;;
-  service) printf 'service "%s" {\n  policy     = "write"\n  intentions = "read"\n}\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\n' "$name" ;;
+  service)
+    # A service (name: catalog): its registration, and reading its database cluster's Patroni keys (the read gate:
+    # DATABASE_READ_CLUSTER; nothing is there for a service without a Patroni cluster).
+    printf 'service "%s" {\n  policy     = "write"\n  intentions = "read"\n}\nservice_prefix "" { policy = "read" }\nnode_prefix "" { policy = "read" }\nkey_prefix "%s%s-db/" { policy = "read" }\n' \
+      "$name" "${PATRONI_NAMESPACE#/}" "$name"
+    ;;
   dns | monitor) printf 'node_prefix "" { policy = "read" }\nservice_prefix "" { policy = "read" }\n' ;;
   patroni)
     # A Patroni member (name: its node, e.g. catalog-1; its cluster catalog-db): its cluster's keys, its own
@@ -778,16 +783,17 @@ render_service_env() {
       local tls="sslmode=verify-full sslrootcert=$LAB_TLS_DIR/ca.pem"
       printf "DATABASE_URL=host=%s port=5432 dbname=%s user=%s password=%s %s target_session_attrs=read-write\n" \
         "$DB_HOST" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD" "$tls"
-      # A Patroni cluster: the member on this VM serves reads while there is no primary — while its Patroni says
-      # it is the synchronous standby or the primary (DATABASE_READ_GATE), which with remote_apply have every
-      # commit a client was told of. Not any member by its Consul name: a powered-off member stays in that name
-      # until Consul notices (up to half a minute), and a read or readiness check that picks it waits out its
-      # connect timeout; this VM's own one is either up or takes this instance out of rotation with it.
+      # A Patroni cluster: the member on this VM serves reads while there is no primary — while the cluster's
+      # keys in Consul name it the leader or the synchronous standby (DATABASE_READ_CLUSTER, _MEMBER), which
+      # with remote_apply have every commit a client was told of. Not any member by its Consul name: a
+      # powered-off member stays in that name until Consul notices (up to half a minute), and a read or
+      # readiness check that picks it waits out its connect timeout; this VM's own one is either up or takes
+      # this instance out of rotation with it.
       if [[ ${DB_PATRONI:-no} == yes ]]; then
+        : "${PATRONI_SCOPE:?}"
         printf "DATABASE_READ_URL=host=%s port=5432 dbname=%s user=%s password=%s %s target_session_attrs=any\n" \
           "$SHOPLAB_IP" "$SHOPLAB_SERVICE" "$SHOPLAB_SERVICE" "$DB_PASSWORD" "$tls"
-        printf 'DATABASE_READ_GATE=https://%s:%s/sync,https://%s:%s/primary\nDATABASE_READ_GATE_CA=%s\n' \
-          "$SHOPLAB_IP" "${PATRONI_API_PORT:-8008}" "$SHOPLAB_IP" "${PATRONI_API_PORT:-8008}" "$LAB_TLS_DIR/ca.pem"
+        printf 'DATABASE_READ_CLUSTER=%s%s\nDATABASE_READ_MEMBER=%s\n' "${PATRONI_NAMESPACE#/}" "$PATRONI_SCOPE" "$SHOPLAB_NODE"
       fi
     fi
   } >"$out"

@@ -309,19 +309,14 @@ func TestPatroniCluster(t *testing.T) {
 	}
 
 	// The leader crashes right after a write was acknowledged: a service's reads go at once to the standby (its
-	// DATABASE_READ_URL pool, read while the standby's Patroni says /sync: DATABASE_READ_GATE as the lab renders
-	// it) and find the write; then the standby is promoted with every committed row. The old leader's own
-	// Patroni, asked the same, says no: it is neither (it is gone).
+	// DATABASE_READ_URL pool, read while the cluster's keys in Consul name it the synchronous standby:
+	// DATABASE_READ_CLUSTER and _MEMBER as the lab renders them) and find the write; then the standby is
+	// promoted with every committed row, and the gate names it alone.
 	gate := func(n *patroniNode) func(context.Context) bool {
-		t.Helper()
-		g, err := app.ReadGate([]string{fmt.Sprintf("https://%s:%d/sync", n.ip, n.apiPort), fmt.Sprintf("https://%s:%d/primary", n.ip, n.apiPort)}, caFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return g
+		return app.PatroniGate(consul.Client, "shoplab/catalog-db", n.name, hclog.NewNullLogger())
 	}
 	if !gate(replica)(context.Background()) {
-		t.Fatalf("the synchronous standby's Patroni: /sync or /primary did not answer 200\n%s", logs())
+		t.Fatalf("the synchronous standby's gate: got no; want yes (cluster %+v)\n%s", readCluster(t, consul.Client), logs())
 	}
 	standby, err := pgdb.Pool(dsn(replica))
 	if err != nil {
@@ -334,9 +329,6 @@ func TestPatroniCluster(t *testing.T) {
 	}
 	killed := time.Now()
 	kill(primary)
-	if gate(primary)(context.Background()) {
-		t.Fatal("the killed leader's gate: got yes; want no")
-	}
 	for i := range 5 {
 		var n int
 		start := time.Now()
@@ -346,6 +338,10 @@ func TestPatroniCluster(t *testing.T) {
 	}
 	waitCluster(t, consul.Client, 90*time.Second, replica.name, logs)
 	t.Logf("failover: %s promoted %.1fs after %s was killed", replica.name, time.Since(killed).Seconds(), primary.name)
+	if !gate(replica)(context.Background()) || gate(primary)(context.Background()) {
+		t.Fatalf("the gates after the failover: got %s %v, %s %v; want the new leader's yes and the old one's no",
+			replica.name, gate(replica)(context.Background()), primary.name, gate(primary)(context.Background()))
+	}
 	db = openDB(t, dsn(replica))
 	defer db.Close()
 	var rows, sum int

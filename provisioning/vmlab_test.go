@@ -331,7 +331,7 @@ func TestServiceEnv(t *testing.T) {
 	for _, want := range []string{
 		"DATABASE_URL=host=primary.catalog-db.service.consul port=5432 dbname=catalog user=catalog password=pw sslmode=verify-full sslrootcert=/etc/ssl/shoplab/ca.pem target_session_attrs=read-write",
 		"DATABASE_READ_URL=host=192.168.56.111 port=5432 dbname=catalog user=catalog password=pw sslmode=verify-full sslrootcert=/etc/ssl/shoplab/ca.pem target_session_attrs=any",
-		"DATABASE_READ_GATE=https://192.168.56.111:8008/sync,https://192.168.56.111:8008/primary", "DATABASE_READ_GATE_CA=/etc/ssl/shoplab/ca.pem"} {
+		"DATABASE_READ_CLUSTER=shoplab/catalog-db", "DATABASE_READ_MEMBER=catalog-2"} {
 		if !strings.Contains(string(b), want+"\n") {
 			t.Fatalf("env file of a Patroni cluster's service: want %q in\n%s", want, b)
 		}

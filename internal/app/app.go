@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +14,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -30,7 +30,6 @@ import (
 	"shoplab/internal/health"
 	"shoplab/internal/mesh"
 	"shoplab/internal/metrics"
-	"shoplab/internal/netx"
 	"shoplab/internal/pgdb"
 	"shoplab/internal/topology"
 	"shoplab/internal/web"
@@ -44,27 +43,26 @@ type Config struct {
 	InstanceID      string
 	DatabaseURL     string
 	DatabaseReadURL string // a member of the database's cluster, for reads while it has no primary (pgdb.ReadFrom)
-	// DatabaseReadGate are URLs of which one answers 200 while that member may be read: it has applied every
-	// acknowledged commit (Patroni's /sync and /primary of the member; required with DatabaseReadURL).
-	DatabaseReadGate []string
-	// DatabaseReadGateCA is a PEM file of the CA that DatabaseReadGate's HTTPS servers are verified against
-	// (empty: the system's roots).
-	DatabaseReadGateCA string
-	Consul             consulx.ClientConfig
-	LogLevel           string
-	LogJSON            bool
-	LogFlush           time.Duration // how long log lines may wait to be written together (0: each at once)
-	CheckInterval      time.Duration
-	CheckTimeout       time.Duration
-	DeregisterAfter    time.Duration
-	ShutdownTimeout    time.Duration
-	ShutdownGrace      time.Duration
-	DBWait             time.Duration // how long a starting service waits for its database to answer
-	DBRetryWait        time.Duration // how long a statement waits for a primary during a failover (pgdb)
-	DBFailoverGrace    time.Duration // how long readiness only warns while the database has no primary
-	JWKSRefresh        time.Duration // how often a verifying service fetches auth's signing keys again
-	OpsListen          string        // where a mesh service serves /health and /metrics in plain HTTP
-	MeshAuthzTTL       time.Duration // how long an intention decision is cached per caller
+	// DatabaseReadCluster and DatabaseReadMember say when DatabaseReadURL may be read (PatroniGate): the
+	// Patroni cluster's keys in Consul's KV store (its namespace and scope: shoplab/catalog-db) and the member
+	// DatabaseReadURL reaches (catalog-2). Both required with DatabaseReadURL, and only with it.
+	DatabaseReadCluster string
+	DatabaseReadMember  string
+	Consul              consulx.ClientConfig
+	LogLevel            string
+	LogJSON             bool
+	LogFlush            time.Duration // how long log lines may wait to be written together (0: each at once)
+	CheckInterval       time.Duration
+	CheckTimeout        time.Duration
+	DeregisterAfter     time.Duration
+	ShutdownTimeout     time.Duration
+	ShutdownGrace       time.Duration
+	DBWait              time.Duration // how long a starting service waits for its database to answer
+	DBRetryWait         time.Duration // how long a statement waits for a primary during a failover (pgdb)
+	DBFailoverGrace     time.Duration // how long readiness only warns while the database has no primary
+	JWKSRefresh         time.Duration // how often a verifying service fetches auth's signing keys again
+	OpsListen           string        // where a mesh service serves /health and /metrics in plain HTTP
+	MeshAuthzTTL        time.Duration // how long an intention decision is cached per caller
 }
 
 // Load reads the shared configuration of service from getenv. LISTEN_ADDR defaults to the service's port in
@@ -82,9 +80,9 @@ func Load(service string, getenv func(string) string) (Config, error) {
 		InstanceID:  env.String("SERVICE_ID", ""),
 		DatabaseURL: env.String("DATABASE_URL", ""),
 		// Empty: reads wait for the primary like writes (one PostgreSQL, as in make run).
-		DatabaseReadURL:    env.String("DATABASE_READ_URL", ""),
-		DatabaseReadGate:   strings.FieldsFunc(env.String("DATABASE_READ_GATE", ""), func(r rune) bool { return r == ',' }),
-		DatabaseReadGateCA: env.String("DATABASE_READ_GATE_CA", ""),
+		DatabaseReadURL:     env.String("DATABASE_READ_URL", ""),
+		DatabaseReadCluster: env.String("DATABASE_READ_CLUSTER", ""),
+		DatabaseReadMember:  env.String("DATABASE_READ_MEMBER", ""),
 		Consul: consulx.ClientConfig{
 			Address: env.String("CONSUL_HTTP_ADDR", "127.0.0.1:8500"),
 			Token:   env.String("CONSUL_HTTP_TOKEN", ""),
@@ -113,13 +111,14 @@ func Load(service string, getenv func(string) string) (Config, error) {
 	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
 		env.fail("LOG_LEVEL", c.LogLevel, "trace, debug, info, warn or error")
 	}
-	if (c.DatabaseReadURL == "") != (len(c.DatabaseReadGate) == 0) {
-		env.fail("DATABASE_READ_GATE", strings.Join(c.DatabaseReadGate, ","),
-			"set with DATABASE_READ_URL and only with it: URLs of which one answers 200 while that member has every acknowledged commit (Patroni's /sync,/primary)")
-	}
-	for _, u := range c.DatabaseReadGate {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			env.fail("DATABASE_READ_GATE", u, "http:// or https:// URLs, comma-separated")
+	for _, kv := range [][2]string{{"DATABASE_READ_CLUSTER", c.DatabaseReadCluster}, {"DATABASE_READ_MEMBER", c.DatabaseReadMember}} {
+		name, v := kv[0], kv[1]
+		switch {
+		case (c.DatabaseReadURL == "") != (v == ""):
+			env.fail(name, v, "set with DATABASE_READ_URL and only with it (the Patroni cluster's keys in Consul, namespace/scope, and the member DATABASE_READ_URL reaches)")
+		case strings.HasPrefix(v, "/") || strings.HasSuffix(v, "/") || strings.Contains(v, "//") ||
+			(name == "DATABASE_READ_MEMBER" && strings.Contains(v, "/")):
+			env.fail(name, v, "a Consul key path without a leading or trailing slash (DATABASE_READ_MEMBER: a member's name, no slash)")
 		}
 	}
 	return c, env.Err()
@@ -414,8 +413,9 @@ func advertiseAddr(configured string, bound *net.TCPAddr) (string, error) {
 
 // OpenDatabase opens DATABASE_URL (waiting up to DB_WAIT for it to answer), applies the migrations in the
 // "migrations" directory of fsys, exports the pool's statistics to reg, and returns the pool with the
-// readiness check "database answers and its schema is current".
-func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, reg *metrics.Registry) (*pgdb.DB, func(context.Context) error, error) {
+// readiness check "database answers and its schema is current". With DATABASE_READ_URL, consul is where its
+// gate asks (PatroniGate).
+func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, reg *metrics.Registry, consul *api.Client) (*pgdb.DB, func(context.Context) error, error) {
 	db, err := pgdb.Open(ctx, c.DatabaseURL, c.DBWait, log)
 	if err != nil {
 		return nil, nil, err
@@ -441,43 +441,72 @@ func (c Config) OpenDatabase(ctx context.Context, log hclog.Logger, fsys fs.FS, 
 			db.Close()
 			return nil, nil, fmt.Errorf("DATABASE_READ_URL: %w", err)
 		}
-		if gate, err = ReadGate(c.DatabaseReadGate, c.DatabaseReadGateCA); err != nil {
-			reads.Close()
-			db.Close()
-			return nil, nil, fmt.Errorf("DATABASE_READ_GATE_CA: %w", err)
-		}
+		gate = PatroniGate(consul, c.DatabaseReadCluster, c.DatabaseReadMember, log.Named("db"))
 		wrapped.ReadFrom(reads, gate)
 	}
 	return wrapped, readiness(schema, db, reads, gate, c.DBFailoverGrace), nil
 }
 
-// ReadGate asks urls in turn (each within a second) and says yes at the first 200: in the VM lab the Patroni
-// member beside the service, /sync then /primary — a synchronous standby, with remote_apply, or the primary has
-// every commit a client was told of. caFile (a PEM file; empty: the system's roots) verifies HTTPS servers.
-func ReadGate(urls []string, caFile string) (func(context.Context) bool, error) {
-	transport, err := netx.TrustingTransport(caFile)
-	if err != nil {
-		return nil, err
+// PatroniGate is the read gate (pgdb.ReadFrom) of member, a member of the Patroni cluster whose state is kept
+// under cluster in Consul's KV store (Patroni's namespace and scope: shoplab/catalog-db). It says yes while the
+// member holds the cluster's leader key, or while the sync key lists it as a synchronous standby of the leader
+// that key names and no other member holds the leader key (the leader may be gone: then no commit was
+// acknowledged without this standby, which with remote_apply has applied each). Patroni puts a standby into
+// the sync key only once it is synchronous, and takes it out before it stops being so; Patroni's own /sync
+// endpoint answers from the same key.
+//
+// It asks the local Consul agent rather than the member's Patroni: while Patroni promotes its PostgreSQL, its
+// REST API takes seconds to answer (each GET asks the promoting server), so a gate that asked it said no at
+// the moment the member became the primary, and the readiness check took the cluster's last instance out of
+// rotation (make vm-test, 2026-12-07: catalog unavailable for 11 s after its new primary was up). An error
+// (Consul unreachable, a token without read on the keys) is a no, logged at most once a minute.
+func PatroniGate(consul *api.Client, cluster, member string, log hclog.Logger) func(context.Context) bool {
+	var lastLogged atomic.Int64
+	fail := func(err error) bool {
+		if now := time.Now().UnixNano(); now-lastLogged.Load() > int64(time.Minute) {
+			lastLogged.Store(now)
+			log.Warn("the read gate could not read the Patroni cluster's state; reads wait for a primary", "cluster", cluster, "error", err)
+		}
+		return false
 	}
-	client := &http.Client{Timeout: time.Second, Transport: transport}
+	kv := consul.KV()
 	return func(ctx context.Context) bool {
-		for _, u := range urls {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			if err != nil {
-				continue
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				continue
-			}
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+		q := (&api.QueryOptions{}).WithContext(ctx)
+		leader, _, err := kv.Get(cluster+"/leader", q)
+		if err != nil {
+			return fail(err)
+		}
+		holder := ""
+		if leader != nil {
+			holder = string(leader.Value)
+		}
+		if holder == member {
+			return true
+		}
+		pair, _, err := kv.Get(cluster+"/sync", q)
+		if err != nil {
+			return fail(err)
+		}
+		if pair == nil {
+			return false
+		}
+		var sync struct {
+			Leader  string `json:"leader"`
+			Standby string `json:"sync_standby"`
+		}
+		if err := json.Unmarshal(pair.Value, &sync); err != nil {
+			return fail(fmt.Errorf("the sync key: %w", err))
+		}
+		if holder != "" && holder != sync.Leader {
+			return false // a new leader whose standbys the key does not name yet
+		}
+		for _, s := range strings.Split(sync.Standby, ",") {
+			if strings.TrimSpace(s) == member {
 				return true
 			}
 		}
 		return false
-	}, nil
+	}
 }
 
 // readiness is the database's readiness check: it fails when the database does not answer or its schema is
@@ -579,15 +608,15 @@ func Boot(ctx context.Context, service string, getenv func(string) string, stder
 	out := newLogOutput(stderr, cfg.LogFlush)
 	rt := &Runtime{Config: cfg, Log: cfg.Logger(out), Metrics: metrics.New(), reg: &registration{}, logs: out}
 	rt.Ctx, rt.stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	if fsys != nil {
-		if rt.DB, rt.Ready, err = cfg.OpenDatabase(rt.Ctx, rt.Log, fsys, rt.Metrics); err != nil {
-			rt.Close()
-			return nil, err
-		}
-	}
 	if rt.Consul, err = cfg.ConsulClient(); err != nil {
 		rt.Close()
 		return nil, err
+	}
+	if fsys != nil {
+		if rt.DB, rt.Ready, err = cfg.OpenDatabase(rt.Ctx, rt.Log, fsys, rt.Metrics, rt.Consul); err != nil {
+			rt.Close()
+			return nil, err
+		}
 	}
 	rt.Mesh = mesh.Start(rt.Ctx, rt.Consul, service, rt.Log)
 	return rt, nil

@@ -2,16 +2,14 @@ package app
 
 import (
 	"context"
-	"encoding/pem"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/hashicorp/go-hclog"
 
 	"shoplab/internal/health"
 	"shoplab/internal/pgdb"
@@ -139,18 +137,29 @@ func TestReadinessThroughAFailover(t *testing.T) {
 	}
 }
 
-// TestReadGateConfig: a replica pool comes with its gate, and the gate only with the pool.
+// TestReadGateConfig: a replica pool comes with its gate (the Patroni cluster and member), and the gate only
+// with the pool.
 func TestReadGateConfig(t *testing.T) {
+	both := func(kv ...string) map[string]string {
+		env := map[string]string{"DATABASE_READ_URL": "host=x", "DATABASE_READ_CLUSTER": "shoplab/catalog-db", "DATABASE_READ_MEMBER": "catalog-2"}
+		for i := 0; i < len(kv); i += 2 {
+			env[kv[i]] = kv[i+1]
+		}
+		return env
+	}
 	tests := []struct {
 		name string
 		env  map[string]string
 		ok   bool
 	}{
 		{"neither", map[string]string{}, true},
-		{"both", map[string]string{"DATABASE_READ_URL": "host=x", "DATABASE_READ_GATE": "http://10.0.0.1:8008/sync,http://10.0.0.1:8008/primary"}, true},
+		{"all three", both(), true},
 		{"a pool without its gate", map[string]string{"DATABASE_READ_URL": "host=x"}, false},
-		{"a gate without a pool", map[string]string{"DATABASE_READ_GATE": "http://10.0.0.1:8008/sync"}, false},
-		{"a gate that is no URL", map[string]string{"DATABASE_READ_URL": "host=x", "DATABASE_READ_GATE": "10.0.0.1:8008"}, false},
+		{"a pool without its member", both("DATABASE_READ_MEMBER", ""), false},
+		{"a gate without a pool", both("DATABASE_READ_URL", ""), false},
+		{"a cluster with a leading slash", both("DATABASE_READ_CLUSTER", "/shoplab/catalog-db"), false},
+		{"a cluster with a trailing slash", both("DATABASE_READ_CLUSTER", "shoplab/catalog-db/"), false},
+		{"a member that is a path", both("DATABASE_READ_MEMBER", "members/catalog-2"), false},
 	}
 	for _, tc := range tests {
 		_, err := Load("catalog", func(k string) string { return tc.env[k] })
@@ -160,39 +169,67 @@ func TestReadGateConfig(t *testing.T) {
 	}
 }
 
-// TestReadGateTLS: a gate over HTTPS says yes only when its server's certificate chains to the CA it was given
-// (DATABASE_READ_GATE_CA: the VM lab's Patroni serves a certificate of the lab's own CA); a CA file that is
-// missing or holds no certificate is an error at start.
-func TestReadGateTLS(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
-	defer srv.Close()
-	dir := t.TempDir()
-	ca := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	empty := filepath.Join(dir, "empty.pem")
-	if err := os.WriteFile(empty, []byte("no certificate here\n"), 0o644); err != nil {
-		t.Fatal(err)
+// TestPatroniGate: the gate reads the cluster's keys as Patroni writes them into a real Consul agent and says
+// yes only for the leader, and for a synchronous standby of the leader the key names (or of none: the leader
+// is gone). An agent that cannot be reached is a no. (provisioning's TestPatroniCluster runs it beside a real
+// Patroni cluster through a failover.)
+func TestPatroniGate(t *testing.T) {
+	consul := testkit.SharedConsul(t)
+	cluster := "shoplab/gate-test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+	put := func(key, value string) {
+		t.Helper()
+		var err error
+		if value == "" {
+			_, err = consul.Client.KV().Delete(cluster+"/"+key, nil)
+		} else {
+			_, err = consul.Client.KV().Put(&api.KVPair{Key: cluster + "/" + key, Value: []byte(value)}, nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, tc := range []struct {
-		name, caFile string
-		want         bool
+		name, leader, sync, member string
+		want                       bool
 	}{
-		{"the server's CA", ca, true},
-		{"the system's roots", "", false},
+		{"the leader", "catalog-1", `{"leader":"catalog-1","sync_standby":"catalog-2"}`, "catalog-1", true},
+		{"the leader, no sync key", "catalog-1", "", "catalog-1", true},
+		{"the synchronous standby", "catalog-1", `{"leader":"catalog-1","sync_standby":"catalog-2"}`, "catalog-2", true},
+		{"one of two synchronous standbys", "catalog-1", `{"leader":"catalog-1","sync_standby":"catalog-3, catalog-2"}`, "catalog-2", true},
+		{"the standby while the leader key is gone", "", `{"leader":"catalog-1","sync_standby":"catalog-2"}`, "catalog-2", true},
+		{"an asynchronous standby", "catalog-1", `{"leader":"catalog-1","sync_standby":"catalog-3"}`, "catalog-2", false},
+		{"no synchronous standby", "catalog-1", `{"leader":"catalog-1","sync_standby":null}`, "catalog-2", false},
+		{"the standby of a leader that lost the key", "catalog-3", `{"leader":"catalog-1","sync_standby":"catalog-2"}`, "catalog-2", false},
+		{"no keys at all", "", "", "catalog-2", false},
+		{"a sync key that is not JSON", "", "catalog-2", "catalog-2", false},
 	} {
-		gate, err := ReadGate([]string{srv.URL + "/sync"}, tc.caFile)
-		if err != nil {
-			t.Fatalf("%s: %v", tc.name, err)
-		}
+		put("leader", tc.leader)
+		put("sync", tc.sync)
+		gate := PatroniGate(consul.Client, cluster, tc.member, hclog.NewNullLogger())
 		if got := gate(context.Background()); got != tc.want {
 			t.Errorf("%s: got %v; want %v", tc.name, got, tc.want)
 		}
 	}
-	for _, bad := range []string{filepath.Join(dir, "missing.pem"), empty} {
-		if _, err := ReadGate([]string{srv.URL + "/sync"}, bad); err == nil {
-			t.Errorf("ReadGate with CA file %s: got no error; want one", filepath.Base(bad))
-		}
+
+	put("leader", "catalog-2")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close() // nothing listens there now: connections are refused
+	gone, err := api.NewClient(&api.Config{Address: ln.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	log := hclog.New(&hclog.LoggerOptions{Output: &logged})
+	gate := PatroniGate(gone, cluster, "catalog-2", log)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if gate(ctx) || gate(ctx) {
+		t.Fatal("a gate whose Consul agent does not answer: got yes; want no")
+	}
+	if n := strings.Count(logged.String(), "could not read"); n != 1 {
+		t.Errorf("two failed asks logged %d times; want once:\n%s", n, logged.String())
 	}
 }
