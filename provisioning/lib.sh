@@ -545,8 +545,8 @@ PATRONI_NAMESPACE=/shoplab/
 #   SHOPLAB_NODE, SHOPLAB_IP, SHOPLAB_SERVICE, PATRONI_SCOPE, CONSUL_PATRONI_TOKEN, PATRONI_SUPERUSER_PASSWORD,
 #   PATRONI_REPLICATION_PASSWORD, PATRONI_REWIND_PASSWORD, PATRONI_REST_PASSWORD; and, with defaults for the VMs,
 #   PATRONI_PG_PORT (5432), PATRONI_API_PORT (8008), PATRONI_DATA_DIR, PATRONI_SOCKET_DIR, PATRONI_CONSUL
-#   (127.0.0.1:8500), PATRONI_TTL (30), PATRONI_LOOP_WAIT (5), SHOPLAB_NETWORK (who may connect) and
-#   LAB_TLS_DIR (the lab's CA, this member's certificate and key: install_lab_tls).
+#   (127.0.0.1:8500), PATRONI_TTL (20), PATRONI_LOOP_WAIT (5), PATRONI_RETRY_TIMEOUT (7), SHOPLAB_NETWORK (who
+#   may connect) and LAB_TLS_DIR (the lab's CA, this member's certificate and key: install_lab_tls).
 # Everything on the network is TLS, verified against the lab's CA: PostgreSQL takes hostssl connections only,
 # replication and pg_rewind verify the member they copy from (verify-full), and the REST API is HTTPS; its
 # unsafe endpoints (switchover, restart, reinitialize, configuration) take the password only from a member's or
@@ -605,9 +605,14 @@ consul:
   service_check_interval: 5s
 bootstrap:
   dcs:
-    ttl: ${PATRONI_TTL:-30}
+    # How long a primary that vanished keeps the leader key: its Consul session (ttl/2, which Consul lets live
+    # twice as long) last renewed at its last loop, so the key goes ttl - loop_wait to ttl after the power-off,
+    # and a new primary follows a few seconds later. 20, not Patroni's 30: catalog's writes came back ~10 s
+    # sooner in make vm-test (docs/failover.md); loop_wait + 2 x retry_timeout stays within ttl, as Patroni
+    # requires, and a leader whose loop is slowed by a starved guest still renews three times per ttl.
+    ttl: ${PATRONI_TTL:-20}
     loop_wait: ${PATRONI_LOOP_WAIT:-5}
-    retry_timeout: 10
+    retry_timeout: ${PATRONI_RETRY_TIMEOUT:-7}
     maximum_lag_on_failover: 1048576
     # Consul unreachable (a leader election, seen taking 19 s under emulation) must not take the database down:
     # the primary stays primary while it can still reach every member over Patroni's API (DCS failsafe mode),
@@ -616,7 +621,8 @@ bootstrap:
     # A commit is acknowledged once the synchronous standby has applied it (remote_apply below): no acknowledged
     # write is lost when the primary goes, and a read the services send to that standby while the primary is
     # away is never older than a write they were told succeeded. With the standby gone the primary goes on alone
-    # (synchronous_mode_strict off), and the services' reads wait for a primary (the standby is not /sync).
+    # (synchronous_mode_strict off), and the services' reads wait for a primary (the sync key no longer names
+    # the standby: PatroniGate).
     synchronous_mode: true
     postgresql:
       use_pg_rewind: true
