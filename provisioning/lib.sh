@@ -543,7 +543,8 @@ PATRONI_NAMESPACE=/shoplab/
 
 # render_patroni_config writes this node's Patroni configuration to $1 from the environment:
 #   SHOPLAB_NODE, SHOPLAB_IP, SHOPLAB_SERVICE, PATRONI_SCOPE, CONSUL_PATRONI_TOKEN, PATRONI_SUPERUSER_PASSWORD,
-#   PATRONI_REPLICATION_PASSWORD, PATRONI_REWIND_PASSWORD, PATRONI_REST_PASSWORD; and, with defaults for the VMs,
+#   PATRONI_REPLICATION_PASSWORD, PATRONI_REWIND_PASSWORD, PATRONI_REST_PASSWORD, PATRONI_MEMBERS (the
+#   cluster's members' addresses, comma-separated; default this one's); and, with defaults for the VMs,
 #   PATRONI_PG_PORT (5432), PATRONI_API_PORT (8008), PATRONI_DATA_DIR, PATRONI_SOCKET_DIR, PATRONI_CONSUL
 #   (127.0.0.1:8500), PATRONI_TTL (20), PATRONI_LOOP_WAIT (5), PATRONI_RETRY_TIMEOUT (7), SHOPLAB_NETWORK (who
 #   may connect) and LAB_TLS_DIR (the lab's CA, this member's certificate and key: install_lab_tls).
@@ -560,9 +561,12 @@ render_patroni_config() {
   : "${PATRONI_SUPERUSER_PASSWORD:?}" "${PATRONI_REPLICATION_PASSWORD:?}" "${PATRONI_REWIND_PASSWORD:?}" "${PATRONI_REST_PASSWORD:?}"
   local out=$1 pg_port=${PATRONI_PG_PORT:-5432} api_port=${PATRONI_API_PORT:-8008} bin version
   local data=${PATRONI_DATA_DIR:-/var/lib/postgresql/patroni/$PATRONI_SCOPE} svc=$SHOPLAB_SERVICE hba
-  local ca=$LAB_TLS_DIR/ca.pem cert=$LAB_TLS_DIR/db.pem key=$LAB_TLS_DIR/db-key.pem
+  local ca=$LAB_TLS_DIR/ca.pem cert=$LAB_TLS_DIR/db.pem key=$LAB_TLS_DIR/db-key.pem allow ip members
   # Who may connect: the superuser on this host only (Patroni over the socket), and over TLS by password from
   # the lab: replication, pg_rewind's role to the postgres database, and the service's own role to its own.
+  allow="    - 127.0.0.1/32"
+  IFS=, read -r -a members <<<"${PATRONI_MEMBERS:-$SHOPLAB_IP}"
+  for ip in "${members[@]}"; do allow+=$'\n'"    - $ip/32"; done
   hba="    - local all postgres peer
     - hostssl all postgres 127.0.0.1/32 scram-sha-256
     - hostssl replication replicator $SHOPLAB_NETWORK scram-sha-256
@@ -586,8 +590,13 @@ restapi:
   certfile: $cert
   keyfile: $key
   cafile: $ca
+  # Unsafe endpoints from loopback and the cluster's members alone, the members listed here: Patroni's own
+  # allowlist_include_members takes them from its view of the cluster, which it drops when Consul does not
+  # answer — exactly when the primary asks the others (POST /failsafe) whether it may stay primary (DCS
+  # failsafe mode). make vm-test, 2026-12-07: the Consul leader powered off, catalog's primary got 403
+  # \`Access is denied\` from its standby and demoted itself.
   allowlist:
-    - 127.0.0.1/32
+$allow
   allowlist_include_members: true
   authentication:
     username: patroni
@@ -740,7 +749,34 @@ setup_patroni() {
   if patroni_role_is primary; then
     wait_for "PostgreSQL on the leader" 120 runuser -u postgres -- pg_isready -q -h /var/run/postgresql -p "${PATRONI_PG_PORT:-5432}"
     { rewind_role_sql && service_database_sql; } | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p "${PATRONI_PG_PORT:-5432}"
+    patroni_apply_timing
   fi
+}
+
+# patroni_apply_timing gives the cluster the ttl, loop_wait and retry_timeout render_patroni_config writes:
+# bootstrap.dcs applies them to a new cluster only, and a lab made before keeps its old ones until told. It
+# asks the local member's REST API (PATCH /config, the password in a header file, never an argument) and does
+# nothing when the cluster has them already.
+patroni_apply_timing() {
+  : "${PATRONI_REST_PASSWORD:?}" "${SHOPLAB_IP:?}"
+  local url="https://$SHOPLAB_IP:${PATRONI_API_PORT:-8008}/config" current want headers status=0
+  local ttl=${PATRONI_TTL:-20} loop=${PATRONI_LOOP_WAIT:-5} retry=${PATRONI_RETRY_TIMEOUT:-7}
+  # One "key":value a line (the nested settings flattened among them; these three are top-level only).
+  current=$(curl -sf --cacert "$LAB_TLS_DIR/ca.pem" "$url" | tr -d ' \n{}' | tr ',' '\n') ||
+    die "reading Patroni's dynamic configuration ($url) failed"
+  if grep -qx "\"ttl\":$ttl" <<<"$current" && grep -qx "\"loop_wait\":$loop" <<<"$current" &&
+    grep -qx "\"retry_timeout\":$retry" <<<"$current"; then
+    return 0
+  fi
+  want=$(printf '{"ttl":%s,"loop_wait":%s,"retry_timeout":%s}' "$ttl" "$loop" "$retry")
+  headers=$(mktemp)
+  chmod 0600 "$headers"
+  printf 'Authorization: Basic %s\n' "$(printf 'patroni:%s' "$PATRONI_REST_PASSWORD" | base64 -w0)" >"$headers"
+  printf '%s' "$want" | curl -sf -o /dev/null -X PATCH -H @"$headers" -H 'Content-Type: application/json' \
+    --cacert "$LAB_TLS_DIR/ca.pem" --data-binary @- "$url" || status=$?
+  rm -f "$headers"
+  ((status == 0)) || die "setting Patroni's ttl, loop_wait and retry_timeout ($url) failed"
+  log "Patroni of ${PATRONI_SCOPE:-its cluster}: ttl $ttl, loop_wait $loop, retry_timeout $retry"
 }
 
 # patroni_has_leader succeeds once the local Patroni's cluster view names a leader.

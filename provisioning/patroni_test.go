@@ -44,14 +44,14 @@ type patroniNode struct {
 }
 
 // patroniEnv is what provisioning gives render_patroni_config on a VM, for a member on loopback.
-func patroniEnv(n *patroniNode, consul string) []string {
+func patroniEnv(n *patroniNode, consul, members string) []string {
 	return []string{"SHOPLAB_NODE=" + n.name, "SHOPLAB_IP=" + n.ip, "SHOPLAB_SERVICE=catalog", "SHOPLAB_NETWORK=127.0.0.0/8",
 		"PATRONI_SCOPE=catalog-db", "CONSUL_PATRONI_TOKEN=unused-in-a-dev-agent", "PATRONI_CONSUL=" + consul,
 		"PATRONI_SUPERUSER_PASSWORD=su-pw", "PATRONI_REPLICATION_PASSWORD=repl-pw", "PATRONI_REWIND_PASSWORD=rewind-pw",
-		"PATRONI_REST_PASSWORD=rest-pw", "LAB_TLS_DIR=" + filepath.Join(n.dir, "tls"),
+		"PATRONI_REST_PASSWORD=rest-pw", "PATRONI_MEMBERS=" + members, "LAB_TLS_DIR=" + filepath.Join(n.dir, "tls"),
 		"PATRONI_PG_PORT=" + strconv.Itoa(n.pgPort), "PATRONI_API_PORT=" + strconv.Itoa(n.apiPort),
 		"PATRONI_DATA_DIR=" + filepath.Join(n.dir, "data"), "PATRONI_SOCKET_DIR=" + n.dir,
-		// Quicker than the VMs' 30 s: a killed leader's session runs out sooner (Consul's minimum is 10 s).
+		// The VMs' ttl (Consul's minimum session is 10 s: ttl/2), a quicker loop.
 		"PATRONI_TTL=20", "PATRONI_LOOP_WAIT=2"}
 }
 
@@ -107,7 +107,7 @@ func TestPatroniCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		ca.writeTLSDir(t, filepath.Join(n.dir, "tls"), n.ip, n.name, "primary.catalog-db.service.consul", "catalog-db.service.consul")
-		n.env = patroniEnv(n, dcs.Addr())
+		n.env = patroniEnv(n, dcs.Addr(), nodes[0].ip+","+nodes[1].ip)
 		if out, err := shellFunc(t, n.env, "render_patroni_config "+n.config); err != nil {
 			t.Fatalf("render %s: %v\n%s", n.name, err, out)
 		}
@@ -199,6 +199,23 @@ func TestPatroniCluster(t *testing.T) {
 		t.Fatalf("patroni_primary through the discovery: got %v; want %v", got, want)
 	}
 
+	// The cluster's timing, as a lab made before the timing changed is told it (patroni_apply_timing in
+	// setup_patroni): a new retry_timeout reaches Patroni's dynamic configuration; asked again, nothing to do;
+	// with a wrong password the call fails, and says so.
+	timing := append(slices.Clone(primary.env), "PATRONI_RETRY_TIMEOUT=6")
+	if out, err := shellFunc(t, timing, "patroni_apply_timing"); err != nil || !strings.Contains(out, "retry_timeout 6") {
+		t.Fatalf("patroni_apply_timing: got %v\n%s; want retry_timeout 6 applied", err, out)
+	}
+	if got := patroniConfig(t, primary, caFile); !strings.Contains(got, `"retry_timeout": 6`) || !strings.Contains(got, `"ttl": 20`) {
+		t.Fatalf("Patroni's dynamic configuration after patroni_apply_timing: got %s; want ttl 20 and retry_timeout 6", got)
+	}
+	if out, err := shellFunc(t, timing, "patroni_apply_timing"); err != nil || out != "" {
+		t.Fatalf("patroni_apply_timing with the timing in place: got %v, %q; want nothing done", err, out)
+	}
+	if out, err := shellFunc(t, append(timing, "PATRONI_RETRY_TIMEOUT=5", "PATRONI_REST_PASSWORD=wrong"), "patroni_apply_timing"); err == nil || !strings.Contains(out, "failed") {
+		t.Fatalf("patroni_apply_timing with a wrong password: got %v, %q; want a failure that says so", err, out)
+	}
+
 	// 2. The service's role and database, as setup_patroni makes them on the leader; rows committed there.
 	// The superuser's password reaches psql in its environment, as provisioning's never reaches an argument.
 	sqlEnv := append(slices.Clone(primary.env), "DB_PASSWORD=catalog-pw", "PGPASSWORD=su-pw", "PGSSLMODE=verify-full", "PGSSLROOTCERT="+caFile)
@@ -227,6 +244,12 @@ func TestPatroniCluster(t *testing.T) {
 
 	// 3. Consul unreachable for longer than Patroni's retry_timeout (a Consul leader election under emulation
 	// took 19 s in make vm-test): the primary keeps taking writes (failsafe mode) instead of demoting itself.
+	// The primary stays only while the other member answers its POST /failsafe, from the member's own address:
+	// the members are in the allowlist by address (PATRONI_MEMBERS), since Patroni forgets its view of the
+	// cluster, and so the members allowlist_include_members names, when Consul does not answer. Asked from the
+	// standby's address 15 s into the cut (past retry_timeout), the primary lets it in: a switchover without a
+	// leader is refused for that (400, before Patroni asks Consul), not 403 `Access is denied` as with the
+	// members from Consul alone.
 	dcs.Cut()
 	for i := range 25 {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -235,6 +258,13 @@ func TestPatroniCluster(t *testing.T) {
 		if err != nil {
 			dcs.Restore()
 			t.Fatalf("write on the primary %ds into Consul's absence: %v\n%s", i, err, logs())
+		}
+		if i == 15 {
+			api := fmt.Sprintf("%s:%d", primary.ip, primary.apiPort)
+			if code, body := postSwitchover(t, api, replica.ip, "rest-pw", "{}", caFile); code != http.StatusBadRequest {
+				dcs.Restore()
+				t.Fatalf("POST /switchover from the standby's address with Consul cut off: got %d %s; want the standby let in (400 for the empty request, not 403)", code, body)
+			}
 		}
 		time.Sleep(time.Second)
 	}
@@ -410,6 +440,43 @@ func TestPatroniCluster(t *testing.T) {
 	if out, err := run(t, root(t), nil, testkit.Binary(t, "cmd/shoplab"), "patroni-tags", "--once", "--config", replica.config); err != nil || out != "" {
 		t.Fatalf("shoplab patroni-tags --once with the tags right: got %v\n%s; want nothing done", err, out)
 	}
+}
+
+// postSwitchover sends body to POST /switchover of the REST API at api, with password, from the local address
+// from; it returns the status and body.
+func postSwitchover(t *testing.T, api, from, password, body, caFile string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "https://"+api+"/switchover", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("patroni", password)
+	client := trustingClient(t, caFile)
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	client.Transport.(*http.Transport).DialContext = dialer.DialContext
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("POST /switchover from %s: %v", from, err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(answer)
+}
+
+// patroniConfig is the member's answer to GET /config: the cluster's dynamic configuration, as JSON.
+func patroniConfig(t *testing.T, n *patroniNode, caFile string) string {
+	t.Helper()
+	transport, err := netx.TrustingTransport(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: transport, Timeout: 10 * time.Second}).Get(fmt.Sprintf("https://%s:%d/config", n.ip, n.apiPort))
+	if err != nil {
+		t.Fatalf("GET /config of %s: %v", n.name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func postmasterPID(t *testing.T, n *patroniNode) int {
@@ -591,22 +658,7 @@ func checkTLSOnly(t *testing.T, primary, replica *patroniNode, dsn, caFile strin
 	}
 	switchover := func(from, password string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, "https://"+api+"/switchover",
-			strings.NewReader(fmt.Sprintf(`{"leader": %q, "candidate": %q}`, primary.name, replica.name)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.SetBasicAuth("patroni", password)
-		client := trustingClient(t, caFile)
-		dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
-		client.Transport.(*http.Transport).DialContext = dialer.DialContext
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("POST /switchover from %s: %v", from, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, string(body)
+		return postSwitchover(t, api, from, password, fmt.Sprintf(`{"leader": %q, "candidate": %q}`, primary.name, replica.name), caFile)
 	}
 	// 127.0.0.9 is neither a member nor the host's loopback address: the password does not help there.
 	if code, body := switchover("127.0.0.9", "rest-pw"); code != http.StatusForbidden || !strings.Contains(body, "Access is denied") {
