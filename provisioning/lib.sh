@@ -420,12 +420,20 @@ acl_rules() {
 # token goes in a header file and the body on stdin: no secret is ever a process argument (ps shows those to
 # everyone). It fails on an HTTP error.
 consul_api() {
-  local method=$1 path=$2 headers status=0 body=()
+  local method=$1 path=$2 body=()
+  [[ $method == GET ]] || body=(--data-binary @-)
+  curl_secret_header "X-Consul-Token: $CONSUL_MANAGEMENT_TOKEN" -sf -X "$method" "${body[@]}" \
+    "http://${CONSUL_HTTP_ADDR:-127.0.0.1:8500}$path"
+}
+
+# curl_secret_header HEADER ARGS... runs curl ARGS with HEADER (it holds a secret) read from a file only root
+# can read, never from an argument (ps shows those to everyone); it returns curl's status.
+curl_secret_header() {
+  local headers status=0
   headers=$(mktemp)
   chmod 0600 "$headers"
-  printf 'X-Consul-Token: %s\n' "$CONSUL_MANAGEMENT_TOKEN" >"$headers"
-  [[ $method == GET ]] || body=(--data-binary @-)
-  curl -sf -X "$method" -H @"$headers" "${body[@]}" "http://${CONSUL_HTTP_ADDR:-127.0.0.1:8500}$path" || status=$?
+  printf '%s\n' "$1" >"$headers"
+  curl -H @"$headers" "${@:2}" || status=$?
   rm -f "$headers"
   return "$status"
 }
@@ -540,6 +548,11 @@ setup_postgres() {
 # Consul as the service <scope> with the tag primary on the leader, which services reach as
 # primary.<scope>.service.consul.
 PATRONI_NAMESPACE=/shoplab/
+# The clusters' timing (render_patroni_config says why these), which patroni_apply_timing gives a cluster made
+# before; the environment may set others (make test's quicker loop).
+PATRONI_TTL=${PATRONI_TTL:-20}
+PATRONI_LOOP_WAIT=${PATRONI_LOOP_WAIT:-5}
+PATRONI_RETRY_TIMEOUT=${PATRONI_RETRY_TIMEOUT:-7}
 
 # render_patroni_config writes this node's Patroni configuration to $1 from the environment:
 #   SHOPLAB_NODE, SHOPLAB_IP, SHOPLAB_SERVICE, PATRONI_SCOPE, CONSUL_PATRONI_TOKEN, PATRONI_SUPERUSER_PASSWORD,
@@ -619,9 +632,9 @@ bootstrap:
     # and a new primary follows a few seconds later. 20, not Patroni's 30: catalog's writes came back ~10 s
     # sooner in make vm-test (docs/failover.md); loop_wait + 2 x retry_timeout stays within ttl, as Patroni
     # requires, and a leader whose loop is slowed by a starved guest still renews three times per ttl.
-    ttl: ${PATRONI_TTL:-20}
-    loop_wait: ${PATRONI_LOOP_WAIT:-5}
-    retry_timeout: ${PATRONI_RETRY_TIMEOUT:-7}
+    ttl: $PATRONI_TTL
+    loop_wait: $PATRONI_LOOP_WAIT
+    retry_timeout: $PATRONI_RETRY_TIMEOUT
     maximum_lag_on_failover: 1048576
     # Consul unreachable (a leader election, seen taking 19 s under emulation) must not take the database down:
     # the primary stays primary while it can still reach every member over Patroni's API (DCS failsafe mode),
@@ -759,8 +772,8 @@ setup_patroni() {
 # nothing when the cluster has them already.
 patroni_apply_timing() {
   : "${PATRONI_REST_PASSWORD:?}" "${SHOPLAB_IP:?}"
-  local url="https://$SHOPLAB_IP:${PATRONI_API_PORT:-8008}/config" current want headers status=0
-  local ttl=${PATRONI_TTL:-20} loop=${PATRONI_LOOP_WAIT:-5} retry=${PATRONI_RETRY_TIMEOUT:-7}
+  local url="https://$SHOPLAB_IP:${PATRONI_API_PORT:-8008}/config" current want
+  local ttl=$PATRONI_TTL loop=$PATRONI_LOOP_WAIT retry=$PATRONI_RETRY_TIMEOUT
   # One "key":value a line (the nested settings flattened among them; these three are top-level only).
   current=$(curl -sf --cacert "$LAB_TLS_DIR/ca.pem" "$url" | tr -d ' \n{}' | tr ',' '\n') ||
     die "reading Patroni's dynamic configuration ($url) failed"
@@ -769,13 +782,9 @@ patroni_apply_timing() {
     return 0
   fi
   want=$(printf '{"ttl":%s,"loop_wait":%s,"retry_timeout":%s}' "$ttl" "$loop" "$retry")
-  headers=$(mktemp)
-  chmod 0600 "$headers"
-  printf 'Authorization: Basic %s\n' "$(printf 'patroni:%s' "$PATRONI_REST_PASSWORD" | base64 -w0)" >"$headers"
-  printf '%s' "$want" | curl -sf -o /dev/null -X PATCH -H @"$headers" -H 'Content-Type: application/json' \
-    --cacert "$LAB_TLS_DIR/ca.pem" --data-binary @- "$url" || status=$?
-  rm -f "$headers"
-  ((status == 0)) || die "setting Patroni's ttl, loop_wait and retry_timeout ($url) failed"
+  printf '%s' "$want" | curl_secret_header "Authorization: Basic $(printf 'patroni:%s' "$PATRONI_REST_PASSWORD" | base64 -w0)" \
+    -sf -o /dev/null -X PATCH -H 'Content-Type: application/json' --cacert "$LAB_TLS_DIR/ca.pem" --data-binary @- "$url" ||
+    die "setting Patroni's ttl, loop_wait and retry_timeout ($url) failed"
   log "Patroni of ${PATRONI_SCOPE:-its cluster}: ttl $ttl, loop_wait $loop, retry_timeout $retry"
 }
 
@@ -925,13 +934,7 @@ install_operator_tools() {
 
 # service_token_ready succeeds once the servers know this service's ACL token (the first server creates it).
 service_token_ready() {
-  local headers status=0
-  headers=$(mktemp)
-  chmod 0600 "$headers"
-  printf 'X-Consul-Token: %s\n' "$CONSUL_SERVICE_TOKEN" >"$headers"
-  curl -sf -o /dev/null -H @"$headers" http://127.0.0.1:8500/v1/acl/token/self || status=$?
-  rm -f "$headers"
-  return "$status"
+  curl_secret_header "X-Consul-Token: $CONSUL_SERVICE_TOKEN" -sf -o /dev/null http://127.0.0.1:8500/v1/acl/token/self
 }
 
 start_service() {
